@@ -1,0 +1,57 @@
+"""FedAvg: full-parameter local SGD, full weights down and up, weighted averaging.
+
+McMahan et al., "Communication-Efficient Learning of Deep Networks from Decentralized Data",
+AISTATS 2017 (arXiv 1602.05629); the first-order full-parameter baseline of the Ferret paper
+(Shu et al., arXiv 2409.06277, Table 1). Per round:
+
+    server:  send w_r to each sampled client
+    client:  w_i <- local SGD steps from w_r (same local loop as Ferret); send w_i
+    server:  w_{r+1} = sum_i p_i w_i,  p_i equal (official --equal_weight) or by data size
+
+Deviation: none in the algorithm. Weights travel in the model's dtype (float32 on CPU here),
+so the message is the full trainable state, as in the paper's communication comparison.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from ferret.algorithms.base import Algorithm, RoundContext
+from ferret.algorithms.local import sgd_local_steps
+from ferret.comm import Message
+
+
+class FedAvg(Algorithm):
+    name = "fedavg"
+
+    def setup(self, model: torch.nn.Module, tokenizer: object) -> None:
+        super().setup(model, tokenizer)
+        self._sum: dict[str, torch.Tensor] = {}  # running sum_i p_i w_i of the round
+
+    def downlink(self, client: int, ctx: RoundContext) -> Message:
+        return Message(dict(self.global_params))
+
+    def local_train(self, model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]],
+                    ctx: RoundContext) -> float:
+        cfg = self.cfg
+        return sgd_local_steps(model, [p for _, p in self.trainable(model)], batches, lr=cfg.lr,
+                               n_accum=cfg.n_accum, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
+
+    def encode(self, model: torch.nn.Module, client: int, ctx: RoundContext) -> Message:
+        return Message({n: p.detach() for n, p in self.trainable(model)})
+
+    @torch.no_grad()
+    def receive(self, msg: Message, weight: float, ctx: RoundContext) -> None:
+        if not self._sum:
+            self._sum = {n: torch.zeros_like(g) for n, g in self.global_params.items()}
+        for name, acc in self._sum.items():
+            acc.add_(msg.tensors[name].to(acc.device, acc.dtype), alpha=weight)
+
+    @torch.no_grad()
+    def aggregate(self, ctx: RoundContext) -> None:
+        for name, g in self.global_params.items():
+            g.copy_(self._sum[name])
+        self._sum = {}

@@ -1,0 +1,5 @@
+import sys
+
+from ferret.cli import main
+
+sys.exit(main())

@@ -1,0 +1,96 @@
+"""The one interface every federated method implements, and the round context the engine passes.
+
+The engine (ferret/engine.py) drives a round as:
+
+    for each sampled client c:
+        msg = algo.downlink(c, ctx)            # server -> client (serialised, counted)
+        algo.load_global(model)                # reset the single working copy
+        loss = algo.local_train(model, batches, ctx)     # "local compute" phase
+        up = algo.encode(model, c, ctx)        # "encode" phase -> uplink (serialised, counted)
+        algo.receive(decode(up), p_c, ctx)     # fold it in as it arrives (p_c sums to 1)
+    algo.aggregate(ctx)                        # finish the round: update the global model
+
+Uplinks are folded in one at a time so that the engine never holds more than the global
+model, one working copy and the method's own (running) aggregate.
+
+A method holds the global (server) state itself; the engine holds exactly one working copy of the
+model. Methods compute and never log: they return numbers and messages, the engine records them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from ferret.comm import Message
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """For methods without options of their own."""
+
+
+@dataclass(frozen=True)
+class RoundContext:
+    """What a method may know about the current round."""
+
+    round: int            # 1-based communication round
+    rounds: int           # total rounds of the run
+    seed: int             # the run's root seed
+    device: torch.device
+
+
+class Algorithm:
+    """Base class: full-parameter training state kept as a CPU-or-device copy of the trainable weights.
+
+    Subclasses set ``name`` and, if they take options, ``Options`` (a frozen dataclass whose
+    ``__post_init__`` validates), and implement ``downlink``, ``local_train``, ``encode`` and
+    ``aggregate``. ``setup`` selects the trainable parameters; PEFT methods override it.
+    """
+
+    name: ClassVar[str] = "algorithm"
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, cfg: Any, options: Any) -> None:
+        self.cfg = cfg
+        self.options = options
+        self.global_params: dict[str, torch.Tensor] = {}
+
+    # -- state -------------------------------------------------------------------------------
+    def setup(self, model: torch.nn.Module, tokenizer: Any) -> None:
+        """Take a copy of every trainable parameter as the global model."""
+        self.global_params = {
+            n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad
+        }
+
+    def trainable(self, model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+        return [(n, p) for n, p in model.named_parameters() if n in self.global_params]
+
+    @torch.no_grad()
+    def load_global(self, model: torch.nn.Module) -> None:
+        """Reset the working copy to the global weights (no allocation)."""
+        for n, p in self.trainable(model):
+            p.copy_(self.global_params[n])
+
+    # -- one round ---------------------------------------------------------------------------
+    def downlink(self, client: int, ctx: RoundContext) -> Message:
+        raise NotImplementedError
+
+    def local_train(self, model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]],
+                    ctx: RoundContext) -> float:
+        """Run the client's local work on the working copy; return its mean training loss."""
+        raise NotImplementedError
+
+    def encode(self, model: torch.nn.Module, client: int, ctx: RoundContext) -> Message:
+        raise NotImplementedError
+
+    def receive(self, msg: Message, weight: float, ctx: RoundContext) -> None:
+        """Fold one client's uplink, with its normalised aggregation weight, into the round."""
+        raise NotImplementedError
+
+    def aggregate(self, ctx: RoundContext) -> None:
+        """Finish the round: update the global model from what was received."""
+        raise NotImplementedError

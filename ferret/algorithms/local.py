@@ -1,0 +1,31 @@
+"""First-order local training shared by the methods whose clients run ordinary SGD steps."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+
+
+def sgd_local_steps(model: torch.nn.Module, params: list[torch.nn.Parameter],
+                    batches: Iterable[dict[str, torch.Tensor]], *, lr: float, n_accum: int,
+                    momentum: float = 0.0, weight_decay: float = 0.0, grad_clip: float = 0.0) -> float:
+    """SGD over micro-batches, one optimizer step every ``n_accum`` of them (the official code's
+    ``local_step``/``n_accum`` semantics). Returns the mean micro-batch loss (NaN if none)."""
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    model.train()
+    losses: list[float] = []
+    optimizer.zero_grad(set_to_none=True)
+    for i, batch in enumerate(batches, start=1):
+        loss = model(**batch).loss
+        (loss / n_accum).backward()
+        losses.append(loss.item())
+        if i % n_accum == 0:
+            if grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    optimizer.zero_grad(set_to_none=True)
+    model.eval()
+    return sum(losses) / len(losses) if losses else math.nan

@@ -1,0 +1,235 @@
+"""Typed run configuration: YAML file < `key=value` overrides, validated before anything heavy.
+
+Precedence: the dataclass defaults below, then the YAML file (``--config``; without one the
+embedded ``ferret/configs/default.yaml``), then command-line ``key=value`` overrides. Nested
+method options are overridden with a dotted key, e.g. ``method_options.basis=rademacher``.
+
+Every error is a :class:`ConfigError` whose one-line message names the offending key and value.
+Method-specific options (``method_options``) are validated by the method's own ``Options``
+dataclass, resolved through the registry, so this module never names a method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message is one line and names the value."""
+
+
+@dataclass
+class RunConfig:
+    """One federated run. Field help is in ``metadata``; ``ferret show-config`` prints it.
+
+    The defaults are the embedded CPU default (ferret/configs/default.yaml spells them out and
+    adds the per-method options); a test keeps the two in agreement."""
+
+    # what runs
+    method: str = field(default="ferret", metadata={"help": "registry name or 'package.module:Class'"})
+    model: str = field(default="smollm2-135m", metadata={"help": "alias (smollm2-135m, tiny), local path or hub id"})
+    dataset: str = field(default="synthetic", metadata={"help": "data set name (synthetic)"})
+    experiment: str = field(default="default", metadata={"help": "experiment name (W&B group)"})
+    run_id: str = field(default="", metadata={"help": "run id; empty derives one from method and seed"})
+    # federation
+    num_clients: int = field(default=12, metadata={"help": "number of clients"})
+    participation: float = field(default=0.25, metadata={"help": "fraction of clients sampled per round, in (0, 1]"})
+    rounds: int = field(default=6, metadata={"help": "communication rounds"})
+    equal_weight: bool = field(default=True, metadata={"help": "equal aggregation weights (else by data size)"})
+    # local training (the official code's semantics: local_steps counts micro-batches,
+    # one optimizer step every n_accum of them)
+    local_steps: int = field(default=4, metadata={"help": "local micro-batches per round"})
+    batch_size: int = field(default=4, metadata={"help": "examples per micro-batch"})
+    n_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
+    lr: float = field(default=1e-3, metadata={"help": "client learning rate"})
+    momentum: float = field(default=0.0, metadata={"help": "client SGD momentum (official: 0)"})
+    weight_decay: float = field(default=0.0, metadata={"help": "client weight decay"})
+    grad_clip: float = field(default=0.0, metadata={"help": "client gradient-norm clip; <= 0 disables"})
+    # shared-randomness methods
+    K: int = field(default=64, metadata={"help": "number of random bases / seeds"})
+    slr: float = field(default=1.0, metadata={"help": "server learning rate"})
+    method_options: dict = field(default_factory=dict,
+                                 metadata={"help": "per-method options: {method: {option: value}}"})
+    # data
+    train_per_client: int = field(default=64, metadata={"help": "training instances per client (synthetic)"})
+    eval_per_task: int = field(default=4, metadata={"help": "held-out instances per task (synthetic)"})
+    max_length: int = field(default=128, metadata={"help": "max tokens of prompt + response"})
+    # evaluation
+    eval_every: int = field(default=2, metadata={"help": "eval loss every N rounds (and at the end)"})
+    rouge_every: int = field(default=0, metadata={"help": "Rouge-L every N rounds; 0 = before training and at the end"})
+    eval_batch_size: int = field(default=16, metadata={"help": "batch size for evaluation and generation"})
+    max_new_tokens: int = field(default=16, metadata={"help": "greedy generation length for Rouge-L"})
+    # execution
+    seed: int = field(default=0, metadata={"help": "root seed: sampling, data order, init and all shared seeds"})
+    device: str = field(default="cpu", metadata={"help": "cpu, cuda or cuda:N"})
+    dtype: str = field(default="float32", metadata={"help": "float32, bfloat16 or float16"})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads; 0 keeps torch's default"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "allow custom model code (off by default)"})
+
+    def resolved_run_id(self) -> str:
+        return self.run_id or f"{self.method}-seed{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+_TYPES = typing.get_type_hints(RunConfig)
+_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _coerce(key: str, value: Any, kind: type) -> Any:
+    """Convert a YAML or command-line value to the field's type, or fail naming it."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)  # also accepts '1e-3', which YAML 1.1 reads as a string
+            except ValueError:
+                pass
+    elif kind is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    elif kind is dict:
+        if isinstance(value, dict):
+            return dict(value)
+    raise ConfigError(f"{key}={value!r}: expected {kind.__name__}")
+
+
+def _unknown_key(key: str, known: typing.Iterable[str]) -> ConfigError:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(f"unknown config key '{key}'{hint}")
+
+
+def _parse_override(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"override '{item}' is not of the form key=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def _apply(values: dict[str, Any], key: str, value: Any) -> None:
+    head, _, rest = key.partition(".")
+    if head not in _FIELDS:
+        raise _unknown_key(head, _FIELDS)
+    if rest:
+        if _TYPES[head] is not dict:
+            raise ConfigError(f"'{key}': '{head}' has no sub-keys")
+        node = values.setdefault(head, {})
+        *parents, leaf = rest.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"'{key}': '{part}' is not a mapping")
+        node[leaf] = value
+    else:
+        values[head] = _coerce(key, value, _TYPES[head])
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with one-line errors for a missing or malformed file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"malformed YAML in {path}{where}: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping of key: value, got {type(data).__name__}")
+    return data
+
+
+def default_config_text() -> str:
+    return resources.files("ferret.configs").joinpath("default.yaml").read_text()
+
+
+def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> RunConfig:
+    """Build and validate a RunConfig from a YAML file (or the embedded default) and overrides."""
+    data = read_yaml(path) if path is not None else yaml.safe_load(default_config_text())
+    values: dict[str, Any] = {}
+    for key, value in (data or {}).items():
+        _apply(values, str(key), value)
+    for item in overrides:
+        _apply(values, *_parse_override(item))
+    cfg = RunConfig(**values)
+    validate(cfg)
+    return cfg
+
+
+def _check(ok: bool, key: str, value: Any, rule: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r}: {rule}")
+
+
+def validate(cfg: RunConfig) -> None:
+    """Check ranges and names without loading a model or data; raise ConfigError on the first bad value."""
+    # Imported here so that `ferret.config` stays importable without torch for light tooling.
+    from ferret.algorithms import registry
+    from ferret.data import registry as data_registry
+    from ferret.data.types import DataError
+    from ferret.models import ModelError, check_model_name
+
+    for key in ("num_clients", "rounds", "local_steps", "batch_size", "n_accum", "K", "max_length",
+                "eval_every", "eval_batch_size", "max_new_tokens", "train_per_client", "eval_per_task"):
+        _check(getattr(cfg, key) > 0, key, getattr(cfg, key), "must be > 0")
+    _check(0.0 < cfg.participation <= 1.0, "participation", cfg.participation, "must be in (0, 1]")
+    _check(cfg.lr > 0, "lr", cfg.lr, "must be > 0")
+    _check(cfg.slr > 0, "slr", cfg.slr, "must be > 0")
+    _check(0.0 <= cfg.momentum < 1.0, "momentum", cfg.momentum, "must be in [0, 1)")
+    _check(cfg.weight_decay >= 0, "weight_decay", cfg.weight_decay, "must be >= 0")
+    _check(cfg.rouge_every >= 0, "rouge_every", cfg.rouge_every, "must be >= 0")
+    _check(cfg.threads >= 0, "threads", cfg.threads, "must be >= 0")
+    _check(cfg.local_steps % cfg.n_accum == 0, "n_accum", cfg.n_accum,
+           f"must divide local_steps={cfg.local_steps}")
+    _check(cfg.dtype in _DTYPES, "dtype", cfg.dtype, f"must be one of {', '.join(_DTYPES)}")
+    _check(cfg.device == "cpu" or cfg.device.startswith("cuda"), "device", cfg.device, "must be cpu or cuda[:N]")
+    _check(bool(cfg.run_id == "" or cfg.run_id.replace("-", "").replace("_", "").replace(".", "").isalnum()),
+           "run_id", cfg.run_id, "may hold only letters, digits, '-', '_' and '.'")
+    try:
+        data_registry.check_dataset_name(cfg.dataset)
+        check_model_name(cfg.model)
+        registry.options_for(cfg.method, cfg.method_options)
+    except (DataError, ModelError, registry.UnknownMethodError) as e:
+        raise ConfigError(str(e)) from None
+
+
+def describe() -> str:
+    """Human-readable list of config keys with defaults and help."""
+    lines = []
+    for f in dataclasses.fields(RunConfig):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        lines.append(f"{f.name:18s} {default!r:16s} {f.metadata.get('help', '')}")
+    return "\n".join(lines)

@@ -1,0 +1,33 @@
+"""Evaluation metrics: eval loss, Rouge-L on greedy generations (rouge-score)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from rouge_score import rouge_scorer
+
+_SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+
+
+def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float:
+    """Mean Rouge-L F-measure (0..1) of predictions against references, as the official code
+    scores its final evaluation (per example, then averaged)."""
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
+    if not references:
+        return float("nan")
+    scores = [_SCORER.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references)]
+    return sum(scores) / len(scores)
+
+
+@torch.no_grad()
+def example_losses(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean token loss of each example in a right-padded batch (labels -100 are ignored)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    labels = batch["labels"][:, 1:]
+    token_loss = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels, ignore_index=-100,
+                                 reduction="none")
+    counts = (labels != -100).sum(1).clamp(min=1)
+    return token_loss.sum(1) / counts

@@ -1,0 +1,32 @@
+"""Shared fixtures: the tiny model and tokenizer, cached once per session under resources/."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# The tokenizer cache (converted once from the embedded GGUF) is shared by every test that
+# builds the tiny model; tests that need isolation point FERRET_RESOURCES elsewhere themselves.
+os.environ.setdefault("FERRET_RESOURCES", str(ROOT / "resources"))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """(model, tokenizer) of the tiny random-init model, seed 0."""
+    from ferret.models import load_model_and_tokenizer
+
+    model, tokenizer, _ = load_model_and_tokenizer("tiny", seed=0)
+    return model, tokenizer
+
+
+def tiny_overrides(**extra: object) -> list[str]:
+    """Overrides for a seconds-long run of the tiny model."""
+    base = {"model": "tiny", "num_clients": 4, "participation": 0.5, "rounds": 2, "local_steps": 2,
+            "batch_size": 2, "train_per_client": 8, "eval_per_task": 2, "max_new_tokens": 4,
+            "lr": 0.05, "K": 16}
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]

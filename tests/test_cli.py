@@ -1,0 +1,75 @@
+"""The command line: config precedence and one-line errors that write nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from ferret.cli import main
+from ferret.config import ConfigError, RunConfig, load_config
+
+
+def test_precedence_defaults_file_overrides(tmp_path):
+    cfg = load_config()  # the embedded default run config
+    assert cfg.model == "smollm2-135m" and cfg.method_options["ferret"]["basis"] == "rademacher"
+    f = tmp_path / "c.yaml"
+    f.write_text("method: fedavg\nK: 8\nlr: 1e-3\n")
+    cfg = load_config(f, ["K=32", "method_options.ferret.basis=uniform"])
+    assert (cfg.method, cfg.K, cfg.lr) == ("fedavg", 32, 0.001)
+    assert cfg.eval_every == RunConfig().eval_every  # keys the file omits keep their defaults
+    assert cfg.method_options == {"ferret": {"basis": "uniform"}}
+
+
+def test_embedded_default_equals_the_dataclass_defaults_but_for_method_options():
+    embedded = load_config().to_dict()
+    defaults = RunConfig().to_dict()
+    assert embedded.pop("method_options") == {"ferret": {"basis": "rademacher"}}
+    defaults.pop("method_options")
+    assert embedded == defaults
+
+
+BAD = [
+    (["method=fedsgd"], "fedsgd"),
+    (["K=0"], "K=0"),
+    (["K=-3"], "K=-3"),
+    (["participation=0"], "participation=0"),
+    (["participation=1.5"], "participation=1.5"),
+    (["model=/nonexistent/model-dir"], "/nonexistent/model-dir"),
+    (["lerning_rate=0.1"], "lerning_rate"),
+    (["rounds=abc"], "rounds='abc'"),
+    (["method_options.ferret.basis=sobol"], "sobol"),
+    (["dataset=dolly"], "dolly"),
+]
+
+
+@pytest.mark.parametrize("overrides,named", BAD)
+def test_bad_input_exits_nonzero_with_one_line_and_writes_nothing(tmp_path, capsys, overrides, named):
+    out = tmp_path / "out"
+    assert main(["run", "--out", str(out), *overrides]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and named in err, err
+    assert not out.exists()
+
+
+def test_unknown_key_suggests_the_close_one():
+    with pytest.raises(ConfigError, match="did you mean 'local_steps'"):
+        load_config(None, ["local_step=3"])
+
+
+def test_malformed_yaml_names_the_file_and_line(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("method: ferret\nK: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml line"):
+        load_config(f)
+
+
+def test_cli_process_exit_status_and_message(tmp_path):
+    """The installed entry point, as a user runs it."""
+    out = tmp_path / "o"
+    proc = subprocess.run([sys.executable, "-m", "ferret", "run", "--out", str(out), "K=-1"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["ferret: error: K=-1: must be > 0"]
+    assert not out.exists()

@@ -1,0 +1,146 @@
+"""Shared-randomness bases: determinism, chunking, unbiasedness, memory."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ferret import projection as P
+
+
+@pytest.mark.parametrize("kind", P.BASES)
+def test_bases_are_a_pure_function_of_seed_block_and_index(kind):
+    keys = P.stream_keys(torch.tensor([3, 99, 2**40]), block=5)
+    whole = P.basis_chunk(kind, keys, 0, 1000, 1000)
+    pieces = torch.cat([P.basis_chunk(kind, keys, s, 128, 1000)[:, : min(128, 1000 - s)]
+                        for s in range(0, 1000, 128)], dim=1)
+    assert torch.equal(whole, pieces)  # any chunking regenerates the same entries
+    again = P.basis_chunk(kind, P.stream_keys(torch.tensor([3, 99, 2**40]), block=5), 0, 1000, 1000)
+    assert torch.equal(whole, again)  # a second party with the same seeds gets the same bits
+    other_block = P.basis_chunk(kind, P.stream_keys(torch.tensor([3, 99, 2**40]), block=6), 0, 1000, 1000)
+    assert not torch.equal(whole, other_block)
+    assert not torch.equal(whole[0], whole[1])
+
+
+@pytest.mark.parametrize("kind", P.BASES)
+def test_basis_moments_match_declared_variance(kind):
+    d = 4096
+    V = P.basis_chunk(kind, P.stream_keys(torch.arange(64), 0), 0, d, d).double()
+    var = P.basis_variance(kind, d)
+    assert abs(V.mean().item()) < 5 * math.sqrt(var / V.numel())
+    assert V.var().item() == pytest.approx(var, rel=0.03)
+    gram = V @ V.T / (d * var)  # ~ identity: bases nearly orthogonal, unit norm after scaling
+    assert (gram.diagonal() - 1).abs().max() < 0.1
+    assert (gram - torch.diag(gram.diagonal())).abs().max() < 0.1
+
+
+def test_project_and_reconstruct_are_chunking_invariant():
+    x = torch.randn(5000)
+    keys = P.stream_keys(torch.arange(7), 1)
+    g_small = P.project(x, keys, "rademacher", chunk_elems=7 * 64)
+    g_big = P.project(x, keys, "rademacher", chunk_elems=1 << 20)
+    torch.testing.assert_close(g_small, g_big)
+    r_small = P.reconstruct(g_small, keys, "rademacher", torch.zeros(5000), chunk_elems=7 * 64)
+    r_big = P.reconstruct(g_small, keys, "rademacher", torch.zeros(5000), chunk_elems=1 << 20)
+    torch.testing.assert_close(r_small, r_big)
+
+
+def _mean_rebuild_error(kind: str, n: int, trials: int, delta: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Average of `trials` independent unbiased-scaled rebuilds with n bases each."""
+    d = delta.numel()
+    acc = torch.zeros(d, dtype=torch.float64)
+    alpha = 1.0 / (n * P.basis_variance(kind, d))
+    for t in range(trials):
+        keys = P.stream_keys(torch.arange(t * n, (t + 1) * n), 0)
+        coef = P.project(delta, keys, kind) * alpha
+        acc += P.reconstruct(coef, keys, kind, torch.zeros(d)).double()
+    mean = acc / trials
+    return mean, ((mean - delta.double()).norm() / delta.double().norm()).item()
+
+
+@pytest.mark.parametrize("kind", P.BASES)
+def test_unbiased_scaling_rebuild_averages_to_delta(kind):
+    torch.manual_seed(0)
+    delta = torch.randn(64)
+    mean, err = _mean_rebuild_error(kind, n=8, trials=3000, delta=delta)
+    # Each rebuild has relative variance ~ d/n = 8, so the mean's relative error is ~ sqrt(8/3000).
+    assert err < 4 * math.sqrt(64 / 8 / 3000)
+    assert torch.corrcoef(torch.stack([mean.float(), delta]))[0, 1] > 0.98
+
+
+def test_rebuild_error_shrinks_as_K_grows():
+    torch.manual_seed(1)
+    delta = torch.randn(256)
+    errors = [_mean_rebuild_error("rademacher", n=n, trials=1, delta=delta)[1] for n in (8, 64, 512)]
+    # single rebuilds: relative error ~ sqrt(d / n)
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 1.5 * math.sqrt(256 / 512)
+
+
+def test_official_scaling_expectation_is_d_times_variance():
+    """Official: coordinates x d/n; with the truncated normal on +-1/sqrt(d), E = delta/3."""
+    torch.manual_seed(2)
+    d, n, trials = 48, 8, 3000
+    delta = torch.randn(d)
+    acc = torch.zeros(d, dtype=torch.float64)
+    for t in range(trials):
+        keys = P.stream_keys(torch.arange(t * n, (t + 1) * n), 0)
+        coef = P.project(delta, keys, "trunc_normal") * (d / n)
+        acc += P.reconstruct(coef, keys, "trunc_normal", torch.zeros(d)).double()
+    expected = d * P.basis_variance("trunc_normal", d)
+    assert expected == pytest.approx(1 / 3, rel=0.02)
+    ratio = (acc / trials) @ delta.double() / (delta.double() @ delta.double())
+    assert ratio.item() == pytest.approx(expected, rel=0.1)
+
+
+def test_chunks_never_exceed_the_budget(monkeypatch):
+    """O(n x chunk) memory: no generated chunk is larger than chunk_elems, although n x d is 64x larger."""
+    n, d, budget = 256, 1 << 16, (256 << 16) // 64
+    shapes = []
+    real = P.basis_chunk
+
+    def spy(kind, keys, start, length, dd):
+        out = real(kind, keys, start, length, dd)
+        shapes.append(out.numel())
+        return out
+
+    monkeypatch.setattr(P, "basis_chunk", spy)
+    keys = P.stream_keys(torch.arange(n), 0)
+    coef = P.project(torch.randn(d), keys, "rademacher", chunk_elems=budget)
+    P.reconstruct(coef, keys, "rademacher", torch.zeros(d), chunk_elems=budget)
+    assert max(shapes) <= budget < n * d
+    assert sum(shapes) == 2 * n * d  # every entry generated exactly once per pass
+
+
+def test_peak_memory_stays_far_below_K_times_d():
+    """In a fresh process, project + rebuild with K x d = 4 GiB of float32 entries."""
+    code = """
+import resource, torch
+from ferret import projection as P
+torch.set_num_threads(1)
+d, K = 1 << 21, 512
+x = torch.randn(d)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+keys = P.stream_keys(torch.arange(K), 0)
+g = P.project(x, keys, "rademacher", chunk_elems=1 << 22)
+P.reconstruct(g, keys, "rademacher", torch.zeros(d), chunk_elems=1 << 22)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    extra_mb = float(out.stdout.strip())
+    # Budget: a few chunk-sized temporaries (int64 hashes, bits, float chunk) + one d-vector;
+    # materialising K x d float32 would be 4096 MiB.
+    assert extra_mb < 400, extra_mb
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("kind", ["rademacher", "uniform", "trunc_normal"])
+def test_cuda_bases_equal_cpu_bases(kind):
+    keys = P.stream_keys(torch.arange(17), 4)
+    cpu = P.basis_chunk(kind, keys, 64, 3000, 10_000)
+    gpu = P.basis_chunk(kind, keys.cuda(), 64, 3000, 10_000).cpu()
+    torch.testing.assert_close(cpu, gpu, rtol=1e-6, atol=1e-7)
