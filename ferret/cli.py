@@ -1,4 +1,4 @@
-"""Command line: ``ferret run | prepare-model | show-config``.
+"""Command line: ``ferret run | prepare-model | show-config | collect | tables | figures``.
 
 ``ferret run [--config PATH] --out DIR [key=value ...]``: precedence is dataclass defaults <
 YAML file (or the embedded default run config when --config is absent) < key=value overrides.
@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 from ferret.config import ConfigError, default_config_text, describe, load_config
+from ferret.data.types import DataError
+from ferret.models import ModelError
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -39,6 +41,58 @@ def _cmd_show_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_collect(args: argparse.Namespace) -> int:
+    from ferret.report.collect import write_all_runs
+
+    runs = [Path(p) for p in args.runs] or sorted(p.parent for p in Path(args.runs_root).glob("*/run.json"))
+    df = write_all_runs(runs, Path(args.out))
+    print(f"collect: {df['run_id'].nunique()} runs, {len(df)} rows -> {args.out}")
+    return 0
+
+
+def _read_all_runs(path: str):  # noqa: ANN202 - pandas is imported lazily
+    import pandas as pd
+
+    if not Path(path).is_file():
+        raise ConfigError(f"input table not found: {path}")
+    return pd.read_csv(path)
+
+
+def _cmd_tables(args: argparse.Namespace) -> int:
+    from ferret.report.tables import write_tables
+
+    written = write_tables(_read_all_runs(args.input), Path(args.out), args.target_loss)
+    for path in written.values():
+        print(path.read_text())
+    _log_report(args, "tables", sorted(Path(args.out).glob("*.*")))
+    return 0
+
+
+def _log_report(args: argparse.Namespace, kind: str, files: list[Path]) -> None:
+    from ferret.tracking import log_report
+
+    log_report(files, kind=kind, mode=args.wandb_mode, experiment=args.experiment,
+               folder=Path(args.input).parent)
+
+
+def _cmd_figures(args: argparse.Namespace) -> int:
+    from ferret.report.figures import FIGURES, write_figure
+
+    df = _read_all_runs(args.input)
+    written = []
+    for name in args.only or list(FIGURES):
+        written += write_figure(df, name, Path(args.out))
+    print("\n".join(map(str, written)))
+    _log_report(args, "-".join(args.only) if args.only else "figures", written)
+    return 0
+
+
+def _report_wandb_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wandb-mode", default="disabled", choices=("auto", "online", "offline", "disabled"),
+                   help="also log the outputs to W&B (the workflow passes its wandb.mode)")
+    p.add_argument("--experiment", default="default", help="W&B group of the report run")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ferret", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -53,6 +107,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alias", default="smollm2-135m")
     p.set_defaults(func=_cmd_prepare_model)
 
+    p = sub.add_parser("collect", help="gather runs' metrics.csv into one all_runs.csv")
+    p.add_argument("runs", nargs="*", help="run folders (default: every folder under --runs-root)")
+    p.add_argument("--runs-root", default="results/runs")
+    p.add_argument("--out", default="results/all_runs.csv")
+    p.set_defaults(func=_cmd_collect)
+
+    p = sub.add_parser("tables", help="main and cost tables (Markdown, LaTeX) from all_runs.csv")
+    p.add_argument("--input", default="results/all_runs.csv")
+    p.add_argument("--out", default="results/tables")
+    p.add_argument("--target-loss", type=float, default=None,
+                   help="eval loss for the rounds-to-target column (default: highest final eval loss)")
+    _report_wandb_args(p)
+    p.set_defaults(func=_cmd_tables)
+
+    p = sub.add_parser("figures", help="convergence and ablation plots (PNG, PDF) from all_runs.csv")
+    p.add_argument("--input", default="results/all_runs.csv")
+    p.add_argument("--out", default="figures")
+    p.add_argument("--only", nargs="*", help="figure names (default: all)")
+    _report_wandb_args(p)
+    p.set_defaults(func=_cmd_figures)
+
     p = sub.add_parser("show-config", help="list config keys (or print the embedded default)")
     p.add_argument("--default", action="store_true", help="print the embedded default run config")
     p.set_defaults(func=_cmd_show_config)
@@ -63,10 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, ValueError) as e:
-        # ConfigError, ModelError and DataError are ValueErrors with one-line messages.
-        if not isinstance(e, ConfigError) and type(e).__name__ not in ("ModelError", "DataError"):
-            raise
+    except (ConfigError, ModelError, DataError) as e:
         print(f"ferret: error: {e}", file=sys.stderr)
         return 2
 

@@ -73,6 +73,10 @@ class RunConfig:
     dtype: str = field(default="float32", metadata={"help": "float32, bfloat16 or float16"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads; 0 keeps torch's default"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow custom model code (off by default)"})
+    # Weights & Biases (never required: no key or no network means offline or off, never a failure)
+    wandb_mode: str = field(default="auto", metadata={"help": "auto, online, offline or disabled"})
+    wandb_project: str = field(default="", metadata={"help": "W&B project; empty: $WANDB_PROJECT or ferret-bench"})
+    wandb_entity: str = field(default="", metadata={"help": "W&B entity; empty: $WANDB_ENTITY or your default"})
 
     def resolved_run_id(self) -> str:
         return self.run_id or f"{self.method}-seed{self.seed}"
@@ -84,6 +88,7 @@ class RunConfig:
 _FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 _TYPES = typing.get_type_hints(RunConfig)
 _DTYPES = ("float32", "bfloat16", "float16")
+_WANDB_MODES = ("auto", "online", "offline", "disabled")
 
 
 def _coerce(key: str, value: Any, kind: type) -> Any:
@@ -214,6 +219,7 @@ def validate(cfg: RunConfig) -> None:
     _check(cfg.threads >= 0, "threads", cfg.threads, "must be >= 0")
     _check(cfg.local_steps % cfg.n_accum == 0, "n_accum", cfg.n_accum,
            f"must divide local_steps={cfg.local_steps}")
+    _check(cfg.wandb_mode in _WANDB_MODES, "wandb_mode", cfg.wandb_mode, f"must be one of {', '.join(_WANDB_MODES)}")
     _check(cfg.dtype in _DTYPES, "dtype", cfg.dtype, f"must be one of {', '.join(_DTYPES)}")
     _check(cfg.device == "cpu" or cfg.device.startswith("cuda"), "device", cfg.device, "must be cpu or cuda[:N]")
     _check(bool(cfg.run_id == "" or cfg.run_id.replace("-", "").replace("_", "").replace(".", "").isalnum()),

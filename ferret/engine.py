@@ -42,7 +42,7 @@ from ferret.data.types import Example
 from ferret.metrics import example_losses, rouge_l
 from ferret.models import load_model_and_tokenizer
 from ferret.seeding import derive_seed, generator
-from ferret.tracking import CsvSink, Progress, write_json
+from ferret.tracking import CsvSink, Progress, WandbSink, resolve_wandb_mode, write_json
 
 
 class DivergedError(RuntimeError):
@@ -175,7 +175,12 @@ def run(cfg: RunConfig, out: Path) -> dict[str, Any]:
     record: dict[str, Any] = {"run_id": run_id, "status": "running", "config": cfg.to_dict(),
                               **environment_info(device)}
     write_json(out / "run.json", record)
-    sink = CsvSink(out / "metrics.csv")
+    sinks = [CsvSink(out / "metrics.csv")]
+    record["wandb_mode"] = resolve_wandb_mode(cfg.wandb_mode)
+    wandb_sink = WandbSink(mode=record["wandb_mode"], project=cfg.wandb_project,
+                           entity=cfg.wandb_entity, group=cfg.experiment, job_type=cfg.method, name=run_id,
+                           config=cfg.to_dict(), folder=out)
+    sinks.append(wandb_sink)
     try:
         model, tokenizer, model_info = load_model_and_tokenizer(
             cfg.model, dtype=cfg.dtype, device=cfg.device, seed=derive_seed(cfg.seed, "init") % 2**31,
@@ -191,7 +196,7 @@ def run(cfg: RunConfig, out: Path) -> dict[str, Any]:
         algo: Algorithm = algo_cls(cfg, options)
         algo.setup(model, tokenizer)
 
-        summary = _federate(cfg, algo, model, tokenizer, clients, ev, sink, run_id, device)
+        summary = _federate(cfg, algo, model, tokenizer, clients, ev, sinks, run_id, device)
         record["status"] = summary.pop("status")
         record["final"] = summary
     except DivergedError as e:
@@ -202,17 +207,23 @@ def run(cfg: RunConfig, out: Path) -> dict[str, Any]:
     finally:
         record["wall_clock_s"] = round(time.perf_counter() - t_start, 3)
         write_json(out / "run.json", record)
+        wandb_sink.finish({**record.get("final", {}), "wall_clock_s": record["wall_clock_s"]}, record["status"])
     return record
 
 
 def _federate(cfg: RunConfig, algo: Algorithm, model: torch.nn.Module, tokenizer: Any,
-              clients: list[list[dict[str, list[int]]]], ev: EvalSet, sink: CsvSink, run_id: str,
-              device: torch.device) -> dict[str, Any]:
+              clients: list[list[dict[str, list[int]]]], ev: EvalSet, sinks: list[CsvSink | WandbSink],
+              run_id: str, device: torch.device) -> dict[str, Any]:
     pad_id = tokenizer.pad_token_id
     references = [ex.output for ex in ev.examples]
     weights = [1.0 if cfg.equal_weight else float(len(c)) for c in clients]
     progress = Progress(cfg.rounds, desc=f"{run_id}")
     cum_bytes = 0
+
+    def log(row: dict[str, Any]) -> None:
+        for sink in sinks:
+            sink.log(row)
+
     first: dict[str, Any] = {}
     last: dict[str, Any] = {}
 
@@ -233,7 +244,7 @@ def _federate(cfg: RunConfig, algo: Algorithm, model: torch.nn.Module, tokenizer
                                 "uplink_bytes": 0, "downlink_bytes": 0, "cum_bytes": 0}
         evaluate(0, row0)
         row0["peak_mem_mb"] = _peak_mem_mb(device)
-        sink.log(row0)
+        log(row0)
         first = dict(row0)
         for r in range(1, cfg.rounds + 1):
             ctx = RoundContext(round=r, rounds=cfg.rounds, seed=cfg.seed, device=device)
@@ -271,12 +282,12 @@ def _federate(cfg: RunConfig, algo: Algorithm, model: torch.nn.Module, tokenizer
                    "t_local_s": t_local.seconds, "t_encode_s": t_encode.seconds, "t_aggregate_s": t_agg.seconds}
             if not math.isfinite(train_loss):
                 row["peak_mem_mb"] = _peak_mem_mb(device)
-                sink.log(row)
+                log(row)
                 raise DivergedError(f"training loss is {train_loss} at round {r}")
             evaluate(r, row)
             row["t_round_s"] = time.perf_counter() - t_round
             row["peak_mem_mb"] = _peak_mem_mb(device)
-            sink.log(row)
+            log(row)
             progress.update(row)
             last = row
     finally:

@@ -217,15 +217,19 @@ def _check_no_overlap(final: Path) -> None:
 
 
 def prepare_model(alias: str = "smollm2-135m", root: Path | None = None) -> Path:
-    """Convert the embedded model once to safetensors and return its cache folder.
+    """Convert the embedded model once to safetensors and return its cache folder
+    (for ``tiny``: cache the tokenizer it borrows and return that folder).
 
     The folder ``<root>/models/<subdir>/`` holds config, weights, tokenizer and
     ``provenance.json``; when config.json and model.safetensors exist it is returned at once.
     """
     entry = ALIASES.get(alias)
+    root = Path(root).resolve() if root is not None else resources_dir()
+    if entry is not None and entry["kind"] == "random-init":
+        # Nothing to convert but the tokenizer it borrows: cache that once.
+        return Path(_smollm2_tokenizer(root).name_or_path)
     if entry is None or entry["kind"] != "embedded":
         _embedded_source(alias)  # raises the explanatory ModelError
-    root = Path(root).resolve() if root is not None else resources_dir()
     final = root / "models" / entry["subdir"]
     if _is_complete(final, _MODEL_FILES):
         return final

@@ -1,4 +1,4 @@
-"""Where a run's numbers go: CSV (one row per round), run.json, and a console progress bar.
+"""Where a run's numbers go: CSV (one row per round), run.json, W&B, and a console progress bar.
 
 Every file is written atomically (a temporary file in the same folder, then ``os.replace``), so
 a crash never leaves a half-written CSV or JSON behind: a reader sees the previous complete
@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -92,3 +93,94 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def resolve_wandb_mode(configured: str, env: Mapping[str, str] | None = None) -> str:
+    """online / offline / disabled. 'auto': $WANDB_MODE if set, else online when an API key is
+    configured ($WANDB_API_KEY or a netrc entry), else offline (no network needed)."""
+    env = os.environ if env is None else env
+    if configured != "auto":
+        return configured
+    mode = env.get("WANDB_MODE", "").strip().lower()
+    if mode:
+        return {"dryrun": "offline", "run": "online"}.get(mode, mode)
+    if env.get("WANDB_API_KEY"):
+        return "online"
+    netrc = Path(env.get("NETRC", Path(env.get("HOME", "~")).expanduser() / ".netrc"))
+    try:
+        if "api.wandb.ai" in netrc.read_text():
+            return "online"
+    except OSError:
+        pass
+    return "offline"
+
+
+class WandbSink:
+    """Mirror of the per-round rows in Weights & Biases. Never blocks or fails the run: any W&B
+    error (no package, no network, no key) prints one warning and turns the sink off."""
+
+    INIT_TIMEOUT_S = 10
+
+    def __init__(self, *, mode: str, project: str, entity: str, group: str, job_type: str, name: str,
+                 config: Mapping[str, Any], folder: Path) -> None:
+        self.run = None
+        if mode == "disabled":
+            return
+        try:
+            import wandb
+
+            folder.mkdir(parents=True, exist_ok=True)
+            self.run = wandb.init(
+                project=project or os.environ.get("WANDB_PROJECT") or "ferret-bench",
+                entity=entity or os.environ.get("WANDB_ENTITY") or None, group=group, job_type=job_type,
+                name=name, config=dict(config), dir=str(folder), mode=mode, reinit="finish_previous",
+                settings=wandb.Settings(init_timeout=self.INIT_TIMEOUT_S, console="off", silent=True))
+        except Exception as e:  # noqa: BLE001 - W&B must never fail a run
+            self._off(e)
+
+    def _off(self, error: BaseException) -> None:
+        print(f"ferret: W&B logging off for this run: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
+              file=sys.stderr)
+        self.run = None
+
+    def log(self, row: Mapping[str, Any]) -> None:
+        if self.run is None:
+            return
+        try:
+            numeric = {k: v for k, v in row.items() if isinstance(v, (int, float)) and k != "round"}
+            self.run.log(numeric, step=int(row["round"]))
+        except Exception as e:  # noqa: BLE001
+            self._off(e)
+
+    def finish(self, summary: Mapping[str, Any], status: str) -> None:
+        if self.run is None:
+            return
+        try:
+            self.run.summary.update({**{k: v for k, v in summary.items() if v is not None}, "status": status})
+            self.run.finish(exit_code=0 if status == "ok" else 1)
+        except Exception as e:  # noqa: BLE001
+            self._off(e)
+
+
+def log_report(files: list[Path], *, kind: str, mode: str, experiment: str, folder: Path,
+               project: str = "", entity: str = "") -> None:
+    """Log report files to W&B (one run of job_type 'report' per kind): every file in an artifact,
+    PNG figures also as images. Like WandbSink, it warns and carries on when W&B is unavailable."""
+    sink = WandbSink(mode=resolve_wandb_mode(mode), project=project, entity=entity, group=experiment,
+                     job_type="report", name=f"{experiment}-{kind}", config={"experiment": experiment},
+                     folder=folder)
+    if sink.run is None:
+        return
+    try:
+        import wandb
+
+        artifact = wandb.Artifact(f"{experiment}-{kind}", type="report")
+        for path in files:
+            artifact.add_file(str(path))
+        images = {path.stem: wandb.Image(str(path)) for path in files if path.suffix == ".png"}
+        if images:
+            sink.run.log(images)
+        sink.run.log_artifact(artifact)
+    except Exception as e:  # noqa: BLE001 - W&B must never fail a report
+        sink._off(e)
+    sink.finish({}, "ok")

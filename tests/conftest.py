@@ -12,6 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # builds the tiny model; tests that need isolation point FERRET_RESOURCES elsewhere themselves.
 os.environ.setdefault("FERRET_RESOURCES", str(ROOT / "resources"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Runs in tests log nowhere but their CSV; tests/test_wandb.py sets the mode it checks.
+os.environ["WANDB_MODE"] = "disabled"
 
 
 @pytest.fixture(scope="session")

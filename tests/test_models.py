@@ -218,8 +218,15 @@ def test_prepare_model_without_wheel(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_prepare_model_unknown_alias(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="tiny"):
-        prepare_model("tiny", root=tmp_path)
+    with pytest.raises(ModelError, match="nope"):
+        prepare_model("nope", root=tmp_path)
+
+
+def test_prepare_tiny_caches_only_the_tokenizer(tmp_path: Path) -> None:
+    folder = prepare_model("tiny", root=tmp_path)
+    assert folder == tmp_path / "tokenizers" / "smollm2"
+    assert (folder / "tokenizer.json").is_file()
+    assert not (tmp_path / "models").exists()
 
 
 def test_prepare_model_refuses_incomplete_folder(tmp_path: Path) -> None:

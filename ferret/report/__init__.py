@@ -1,0 +1,1 @@
+"""Reports: pure functions of results/all_runs.csv (never the engine)."""

@@ -1,0 +1,57 @@
+"""Gather every run's metrics.csv into one long table, results/all_runs.csv.
+
+Each row is one round of one run, with the run's grid values (experiment, method, model, data
+set, num_clients, K, seed, ...) and its status from run.json. A run folder without a readable
+run.json, or whose status is neither ``ok`` nor ``diverged``, is reported and skipped, so a run
+that crashed mid-write can never pass for a finished one.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from ferret.tracking import atomic_write_text
+
+GRID_COLUMNS = ["experiment", "method", "model", "dataset", "num_clients", "participation", "K", "seed",
+                "rounds", "local_steps", "batch_size", "lr", "slr"]
+
+
+def _run_frame(folder: Path) -> pd.DataFrame | None:
+    try:
+        record = json.loads((folder / "run.json").read_text())
+        status = record["status"]
+        config = record["config"]
+    except (OSError, ValueError, KeyError) as e:
+        print(f"collect: skipping {folder}: no valid run.json ({e})", file=sys.stderr)
+        return None
+    if status not in ("ok", "diverged"):
+        print(f"collect: skipping {folder}: status {status}", file=sys.stderr)
+        return None
+    try:
+        frame = pd.read_csv(folder / "metrics.csv")
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        print(f"collect: skipping {folder}: unreadable metrics.csv ({e})", file=sys.stderr)
+        return None
+    grid = {k: config.get(k) for k in GRID_COLUMNS if k != "method"}
+    frame = frame.assign(**grid, status=status)
+    return frame
+
+
+def collect(run_dirs: Iterable[Path]) -> pd.DataFrame:
+    frames = [f for f in (_run_frame(Path(d)) for d in run_dirs) if f is not None]
+    if not frames:
+        raise ValueError("collect: no valid runs found")
+    df = pd.concat(frames, ignore_index=True)
+    first = ["run_id", *[c for c in GRID_COLUMNS if c != "run_id"], "status"]
+    return df[first + [c for c in df.columns if c not in first]]
+
+
+def write_all_runs(run_dirs: Iterable[Path], out: Path) -> pd.DataFrame:
+    df = collect(run_dirs)
+    atomic_write_text(out, df.to_csv(index=False))
+    return df

@@ -1,0 +1,105 @@
+"""Tables and figures from the fixture all_runs.csv: the numbers, not just the files."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ferret.report import figures, tables
+
+FIXTURE = Path(__file__).parent / "fixtures" / "all_runs.csv"
+MAIN = "ferret (K=64, num_clients=12)"
+SETTING = "synthetic / smollm2-135m"
+
+
+@pytest.fixture(scope="module")
+def df():
+    return pd.read_csv(FIXTURE)
+
+
+def test_labels_show_only_the_axes_a_method_varies(df):
+    labels = set(tables.with_labels(df)["label"])
+    assert labels == {MAIN, "ferret (K=16, num_clients=12)", "ferret (K=64, num_clients=6)", "fedavg"}
+
+
+def test_main_table_is_final_rouge_mean_std_over_seeds(df):
+    t = tables.main_table(df)
+    assert t.loc[MAIN, SETTING] == "35.0 ± 7.1 (n=2)"  # seeds 0.30, 0.40
+    assert t.loc["fedavg", SETTING] == "37.0 ± 1.4 (n=2)"  # seeds 0.36, 0.38
+    assert t.loc["ferret (K=16, num_clients=12)", SETTING] == "20.0 (n=1)"
+
+
+def test_cost_table_per_client_per_round_and_rounds_to_target(df):
+    cost, target = tables.cost_table(df)
+    assert target == pytest.approx(2.1)  # highest mean final eval loss (the K=16 run)
+    row = cost.loc[MAIN]
+    assert row["local s/client/round"] == pytest.approx(21.0)  # 40/2 and 44/2
+    assert row["encode s/client/round"] == pytest.approx(5.0)
+    assert row["aggregate s/round"] == pytest.approx(2.5)
+    assert row["uplink B/client/round"] == pytest.approx(1100)
+    assert row["downlink B/client/round"] == pytest.approx(600)
+    assert row["total bytes"] == pytest.approx((6000 + 7600) / 2)
+    col = "rounds to eval loss ≤ 2.100"
+    assert cost.loc[MAIN, col] == pytest.approx(1.5)  # seed 0 at round 1, seed 1 at round 2
+    assert cost.loc["fedavg", col] == pytest.approx(1.0)
+    assert cost.loc["ferret (K=16, num_clients=12)", col] == pytest.approx(2.0)
+
+
+def test_rounds_to_target_is_missing_unless_every_seed_reaches_it(df):
+    cost, _ = tables.cost_table(df, target_loss=1.5)
+    col = "rounds to eval loss ≤ 1.500"
+    assert math.isnan(cost.loc[MAIN, col])  # seed 1 ends at 1.7
+    assert math.isnan(cost.loc["fedavg", col])  # seed 1 ends at 1.6
+    cost, _ = tables.cost_table(df, target_loss=1.8)
+    assert cost.loc["fedavg", "rounds to eval loss ≤ 1.800"] == pytest.approx(1.5)
+
+
+def test_written_tables_hold_the_numbers(df, tmp_path):
+    tables.write_tables(df, tmp_path)
+    main_md = (tmp_path / "main.md").read_text()
+    assert "35.0 ± 7.1 (n=2)" in main_md and "37.0 ± 1.4 (n=2)" in main_md
+    assert "\\begin{table}" in (tmp_path / "main.tex").read_text()
+    cost_md = (tmp_path / "cost.md").read_text()
+    assert "21.000" in cost_md and "5e+05" in cost_md  # FedAvg's 500000 B per client
+    assert (tmp_path / "cost.tex").stat().st_size > 0
+
+
+def _lines(fig, ax=0):
+    return {line.get_label(): line for line in fig.axes[ax].lines}
+
+
+def test_convergence_figure_plots_the_seed_mean(df):
+    fig = figures.convergence_round(df)
+    lines = _lines(fig)
+    assert set(lines) == set(tables.with_labels(df)["label"])
+    assert list(lines["fedavg"].get_ydata()) == pytest.approx([3.0, 1.85, 1.5])
+    assert list(lines["fedavg"].get_xdata()) == [0, 1, 2]
+
+
+def test_bytes_figure_uses_cumulative_bytes_on_a_log_axis(df):
+    fig = figures.convergence_bytes(df)
+    assert fig.axes[0].get_xscale() == "log"
+    fedavg = _lines(fig)["fedavg"]
+    assert list(fedavg.get_xdata())[1:] == pytest.approx([2e6, 4e6])  # 2 clients x (up + down)
+
+
+def test_ablation_figures_hold_the_other_axis_at_the_main_value(df):
+    k = figures.ablation_k(df)
+    line = k.axes[0].lines[0]
+    assert list(line.get_xdata()) == [16, 64]
+    assert list(line.get_ydata()) == pytest.approx([2.1, 1.6])  # N = 12 only
+    n = figures.ablation_clients(df)
+    line = n.axes[0].lines[0]
+    assert list(line.get_xdata()) == [6, 12]
+    assert list(line.get_ydata()) == pytest.approx([1.9, 1.6])  # K = 64 only
+
+
+@pytest.mark.parametrize("name", list(figures.FIGURES))
+def test_every_figure_is_written_as_png_and_pdf(df, tmp_path, name):
+    paths = figures.write_figure(df, name, tmp_path)
+    assert [p.suffix for p in paths] == [".png", ".pdf"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,91 @@
+"""The Snakemake workflow: schema validation, the job list of the default grid, lint."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def _snakemake(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def _expected_train_jobs(cfg: dict) -> int:
+    """The grid points, computed independently of common.smk."""
+    axes = ("methods", "models", "datasets", "num_clients", "K", "seeds")
+    points = set(itertools.product(*(cfg[a] for a in axes)))
+    for axis, abl in cfg.get("ablations", {}).items():
+        for value in abl["values"]:
+            for seed in abl.get("seeds", cfg["seeds"]):
+                p = {a: cfg[a][0] for a in axes}
+                p.update(methods=abl["method"], seeds=seed, **{axis: value})
+                points.add(tuple(p[a] for a in axes))
+    return len(points)
+
+
+def _job_counts(stdout: str) -> dict[str, int]:
+    counts = {}
+    for line in stdout.splitlines():
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if m:
+            counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+@pytest.mark.parametrize("name", ["default", "smoke"])
+def test_dry_run_lists_every_job_of_the_grid(name):
+    path = ROOT / "workflow" / "configs" / f"{name}.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    proc = _snakemake("-n", "--forceall", "--cores", "2", "--configfile", str(path))
+    assert proc.returncode == 0, proc.stderr
+    counts = _job_counts(proc.stdout)
+    n_train = _expected_train_jobs(cfg)
+    assert counts["train"] == n_train
+    assert n_train == 9  # default and smoke: 2 methods x 2 seeds + 3 new K values + 2 new client counts
+    assert counts["prepare_model"] == 1 and counts["collect"] == 1 and counts["tables"] == 1
+    assert counts["figure"] == 5
+    assert counts["total"] == n_train + 9  # + prepare, collect, tables, 5 figures, all
+
+
+BAD = [
+    ("methods: [ferret, fedsgd]", "fedsgd"),
+    ("K: [64, -3]", "-3"),
+    ("seeds: [0, 1]\nbogus_key: 1", "bogus_key"),
+    ("settings: {rounds: 2, lerning_rate: 0.1}", "lerning_rate"),
+    ("settings: {participation: 1.5}", "participation=1.5"),
+]
+
+
+@pytest.mark.parametrize("change,named", BAD)
+def test_bad_config_fails_validation_before_any_job(tmp_path, change, named):
+    cfg = yaml.safe_load((ROOT / "workflow/configs/smoke.yaml").read_text())
+    cfg.update(yaml.safe_load(change))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    proc = _snakemake("-n", "--cores", "1", "--configfile", str(bad))
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert named in text, text[-2000:]
+    assert "Job stats" not in text  # failed before scheduling anything
+
+
+def test_lint_passes():
+    proc = _snakemake("--lint")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_profiles_are_valid_yaml_with_the_documented_keys():
+    local = yaml.safe_load((ROOT / "workflow/profiles/local/config.yaml").read_text())
+    slurm = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.yaml").read_text())
+    assert local["cores"] == "all"
+    assert slurm["executor"] == "slurm"
+    assert {"slurm_partition", "slurm_account"} <= set(slurm["default-resources"])

@@ -1,0 +1,98 @@
+# Config validation and the run grid. Everything here runs before any job starts.
+import itertools
+import re
+import shlex
+import sys
+
+import yaml
+from snakemake.utils import validate
+
+validate(config, "../schemas/config.schema.yaml")
+
+# The same interpreter (and environment) that runs Snakemake runs every `ferret` command.
+FERRET = f"{shlex.quote(sys.executable)} -m ferret"
+EXPERIMENT = config["experiment"]
+RUNS = f"results/runs/{EXPERIMENT}"
+PREPARED_ALIASES = {"smollm2-135m", "tiny"}  # models converted or cached once by their own rule
+FIGURES = ["convergence_round", "convergence_bytes", "convergence_time", "ablation_k", "ablation_clients"]
+TABLES = ["main", "cost"]
+AXES = ("method", "model", "dataset", "num_clients", "K", "seed")
+
+
+def _slug(value):
+    return re.sub(r"[^A-Za-z0-9.]+", "-", str(value)).strip("-")
+
+
+def run_id(point):
+    """A run id derived from its grid point, e.g. ferret_smollm2-135m_synthetic_N12_K64_s0."""
+    p = point
+    return f"{p['method']}_{_slug(p['model'])}_{p['dataset']}_N{p['num_clients']}_K{p['K']}_s{p['seed']}"
+
+
+def _points():
+    """The main grid (methods x models x data sets x num_clients x K x seeds) and each ablation
+    (one method, one axis varied, the other axes at their first main value); duplicates merge."""
+    main = {"method": config["methods"], "model": config["models"], "dataset": config["datasets"],
+            "num_clients": config["num_clients"], "K": config["K"], "seed": config["seeds"]}
+    grids = [main]
+    for axis, ablation in config.get("ablations", {}).items():
+        grid = {k: v[:1] for k, v in main.items()}
+        grid.update({"method": [ablation["method"]], axis: ablation["values"],
+                     "seed": ablation.get("seeds", config["seeds"])})
+        grids.append(grid)
+    points = {}
+    for grid in grids:
+        for values in itertools.product(*(grid[a] for a in AXES)):
+            point = dict(zip(AXES, values))
+            points[run_id(point)] = point
+    return points
+
+
+GRID = _points()
+
+
+def run_overrides(point):
+    """The `ferret run` key=value arguments of one grid point."""
+    items = {**config.get("settings", {}), **point, "experiment": EXPERIMENT, "run_id": run_id(point)}
+    wandb = config.get("wandb", {})
+    items.update({"wandb_mode": wandb.get("mode", "auto"), "wandb_project": wandb.get("project", ""),
+                  "wandb_entity": wandb.get("entity", "")})
+    args = [f"{k}={v}" for k, v in items.items()]
+    for method, options in config.get("method_options", {}).items():
+        args += [f"method_options.{method}.{k}={v}" for k, v in options.items()]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def _check_runs():
+    """Validate every run's full config with ferret's own checks, before any job."""
+    from ferret.config import ConfigError, load_config
+
+    for rid, point in GRID.items():
+        try:
+            load_config(None, shlex.split(run_overrides(point)))
+        except ConfigError as e:
+            raise ValueError(f"run {rid}: {e}") from None
+
+
+_check_runs()
+
+
+def model_marker(wildcards):
+    model = GRID[wildcards.run_id]["model"]
+    return [f"resources/prepared/{model}.txt"] if model in PREPARED_ALIASES else []
+
+
+def gpus(wildcards):
+    return 1 if str(config.get("settings", {}).get("device", "cpu")).startswith("cuda") else 0
+
+
+def run_files(name):
+    return [f"{RUNS}/{rid}/{name}" for rid in GRID]
+
+
+def final_outputs():
+    return (
+        ["results/all_runs.csv"]
+        + [f"results/tables/{t}.{ext}" for t in TABLES for ext in ("md", "tex")]
+        + [f"figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
+    )
