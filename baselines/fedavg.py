@@ -14,31 +14,22 @@ so the message is the full trainable state, as in the paper's communication comp
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import torch
 
 from ferret.algorithms.base import Algorithm, RoundContext
-from ferret.algorithms.local import sgd_local_steps
 from ferret.comm import Message
 
 
 class FedAvg(Algorithm):
     name = "fedavg"
 
-    def setup(self, model: torch.nn.Module, tokenizer: object) -> None:
-        super().setup(model, tokenizer)
+    def setup(self, model: torch.nn.Module, tokenizer: object) -> torch.nn.Module:
+        model = super().setup(model, tokenizer)
         self._sum: dict[str, torch.Tensor] = {}  # running sum_i p_i w_i of the round
+        return model
 
     def downlink(self, client: int, ctx: RoundContext) -> Message:
         return Message(dict(self.global_params))
-
-    def local_train(self, model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]],
-                    ctx: RoundContext) -> float:
-        cfg = self.cfg
-        return sgd_local_steps(model, [p for _, p in self.trainable(model)], batches, lr=cfg.lr,
-                               n_accum=cfg.n_accum, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
 
     def encode(self, model: torch.nn.Module, client: int, ctx: RoundContext) -> Message:
         return Message({n: p.detach() for n, p in self.trainable(model)})

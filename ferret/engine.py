@@ -194,7 +194,7 @@ def run(cfg: RunConfig, out: Path) -> dict[str, Any]:
         record["data"] = {"name": data.name, "clients": len(clients), "client_tasks": data.client_tasks,
                           "train_examples": sum(map(len, clients)), "eval_examples": len(ev.examples)}
         algo: Algorithm = algo_cls(cfg, options)
-        algo.setup(model, tokenizer)
+        model = algo.setup(model, tokenizer)
 
         summary = _federate(cfg, algo, model, tokenizer, clients, ev, sinks, run_id, device)
         record["status"] = summary.pop("status")

@@ -24,7 +24,7 @@ def _setup(tiny, method: str, **overrides):
     model = copy.deepcopy(model)
     cfg = load_config(None, tiny_overrides(method=method, **overrides))
     algo = registry.resolve(method)(cfg, registry.options_for(method, cfg.method_options))
-    algo.setup(model, tokenizer)
+    model = algo.setup(model, tokenizer)
     data = build_synthetic(cfg.num_clients, cfg.train_per_client, cfg.eval_per_task, cfg.seed)
     clients = [[tokenize_example(tokenizer, ex, cfg.max_length) for ex in c] for c in data.clients]
     return cfg, algo, model, tokenizer, clients

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from ferret.algorithms.local import sgd_local_steps
 from ferret.comm import Message
 
 
@@ -60,11 +61,13 @@ class Algorithm:
         self.global_params: dict[str, torch.Tensor] = {}
 
     # -- state -------------------------------------------------------------------------------
-    def setup(self, model: torch.nn.Module, tokenizer: Any) -> None:
-        """Take a copy of every trainable parameter as the global model."""
+    def setup(self, model: torch.nn.Module, tokenizer: Any) -> torch.nn.Module:
+        """Take a copy of every trainable parameter as the global model and return the model the
+        engine should train and evaluate (PEFT methods return the adapter-wrapped model)."""
         self.global_params = {
             n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad
         }
+        return model
 
     def trainable(self, model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
         return [(n, p) for n, p in model.named_parameters() if n in self.global_params]
@@ -81,8 +84,13 @@ class Algorithm:
 
     def local_train(self, model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]],
                     ctx: RoundContext) -> float:
-        """Run the client's local work on the working copy; return its mean training loss."""
-        raise NotImplementedError
+        """Run the client's local work on the working copy; return its mean training loss.
+        Default: first-order local SGD over the trainable parameters (Ferret, FedAvg); methods
+        with other local work (zeroth-order, adapters with AdamW) override it."""
+        cfg = self.cfg
+        return sgd_local_steps(model, [p for _, p in self.trainable(model)], batches, lr=cfg.lr,
+                               n_accum=cfg.n_accum, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
 
     def encode(self, model: torch.nn.Module, client: int, ctx: RoundContext) -> Message:
         raise NotImplementedError

@@ -40,14 +40,13 @@ the client missed since its last participation (and the seeds at first contact).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from ferret import projection
 from ferret.algorithms.base import Algorithm, RoundContext
-from ferret.algorithms.local import sgd_local_steps
 from ferret.comm import Message
 from ferret.seeding import generator
 
@@ -106,8 +105,8 @@ class Ferret(Algorithm):
     name = "ferret"
     Options = FerretOptions
 
-    def setup(self, model: torch.nn.Module, tokenizer: object) -> None:
-        super().setup(model, tokenizer)
+    def setup(self, model: torch.nn.Module, tokenizer: object) -> torch.nn.Module:
+        model = super().setup(model, tokenizer)
         self.names = list(self.global_params)
         sizes = [self.global_params[n].numel() for n in self.names]
         self.blocks = group_blocks(sizes, self.options.block_factor)
@@ -120,6 +119,7 @@ class Ferret(Algorithm):
         self.last_sync: dict[int, int] = {}  # client -> last round whose model it holds
         self.rebuilds = 0  # rebuilds performed by the server (one per round)
         self._index_dtype = torch.int16 if K <= 32767 else torch.int32
+        return model
 
     # -- shared randomness ------------------------------------------------------------------------
     def round_seeds(self, round_: int) -> torch.Tensor:
@@ -157,13 +157,6 @@ class Ferret(Algorithm):
                 tensors["missed_seeds"] = torch.stack([seeds for seeds, _ in missed])
         self.last_sync[client] = len(self.history)
         return Message(tensors, {"K": self.cfg.K, "blocks": len(self.blocks)})
-
-    def local_train(self, model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]],
-                    ctx: RoundContext) -> float:
-        cfg = self.cfg
-        return sgd_local_steps(model, [p for _, p in self.trainable(model)], batches, lr=cfg.lr,
-                               n_accum=cfg.n_accum, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
 
     def _block_delta(self, params: dict[str, torch.Tensor], block: list[int]) -> torch.Tensor:
         """delta_b = w_global - w_local over the block's tensors, flat float32."""

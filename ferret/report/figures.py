@@ -36,40 +36,31 @@ def _with_clock(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def convergence_round(df: pd.DataFrame) -> plt.Figure:
+def _convergence(df: pd.DataFrame, x: str, xlabel: str, title: str, log_x: bool = False) -> plt.Figure:
+    """Eval loss (left) and Rouge-L (right) against x, one line per configuration."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    _curves(axes[0], df, "round", "eval_loss")
-    _curves(axes[1], df, "round", "rouge_l")
-    for ax in axes:
-        ax.set_xlabel("round")
+    for ax, y in zip(axes, ("eval_loss", "rouge_l")):
+        _curves(ax, df, x, y)
+        ax.set_xlabel(xlabel)
+        if log_x:
+            ax.set_xscale("log")
     axes[0].legend(fontsize=7)
-    fig.suptitle("Convergence vs communication round")
+    fig.suptitle(title)
     return fig
+
+
+def convergence_round(df: pd.DataFrame) -> plt.Figure:
+    return _convergence(df, "round", "round", "Convergence vs communication round")
 
 
 def convergence_bytes(df: pd.DataFrame) -> plt.Figure:
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     shifted = df.assign(cum_bytes=df["cum_bytes"].clip(lower=1))  # round 0 sends nothing; log axis
-    _curves(axes[0], shifted, "cum_bytes", "eval_loss")
-    _curves(axes[1], shifted, "cum_bytes", "rouge_l")
-    for ax in axes:
-        ax.set_xscale("log")
-        ax.set_xlabel("cumulative bytes (up + down, all clients)")
-    axes[0].legend(fontsize=7)
-    fig.suptitle("Convergence vs communication")
-    return fig
+    return _convergence(shifted, "cum_bytes", "cumulative bytes (up + down, all clients)",
+                        "Convergence vs communication", log_x=True)
 
 
 def convergence_time(df: pd.DataFrame) -> plt.Figure:
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    clocked = _with_clock(df)
-    _curves(axes[0], clocked, "wall_clock_s", "eval_loss")
-    _curves(axes[1], clocked, "wall_clock_s", "rouge_l")
-    for ax in axes:
-        ax.set_xlabel("wall-clock (s)")
-    axes[0].legend(fontsize=7)
-    fig.suptitle("Convergence vs wall-clock")
-    return fig
+    return _convergence(_with_clock(df), "wall_clock_s", "wall-clock (s)", "Convergence vs wall-clock")
 
 
 def _ablation(df: pd.DataFrame, method: str, axis: str, log: bool, title: str) -> plt.Figure:
