@@ -59,6 +59,8 @@ class RunConfig:
     method_options: dict = field(default_factory=dict,
                                  metadata={"help": "per-method options: {method: {option: value}}"})
     # data
+    num_tasks: int = field(default=12, metadata={"help": "task families (synthetic): client i holds task i mod "
+                                                     "num_tasks; the eval set covers all of them"})
     train_per_client: int = field(default=64, metadata={"help": "training instances per client (synthetic)"})
     eval_per_task: int = field(default=4, metadata={"help": "held-out instances per task (synthetic)"})
     max_length: int = field(default=128, metadata={"help": "max tokens of prompt + response"})
@@ -208,7 +210,7 @@ def validate(cfg: RunConfig) -> None:
     from ferret.models import ModelError, check_model_name
 
     for key in ("num_clients", "rounds", "local_steps", "batch_size", "n_accum", "K", "max_length",
-                "eval_every", "eval_batch_size", "max_new_tokens", "train_per_client", "eval_per_task"):
+                "eval_every", "eval_batch_size", "max_new_tokens", "train_per_client", "eval_per_task", "num_tasks"):
         _check(getattr(cfg, key) > 0, key, getattr(cfg, key), "must be > 0")
     _check(0.0 < cfg.participation <= 1.0, "participation", cfg.participation, "must be in (0, 1]")
     _check(cfg.lr > 0, "lr", cfg.lr, "must be > 0")
@@ -225,7 +227,7 @@ def validate(cfg: RunConfig) -> None:
     _check(bool(cfg.run_id == "" or cfg.run_id.replace("-", "").replace("_", "").replace(".", "").isalnum()),
            "run_id", cfg.run_id, "may hold only letters, digits, '-', '_' and '.'")
     try:
-        data_registry.check_dataset_name(cfg.dataset)
+        data_registry.check_data_config(cfg)
         check_model_name(cfg.model)
         registry.options_for(cfg.method, cfg.method_options)
     except (DataError, ModelError, registry.UnknownMethodError) as e:

@@ -96,21 +96,47 @@ def eval_loss(model: torch.nn.Module, ev: EvalSet, cfg: RunConfig, pad_id: int, 
     return torch.cat(losses).mean().item()
 
 
+def _ignores_position_ids(model: torch.nn.Module) -> bool:
+    """True for peft prompt-learning models (prompt tuning, P-tuning): peft drops ``position_ids``
+    and numbers positions from the start of [virtual tokens, padding, prompt], so left padding
+    would shift every prompt token's position away from the one it had in training."""
+    config = getattr(model, "active_peft_config", None)
+    return bool(getattr(config, "is_prompt_learning", False))
+
+
+def _generation_batches(prompts: list[list[int]], size: int, pad_free: bool) -> list[list[int]]:
+    """Index batches of at most ``size`` prompts: consecutive ones, or (``pad_free``) prompts of
+    equal length only, so that no batch needs padding."""
+    if not pad_free:
+        return [list(range(s, min(s + size, len(prompts)))) for s in range(0, len(prompts), size)]
+    by_length: dict[int, list[int]] = {}
+    for i, p in enumerate(prompts):
+        by_length.setdefault(len(p), []).append(i)
+    return [group[s : s + size] for _, group in sorted(by_length.items()) for s in range(0, len(group), size)]
+
+
 @torch.no_grad()
 def generate(model: torch.nn.Module, tokenizer: Any, prompts: list[list[int]], cfg: RunConfig,
              device: torch.device) -> list[str]:
-    """Greedy generations for the prompts, left-padded in batches."""
+    """Greedy generations for the prompts, left-padded in batches of ``eval_batch_size``.
+
+    Models that ignore ``position_ids`` (peft prompt learning, see :func:`_ignores_position_ids`)
+    are instead batched by prompt length, so they generate without padding and each prompt gets
+    exactly the positions it would get alone. ``generate`` returns the input ids followed by the
+    new tokens (peft's virtual tokens are not in its output), so the new tokens start at ``width``.
+    """
     model.eval()
-    outputs = []
+    outputs: list[str] = [""] * len(prompts)
     pad = tokenizer.pad_token_id
-    for s in range(0, len(prompts), cfg.eval_batch_size):
-        chunk = prompts[s : s + cfg.eval_batch_size]
+    for batch in _generation_batches(prompts, cfg.eval_batch_size, _ignores_position_ids(model)):
+        chunk = [prompts[i] for i in batch]
         width = max(len(p) for p in chunk)
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk], device=device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=device)
         out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=cfg.max_new_tokens,
                              do_sample=False, num_beams=1, pad_token_id=pad)
-        outputs += [t.strip() for t in tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)]
+        for i, text in zip(batch, tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)):
+            outputs[i] = text.strip()
     return outputs
 
 

@@ -24,8 +24,13 @@ def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float:
 
 @torch.no_grad()
 def example_losses(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean token loss of each example in a right-padded batch (labels -100 are ignored)."""
+    """Mean token loss of each example in a right-padded batch (labels -100 are ignored).
+
+    Prompt-learning models (peft prompt/P-tuning) prepend virtual tokens, so their logits are
+    longer than the input: only the last ``L`` positions, those of the ``L`` input tokens, are
+    scored. For a plain model the slice is the whole sequence."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logits = logits[:, -batch["input_ids"].shape[1]:]
     labels = batch["labels"][:, 1:]
     token_loss = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels, ignore_index=-100,
                                  reduction="none")

@@ -153,18 +153,20 @@ def test_eval_set_independent_of_num_clients() -> None:
     assert a.eval == b.eval and len(a.eval) == 14 * 6
     # Adding clients also leaves the existing clients' data unchanged.
     assert b.clients[:14] == a.clients
-    # With all families, 14 clients use (and evaluate) only the first 14 families; those agree.
-    c = build_synthetic(14, 4, 6, seed=9)
+    # With all families, fewer clients than families still evaluate every family (zero-shot
+    # for those without a client), so the eval set is the same for any client count.
+    c = build_synthetic(6, 4, 6, seed=9)
     d = build_synthetic(28, 4, 6, seed=9)
-    assert c.eval == a.eval
-    assert c.eval == [e for e in d.eval if e.task in set(c.client_tasks)]
-    assert {e.task for e in d.eval} == set(FAMILY_ORDER)
+    assert c.eval == d.eval
+    assert {e.task for e in c.eval} == set(FAMILY_ORDER)
+    assert c.eval[: 14 * 6] == a.eval
 
 
-def test_eval_only_for_used_families_and_subset() -> None:
+def test_eval_covers_every_family_including_those_without_clients() -> None:
     d = build_synthetic(3, 4, 5, seed=1, families=["add_numbers", "is_prime", "spell_word", "uppercase"])
     assert d.client_tasks == ["add_numbers", "is_prime", "spell_word"]
-    assert [e.task for e in d.eval] == ["add_numbers"] * 5 + ["is_prime"] * 5 + ["spell_word"] * 5
+    assert [e.task for e in d.eval] == (["add_numbers"] * 5 + ["is_prime"] * 5 + ["spell_word"] * 5
+                                        + ["uppercase"] * 5)
     assert d.eval[:5] == eval_examples("add_numbers", 5, seed=1)
     assert eval_examples("add_numbers", 3, seed=1) == d.eval[:3]  # prefix-stable
     # A held-out family gets the same instances it would get in training use.

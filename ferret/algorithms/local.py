@@ -1,4 +1,4 @@
-"""First-order local training shared by the methods whose clients run ordinary SGD steps."""
+"""First-order local training shared by the methods whose clients run ordinary gradient steps."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from collections.abc import Iterable
 import torch
 
 
-def sgd_local_steps(model: torch.nn.Module, params: list[torch.nn.Parameter],
-                    batches: Iterable[dict[str, torch.Tensor]], *, lr: float, n_accum: int,
-                    momentum: float = 0.0, weight_decay: float = 0.0, grad_clip: float = 0.0) -> float:
-    """SGD over micro-batches, one optimizer step every ``n_accum`` of them (the official code's
-    ``local_step``/``n_accum`` semantics). Returns the mean micro-batch loss (NaN if none)."""
-    optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+def first_order_local_steps(model: torch.nn.Module, params: list[torch.nn.Parameter],
+                            batches: Iterable[dict[str, torch.Tensor]], optimizer: torch.optim.Optimizer, *,
+                            n_accum: int, grad_clip: float = 0.0) -> float:
+    """Run ``optimizer`` (built over ``params``) over micro-batches, one step every ``n_accum`` of
+    them (the official code's ``local_step``/``n_accum`` semantics), clipping the gradient norm of
+    ``params`` first when ``grad_clip > 0``. Returns the mean micro-batch loss (NaN if none)."""
     model.train()
     losses: list[float] = []
     optimizer.zero_grad(set_to_none=True)
@@ -29,3 +29,12 @@ def sgd_local_steps(model: torch.nn.Module, params: list[torch.nn.Parameter],
     optimizer.zero_grad(set_to_none=True)
     model.eval()
     return sum(losses) / len(losses) if losses else math.nan
+
+
+def sgd_local_steps(model: torch.nn.Module, params: list[torch.nn.Parameter],
+                    batches: Iterable[dict[str, torch.Tensor]], *, lr: float, n_accum: int,
+                    momentum: float = 0.0, weight_decay: float = 0.0, grad_clip: float = 0.0) -> float:
+    """SGD over micro-batches (a fresh optimizer, so no momentum carries over between rounds);
+    see :func:`first_order_local_steps`."""
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return first_order_local_steps(model, params, batches, optimizer, n_accum=n_accum, grad_clip=grad_clip)

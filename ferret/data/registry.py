@@ -10,14 +10,34 @@ from ferret.data.types import DataError, FederatedData
 
 
 def _synthetic(cfg: Any) -> FederatedData:
-    from ferret.data.synthetic import build_synthetic
+    from ferret.data.synthetic import FAMILY_ORDER, build_synthetic
 
-    return build_synthetic(cfg.num_clients, cfg.train_per_client, cfg.eval_per_task, cfg.seed)
+    return build_synthetic(cfg.num_clients, cfg.train_per_client, cfg.eval_per_task, cfg.seed,
+                           families=list(FAMILY_ORDER[: cfg.num_tasks]))
 
 
 DATASETS: dict[str, Callable[[Any], FederatedData]] = {
     "synthetic": _synthetic,
 }
+
+
+def _check_synthetic(cfg: Any) -> None:
+    from ferret.data.synthetic import FAMILY_ORDER
+
+    if not 1 <= cfg.num_tasks <= len(FAMILY_ORDER):
+        raise DataError(f"num_tasks={cfg.num_tasks}: the synthetic set has 1 to {len(FAMILY_ORDER)} task families")
+
+
+# Cheap checks of a config's data settings, run before anything is loaded.
+CHECKS: dict[str, Callable[[Any], None]] = {
+    "synthetic": _check_synthetic,
+}
+
+
+def check_data_config(cfg: Any) -> None:
+    """Validate the data set name and its settings without building anything."""
+    check_dataset_name(cfg.dataset)
+    CHECKS.get(cfg.dataset, lambda _: None)(cfg)
 
 
 def check_dataset_name(name: str) -> None:

@@ -12,12 +12,11 @@ Partition (``build_synthetic``):
   When ``num_clients > F`` several clients share a family; they get disjoint instances (no input
   appears in two clients' training sets), and no training input of a family equals one of its
   evaluation inputs.
-- The evaluation set holds ``eval_per_task`` instances for each family that has a client, listed
+- The evaluation set holds ``eval_per_task`` instances of every family in ``families``, listed
   in family order. An evaluation instance depends only on (seed, family), so the evaluation set
-  does not depend on ``num_clients`` beyond which families are in use: with fewer clients than
-  families, only the first ``num_clients`` families have clients and only they are evaluated.
-  ``eval_examples`` gives the same instances for any family, e.g. for tasks held out from
-  training (zero-shot evaluation).
+  does not depend on ``num_clients`` at all: runs with different client counts are scored on the
+  same instances. With fewer clients than families, the families without a client are
+  evaluated zero-shot (the cost of a small federation: fewer tasks covered).
 - Client ``i``'s data depends on (seed, family, i) and on the inputs already taken by the
   evaluation set and by lower-index clients of its family, so adding clients never changes the
   data of existing ones.
@@ -441,11 +440,9 @@ def build_synthetic(
     _check_seed(seed)
     names = _resolve_families(families)
     client_tasks = [names[i % len(names)] for i in range(num_clients)]
-    used = names[:num_clients]  # the families with at least one client, in family order
-
     eval_set: list[Example] = []
     taken: dict[str, set[str]] = {}  # per family: inputs already in eval or in a client's data
-    for name in used:
+    for name in names:
         ev = eval_examples(name, eval_per_task, seed)
         eval_set.extend(ev)
         taken[name] = {e.input for e in ev}

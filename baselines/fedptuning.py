@@ -1,0 +1,93 @@
+"""FedPTuning: federated P-tuning (peft ``PromptEncoderConfig``), FedAvg of the prompt encoder.
+
+P-tuning: Liu et al., "GPT Understands, Too" (2021, arXiv 2103.10385): trainable continuous prompt
+embeddings, re-parameterised by a small encoder (MLP or LSTM), prepended to the input of a frozen
+LM. Federated as in FederatedScope-LLM (Kuang et al., arXiv 2309.00363; FS-LLM's peft "p-tuning"
+adapter) and used as the "FedPTuning" baseline of the FedKSeed paper (Qin et al., arXiv 2312.06353).
+
+Per round:
+
+    server:  send the global prompt encoder E_r (virtual-token embedding + MLP head) to each
+             sampled client
+    client:  load E_r into the wrapped model (base weights frozen, never sent); a fresh optimizer
+             (SGD by default) runs local_steps micro-batches on E; send E_i
+    server:  E_{r+1} = sum_i p_i E_i
+
+The wrapped model prepends ``num_virtual_tokens`` encoder outputs to every input (labels -100
+there). Evaluation runs on the wrapped model: eval loss scores only the input positions
+(ferret/metrics.py), and generation batches prompts by length so that no padding sits between the
+virtual tokens and the prompt (peft ignores position_ids for prompt learning; ferret/engine.py).
+
+Deviations: local work is ``local_steps`` micro-batches with a constant learning rate (FS-LLM
+counts ``local_update_steps`` batches too); the encoder, as in peft, is float32 and travels as
+float32. The optimizer default is SGD, FS-LLM's default trainer optimizer
+(``cfg.train.optimizer.type = 'SGD'``), which FedKSeed ran these baselines with; we have not found
+the exact learning rate FedKSeed used, so the default is the run's ``lr``.
+
+Options (``method_options.fedptuning``; defaults from FS-LLM's README example for P-tuning:
+``encoder_reparameterization_type='MLP', encoder_dropout=0.1, num_virtual_tokens=20``):
+
+    option                            default  meaning
+    num_virtual_tokens                20       prompt length prepended to every input
+    encoder_reparameterization_type   "MLP"    "MLP" or "LSTM" (peft PromptEncoder)
+    encoder_hidden_size               0        encoder width; 0 = the model's hidden size (peft default)
+    encoder_dropout                   0.1      dropout inside the encoder (training only)
+    optimizer                         "sgd"    local optimizer: "sgd" or "adamw"
+    lr                                0        local learning rate; 0 uses cfg.lr
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from peft import PeftConfig, PromptEncoderConfig, TaskType
+
+from baselines.fedit import PeftFedAvg, check_lr, check_optimizer
+
+_REPARAMETERIZATIONS = ("MLP", "LSTM")
+
+
+def check_virtual_tokens(n: int) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+        raise ValueError(f"num_virtual_tokens={n!r}: must be a positive integer")
+
+
+@dataclass(frozen=True)
+class FedPTuningOptions:
+    num_virtual_tokens: int = 20
+    encoder_reparameterization_type: str = "MLP"
+    encoder_hidden_size: int = 0
+    encoder_dropout: float = 0.1
+    optimizer: str = "sgd"
+    lr: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_virtual_tokens(self.num_virtual_tokens)
+        if self.encoder_reparameterization_type not in _REPARAMETERIZATIONS:
+            raise ValueError(f"encoder_reparameterization_type={self.encoder_reparameterization_type!r}: "
+                             f"must be one of {', '.join(_REPARAMETERIZATIONS)}")
+        h = self.encoder_hidden_size
+        if isinstance(h, bool) or not isinstance(h, int) or h < 0:
+            raise ValueError(f"encoder_hidden_size={h!r}: must be an integer >= 0 (0 = the model's hidden size)")
+        d = self.encoder_dropout
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d < 1:
+            raise ValueError(f"encoder_dropout={d!r}: must be in [0, 1)")
+        check_optimizer(self.optimizer)
+        check_lr(self.lr)
+
+
+class FedPTuning(PeftFedAvg):
+    name = "fedptuning"
+    Options = FedPTuningOptions
+
+    @property
+    def optimizer(self) -> str:  # type: ignore[override]
+        return self.options.optimizer
+
+    def peft_config(self, model: torch.nn.Module) -> PeftConfig:
+        o = self.options
+        return PromptEncoderConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=o.num_virtual_tokens,
+                                   encoder_reparameterization_type=o.encoder_reparameterization_type,
+                                   encoder_hidden_size=o.encoder_hidden_size or None,
+                                   encoder_dropout=o.encoder_dropout)

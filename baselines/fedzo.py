@@ -1,0 +1,219 @@
+"""FedZO: federated zeroth-order local steps, full update communicated.
+
+Fang et al., "Communication-Efficient Stochastic Zeroth-Order Optimization for Federated
+Learning", IEEE Transactions on Signal Processing 70, 2022 (arXiv 2201.09531). No official code
+is used: the paper's algorithm, with the two-point Gaussian (MeZO-style) estimator that the
+FedKSeed/Ferret line of work runs as its zeroth-order baseline. Per round r:
+
+    server:   send w_r to each sampled client                     (as FedAvg)
+    client i: w <- w_r
+              for each local micro-batch B (one ZO step each):
+                  for j = 1..n_perturb:  z_j ~ N(0, I) over all trainable parameters
+                      g_j = (L(w + mu z_j; B) - L(w - mu z_j; B)) / (2 mu)         (central)
+                  w <- w - lr * (1/n_perturb) sum_j g_j z_j
+              send w_i                                            (full weights, as FedAvg)
+    server:   w_{r+1} = sum_i p_i w_i                             (FedAvg.receive/aggregate)
+
+The server side and both messages are FedAvg's (this class subclasses it); only the local work
+differs. Everything runs under ``torch.no_grad()``: no autograd graph, no ``.grad`` tensors.
+
+Options:
+
+| option     | default   | meaning                                                                   |
+|------------|-----------|---------------------------------------------------------------------------|
+| mu         | 1e-3      | perturbation scale                                                        |
+| n_perturb  | 1         | directions per step (the paper's b2)                                      |
+| estimator  | central   | central: (L+ - L-)/(2 mu), 2 forwards per direction;                      |
+|            |           | forward (paper): (L(w + mu z) - L(w))/mu, 1 + n_perturb forwards per step |
+| direction  | gaussian  | gaussian: z ~ N(0, I);  sphere (paper): z uniform on the sphere of radius |
+|            |           | sqrt(d), i.e. E[z z^T] = I like the Gaussian                              |
+
+``estimator=forward, direction=sphere`` is the paper's estimator (d/mu' [f(x + mu' v) - f(x)] v,
+v on the unit sphere) with mu' = mu sqrt(d).
+
+Deviations and choices (the engine's shared config keys):
+- ``n_accum`` is ignored: every micro-batch is one ZO step (as FedKSeed's official code; the
+  paper's mini-batch b1 is ``batch_size``).
+- ``momentum`` is ignored (plain ZO-SGD, as in the paper).
+- ``weight_decay`` is applied as in MeZO/FedKSeed's official optimizer: w <- w - lr wd w on every
+  tensor whose name contains none of "bias", "layer_norm", "layernorm".
+- ``grad_clip`` > 0 follows FedKSeed's official ZO semantics (its ``--grad_clip``), not a norm
+  clip: a direction whose loss difference exceeds it is dropped (g_j = 0). A direction with a
+  non-finite loss is dropped too; if no loss of the round is finite the returned loss is NaN,
+  so the engine reports divergence.
+- The training loss returned is the mean over steps and directions of (L+ + L-)/2 (central) or
+  of L(w) (forward).
+- Restoring w after a perturbation adds and subtracts mu z in place (MeZO): w drifts from the
+  exact value by rounding only, and no second parameter copy is needed.
+
+Random streams: direction j of step s of the n-th client trained in round r uses a generator on
+the parameters' device seeded with ``derive_seed(seed, "fedzo", r, n, s, j)``. Memory: one flat
+parameter-sized buffer holds the current direction (allocated in ``setup``); with n_perturb > 1
+the directions are regenerated from their seeds for the update instead of being stored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from baselines.fedavg import FedAvg
+from ferret.algorithms.base import RoundContext
+from ferret.seeding import derive_seed
+
+
+@dataclass(frozen=True)
+class FedZOOptions:
+    mu: float = 1e-3
+    n_perturb: int = 1
+    estimator: str = "central"
+    direction: str = "gaussian"
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.mu, (int, float)) and self.mu > 0 and math.isfinite(self.mu)):
+            raise ValueError(f"mu={self.mu!r} must be a finite number > 0")
+        if not (isinstance(self.n_perturb, int) and self.n_perturb >= 1):
+            raise ValueError(f"n_perturb={self.n_perturb!r} must be an integer >= 1")
+        if self.estimator not in ("central", "forward"):
+            raise ValueError(f"estimator={self.estimator!r} must be one of central, forward")
+        if self.direction not in ("gaussian", "sphere"):
+            raise ValueError(f"direction={self.direction!r} must be one of gaussian, sphere")
+
+
+# -- zeroth-order machinery shared with baselines/fedkseed.py -----------------------------------------
+
+def decays(name: str) -> bool:
+    """Whether weight decay applies to a tensor: the MeZO/FedKSeed official name rule."""
+    return not any(s in name for s in ("bias", "layer_norm", "layernorm"))
+
+
+class Direction:
+    """The one parameter-sized buffer that holds the current perturbation z, with a view per
+    trainable tensor (named order). All trainable tensors must share one device and dtype."""
+
+    def __init__(self, named: Sequence[tuple[str, torch.Tensor]]) -> None:
+        if not named:
+            raise ValueError("zeroth-order methods need at least one trainable parameter")
+        kinds = {(t.device, t.dtype) for _, t in named}
+        if len(kinds) != 1:
+            raise ValueError(f"trainable parameters span several devices/dtypes: {sorted(map(str, kinds))}")
+        device, dtype = kinds.pop()
+        self.names = [n for n, _ in named]
+        self.numel = sum(t.numel() for _, t in named)
+        self.flat = torch.empty(self.numel, dtype=dtype, device=device)
+        self.views: list[torch.Tensor] = []
+        start = 0
+        for _, t in named:
+            self.views.append(self.flat[start : start + t.numel()].view_as(t))
+            start += t.numel()
+
+    def fill_gaussian(self, seed: int) -> None:
+        """z ~ N(0, I) from a generator on the buffer's device seeded with ``seed``: the same seed
+        gives the same z on every client and on the server (on one device type)."""
+        g = torch.Generator(device=self.flat.device)
+        g.manual_seed(seed)
+        self.flat.normal_(generator=g)
+
+    def fill_sphere(self, seed: int) -> None:
+        """z uniform on the sphere of radius sqrt(d) (so E[z z^T] = I)."""
+        self.fill_gaussian(seed)
+        self.flat.mul_(math.sqrt(self.numel) / self.flat.float().norm().clamp_min(1e-30).item())
+
+    @torch.no_grad()
+    def add_to(self, tensors: list[torch.Tensor], alpha: float) -> None:
+        """tensors += alpha * z (tensors in the buffer's named order)."""
+        torch._foreach_add_(tensors, self.views, alpha=alpha)
+
+
+@torch.no_grad()
+def batch_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The model's mean token loss on a batch, as a float32 scalar tensor."""
+    return model(**batch).loss.detach().float()
+
+
+@torch.no_grad()
+def weight_decay_(params: list[torch.Tensor], names: list[str], lr: float, wd: float) -> None:
+    """w <- w - lr wd w on the tensors the official rule decays."""
+    if wd > 0:
+        decayed = [p for n, p in zip(names, params) if decays(n)]
+        if decayed:
+            torch._foreach_mul_(decayed, 1.0 - lr * wd)
+
+
+class RoundCounter:
+    """Numbers the clients trained within a round (0, 1, ...), so that every client's random
+    stream is distinct and reproducible without the engine passing a client id to local_train."""
+
+    def __init__(self) -> None:
+        self._round, self._n = 0, -1
+
+    def next(self, round_: int) -> int:
+        self._n = self._n + 1 if round_ == self._round else 0
+        self._round = round_
+        return self._n
+
+
+# -- FedZO -----------------------------------------------------------------------------------------
+
+class FedZO(FedAvg):
+    name = "fedzo"
+    Options = FedZOOptions
+
+    def setup(self, model: torch.nn.Module, tokenizer: object) -> torch.nn.Module:
+        model = super().setup(model, tokenizer)
+        self.direction = Direction(list(self.global_params.items()))
+        self._counter = RoundCounter()
+        return model
+
+    def _fill(self, seed: int) -> None:
+        if self.options.direction == "sphere":
+            self.direction.fill_sphere(seed)
+        else:
+            self.direction.fill_gaussian(seed)
+
+    @torch.no_grad()
+    def local_train(self, model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]],
+                    ctx: RoundContext) -> float:
+        cfg, o, z = self.cfg, self.options, self.direction
+        named = self.trainable(model)
+        names, params = [n for n, _ in named], [p for _, p in named]
+        if names != z.names:
+            raise ValueError("the model's trainable parameters differ from those seen in setup")
+        client = self._counter.next(ctx.round)
+        mu, n = o.mu, o.n_perturb
+        model.eval()  # ZO needs deterministic forwards: no dropout between the two evaluations
+        losses: list[float] = []
+        for step, batch in enumerate(batches):
+            seeds = [derive_seed(cfg.seed, "fedzo", ctx.round, client, step, j) for j in range(n)]
+            base = batch_loss(model, batch) if o.estimator == "forward" else None
+            if base is not None and torch.isfinite(base):
+                losses.append(base.item())
+            grads: list[float] = []
+            for seed in seeds:
+                self._fill(seed)
+                z.add_to(params, mu)
+                plus = batch_loss(model, batch)
+                if base is None:
+                    z.add_to(params, -2 * mu)
+                    minus = batch_loss(model, batch)
+                    z.add_to(params, mu)
+                    diff, scale = plus - minus, 2 * mu
+                    if torch.isfinite(diff):
+                        losses.append(((plus + minus) / 2).item())
+                else:
+                    z.add_to(params, -mu)
+                    diff, scale = plus - base, mu
+                ok = bool(torch.isfinite(diff)) and not (cfg.grad_clip > 0 and abs(diff.item()) > cfg.grad_clip)
+                grads.append((diff / scale).item() if ok else 0.0)
+            if n == 1:  # the buffer still holds z_1: no regeneration
+                z.add_to(params, -cfg.lr * grads[0])
+            else:
+                for seed, g in zip(seeds, grads):
+                    if g != 0.0:
+                        self._fill(seed)
+                        z.add_to(params, -cfg.lr * g / n)
+            weight_decay_(params, names, cfg.lr, cfg.weight_decay)
+        return sum(losses) / len(losses) if losses else math.nan
