@@ -19,7 +19,8 @@ virtual tokens and the prompt (peft ignores position_ids for prompt learning; fe
 
 Deviations: local work is ``local_steps`` micro-batches with a constant learning rate; the prompt
 is float32 and travels as float32. Optimizer and learning rate as in baselines/fedptuning.py
-(SGD, FS-LLM's default; the FedKSeed learning rate is not known to us, so the run's ``lr``).
+(SGD, FS-LLM's default; FedKSeed's optimizer and learning rate for this baseline are not confirmed,
+so ``optimizer`` is an option and the default learning rate is the run's ``lr``).
 With ``init="random"`` (FS-LLM's choice) peft draws the prompt from N(0, 1), far larger than
 typical word embeddings, so the round-0 model already differs from the base model;
 ``init="sample_vocab"`` starts from rows of the model's own embedding matrix instead.

@@ -21,8 +21,9 @@ virtual tokens and the prompt (peft ignores position_ids for prompt learning; fe
 Deviations: local work is ``local_steps`` micro-batches with a constant learning rate (FS-LLM
 counts ``local_update_steps`` batches too); the encoder, as in peft, is float32 and travels as
 float32. The optimizer default is SGD, FS-LLM's default trainer optimizer
-(``cfg.train.optimizer.type = 'SGD'``), which FedKSeed ran these baselines with; we have not found
-the exact learning rate FedKSeed used, so the default is the run's ``lr``.
+(``cfg.train.optimizer.type = 'SGD'`` in federatedscope/core/configs); FedKSeed's authors are
+FS-LLM's, but we could not confirm from the paper which optimizer and learning rate they used for
+this baseline, so ``optimizer`` is an option and the default learning rate is the run's ``lr``.
 
 Options (``method_options.fedptuning``; defaults from FS-LLM's README example for P-tuning:
 ``encoder_reparameterization_type='MLP', encoder_dropout=0.1, num_virtual_tokens=20``):

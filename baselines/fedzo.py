@@ -2,8 +2,10 @@
 
 Fang et al., "Communication-Efficient Stochastic Zeroth-Order Optimization for Federated
 Learning", IEEE Transactions on Signal Processing 70, 2022 (arXiv 2201.09531). No official code
-is used: the paper's algorithm, with the two-point Gaussian (MeZO-style) estimator that the
-FedKSeed/Ferret line of work runs as its zeroth-order baseline. Per round r:
+is followed (none is used here): the paper's algorithm (local ZO-SGD steps, b2 directions per
+step, model averaging), by default with the two-point Gaussian estimator of MeZO and FedKSeed so
+that the zeroth-order baselines differ only in what they communicate; the paper's own
+forward-difference, unit-sphere estimator is behind options (below). Per round r:
 
     server:   send w_r to each sampled client                     (as FedAvg)
     client i: w <- w_r
@@ -120,7 +122,8 @@ class Direction:
     def fill_sphere(self, seed: int) -> None:
         """z uniform on the sphere of radius sqrt(d) (so E[z z^T] = I)."""
         self.fill_gaussian(seed)
-        self.flat.mul_(math.sqrt(self.numel) / self.flat.float().norm().clamp_min(1e-30).item())
+        norm = torch.linalg.vector_norm(self.flat, dtype=torch.float32).item()  # no float32 copy
+        self.flat.mul_(math.sqrt(self.numel) / max(norm, 1e-30))
 
     @torch.no_grad()
     def add_to(self, tensors: list[torch.Tensor], alpha: float) -> None:
@@ -206,7 +209,9 @@ class FedZO(FedAvg):
                 else:
                     z.add_to(params, -mu)
                     diff, scale = plus - base, mu
-                ok = bool(torch.isfinite(diff)) and not (cfg.grad_clip > 0 and abs(diff.item()) > cfg.grad_clip)
+                ok = bool(torch.isfinite(diff))
+                if ok and cfg.grad_clip > 0 and abs(diff.item()) > cfg.grad_clip:
+                    ok = False  # official --grad_clip: drop an over-large loss difference
                 grads.append((diff / scale).item() if ok else 0.0)
             if n == 1:  # the buffer still holds z_1: no regeneration
                 z.add_to(params, -cfg.lr * grads[0])

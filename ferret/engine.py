@@ -157,7 +157,7 @@ def _git_commit() -> str | None:
 
 def environment_info(device: torch.device) -> dict[str, Any]:
     versions = {}
-    for pkg in ("ferret-bench", "torch", "transformers", "safetensors", "rouge-score", "gguf"):
+    for pkg in ("ferret-bench", "torch", "transformers", "peft", "safetensors", "rouge-score", "gguf"):
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
