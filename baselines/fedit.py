@@ -110,7 +110,7 @@ class PeftFedAvg(FedAvg):
         return super().setup(wrapped, tokenizer)
 
     def local_train(self, model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]],
-                    ctx: RoundContext) -> float:
+                    client: int, ctx: RoundContext) -> float:
         params = [p for _, p in self.trainable(model)]
         return first_order_local_steps(model, params, batches, self.make_optimizer(params),
                                        n_accum=self.cfg.n_accum, grad_clip=self.cfg.grad_clip)

@@ -54,8 +54,7 @@ Deviations from the official code:
   trainable tensors (named order) from a ``torch.Generator`` on their device seeded with s_k
   (official: global torch.manual_seed(s_k), then torch.normal per tensor). Same distribution, not
   the same numbers; identical on every client and the server of a run (one device type). The
-  per-step seed choice comes from ``generator(seed, "fedkseed-sample", round, n)`` for the n-th
-  client trained in the round (official: the global NumPy RNG).
+  per-step seed choice comes from ``generator(seed, "fedkseed-sample", round, client)`` (official: the global NumPy RNG).
 - z_k is generated once per step into one reusable buffer (official: four times per step, plus
   new parameter tensors at every perturbation); the arithmetic is the same.
 - The training loss returned is the mean of (L+ + L-)/2 over the applied steps (official logs
@@ -75,7 +74,7 @@ from dataclasses import dataclass
 
 import torch
 
-from baselines.fedzo import Direction, RoundCounter, batch_loss, weight_decay_
+from baselines.fedzo import Direction, batch_loss, weight_decay_
 from ferret.algorithms.base import Algorithm, RoundContext
 from ferret.comm import Message
 from ferret.seeding import generator
@@ -124,7 +123,6 @@ class FedKSeed(Algorithm):
         self.last_sync: dict[int, int] = {}  # client -> number of rounds its model copy holds
         self._pool = torch.zeros(K, dtype=torch.float64)  # sum_i p_i g of the current round, per seed
         self._steps: list[tuple[int, float]] = []  # (k, g) of the client being trained
-        self._counter = RoundCounter()
         return model
 
     # -- the shared update: server rebuild and client replay ----------------------------------------
@@ -181,13 +179,13 @@ class FedKSeed(Algorithm):
 
     @torch.no_grad()
     def local_train(self, model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]],
-                    ctx: RoundContext) -> float:
+                    client: int, ctx: RoundContext) -> float:
         cfg, eps, z = self.cfg, self.options.eps, self.direction
         named = self.trainable(model)
         names, params = [n for n, _ in named], [p for _, p in named]
         if names != self.names:
             raise ValueError("the model's trainable parameters differ from those seen in setup")
-        g_choice = generator(cfg.seed, "fedkseed-sample", ctx.round, self._counter.next(ctx.round))
+        g_choice = generator(cfg.seed, "fedkseed-sample", ctx.round, client)
         self._steps = []
         losses: list[float] = []
         model.eval()  # deterministic forwards: no dropout between the two evaluations

@@ -48,8 +48,8 @@ Deviations and choices (the engine's shared config keys):
 - Restoring w after a perturbation adds and subtracts mu z in place (MeZO): w drifts from the
   exact value by rounding only, and no second parameter copy is needed.
 
-Random streams: direction j of step s of the n-th client trained in round r uses a generator on
-the parameters' device seeded with ``derive_seed(seed, "fedzo", r, n, s, j)``. Memory: one flat
+Random streams: direction j of step s of client c in round r uses a generator on the
+parameters' device seeded with ``derive_seed(seed, "fedzo", r, c, s, j)``. Memory: one flat
 parameter-sized buffer holds the current direction (allocated in ``setup``); with n_perturb > 1
 the directions are regenerated from their seeds for the update instead of being stored.
 """
@@ -146,19 +146,6 @@ def weight_decay_(params: list[torch.Tensor], names: list[str], lr: float, wd: f
             torch._foreach_mul_(decayed, 1.0 - lr * wd)
 
 
-class RoundCounter:
-    """Numbers the clients trained within a round (0, 1, ...), so that every client's random
-    stream is distinct and reproducible without the engine passing a client id to local_train."""
-
-    def __init__(self) -> None:
-        self._round, self._n = 0, -1
-
-    def next(self, round_: int) -> int:
-        self._n = self._n + 1 if round_ == self._round else 0
-        self._round = round_
-        return self._n
-
-
 # -- FedZO -----------------------------------------------------------------------------------------
 
 class FedZO(FedAvg):
@@ -168,7 +155,6 @@ class FedZO(FedAvg):
     def setup(self, model: torch.nn.Module, tokenizer: object) -> torch.nn.Module:
         model = super().setup(model, tokenizer)
         self.direction = Direction(list(self.global_params.items()))
-        self._counter = RoundCounter()
         return model
 
     def _fill(self, seed: int) -> None:
@@ -179,13 +165,12 @@ class FedZO(FedAvg):
 
     @torch.no_grad()
     def local_train(self, model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]],
-                    ctx: RoundContext) -> float:
+                    client: int, ctx: RoundContext) -> float:
         cfg, o, z = self.cfg, self.options, self.direction
         named = self.trainable(model)
         names, params = [n for n, _ in named], [p for _, p in named]
         if names != z.names:
             raise ValueError("the model's trainable parameters differ from those seen in setup")
-        client = self._counter.next(ctx.round)
         mu, n = o.mu, o.n_perturb
         model.eval()  # ZO needs deterministic forwards: no dropout between the two evaluations
         losses: list[float] = []

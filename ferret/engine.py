@@ -6,7 +6,7 @@ Per round r = 1..R (round 0 evaluates the untuned model):
     for c in sampled:
         down = encode(algo.downlink(c))          # bytes counted; the decoded copy is used
         algo.load_global(model)                  # the single working copy, reset in place
-        algo.local_train(model, batches(c, r))   # t_local
+        algo.local_train(model, batches(c, r), c)   # t_local
         up = encode(algo.encode(model, c))       # t_encode; bytes counted
         algo.receive(decode(up), p_c)            # t_aggregate (with the final aggregate below)
     algo.aggregate()
@@ -287,7 +287,7 @@ def _federate(cfg: RunConfig, algo: Algorithm, model: torch.nn.Module, tokenizer
                 algo.load_global(model)
                 batches = client_batches(clients[c], cfg, r, c, pad_id, device)
                 with t_local:
-                    losses.append(algo.local_train(model, batches, ctx))
+                    losses.append(algo.local_train(model, batches, c, ctx))
                     _sync(device)
                 with t_encode:
                     blob = comm.encode(algo.encode(model, c, ctx))

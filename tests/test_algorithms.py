@@ -37,7 +37,7 @@ def _train_clients(cfg, algo, model, tokenizer, clients, sampled, round_=1):
         algo.downlink(c, ctx)
         algo.load_global(model)
         algo.local_train(model, client_batches(clients[c], cfg, round_, c, tokenizer.pad_token_id,
-                                               torch.device("cpu")), ctx)
+                                               torch.device("cpu")), c, ctx)
         ups.append(comm.decode(comm.encode(algo.encode(model, c, ctx))))
     return ctx, ups
 

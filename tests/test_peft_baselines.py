@@ -50,7 +50,7 @@ def _round(cfg, algo, model, tokenizer, clients, sampled, round_):
         comm.decode(comm.encode(algo.downlink(c, ctx)))
         algo.load_global(model)
         losses.append(algo.local_train(model, client_batches(clients[c], cfg, round_, c, tokenizer.pad_token_id, CPU),
-                                       ctx))
+                                       c, ctx))
         blob = comm.encode(algo.encode(model, c, ctx))
         up_bytes.append(len(blob))
         ups.append(comm.decode(blob))
@@ -142,7 +142,7 @@ def test_fedit_sgd_differs_from_fedit_only_in_the_optimizer(tiny):
     got = {}
     ctx = RoundContext(round=1, rounds=1, seed=cfg.seed, device=CPU)
     for key, algo, model in (("sgd", sgd, sgd_model), ("adamw", adamw, adamw_model)):
-        algo.local_train(model, [batch], ctx)
+        algo.local_train(model, [batch], 0, ctx)
         got[key] = {n: p.detach().clone() for n, p in algo.trainable(model)}
     for n in sgd.global_params:
         torch.testing.assert_close(got["sgd"][n], want_sgd[n], rtol=1e-5, atol=1e-7)

@@ -48,7 +48,7 @@ def _federate(tiny, method: str) -> SimpleNamespace:
             algo.load_global(model)
             out.grads.append(any(p.grad is not None for p in model.parameters()))
             batches = client_batches(clients[c], cfg, r, c, tokenizer.pad_token_id, CPU)
-            out.losses.append(algo.local_train(model, batches, ctx))
+            out.losses.append(algo.local_train(model, batches, c, ctx))
             out.grads.append(any(p.grad is not None for p in model.parameters()))
             blob = comm.encode(algo.encode(model, c, ctx))
             out.up_bytes.append(len(blob))
@@ -212,7 +212,7 @@ def _toy_round(algo, model, r: int, clients: int) -> None:
     for c in range(clients):
         algo.downlink(c, ctx)
         algo.load_global(model)
-        algo.local_train(model, [{"x": torch.zeros(1)}] * 2, ctx)
+        algo.local_train(model, [{"x": torch.zeros(1)}] * 2, c, ctx)
         algo.receive(comm.decode(comm.encode(algo.encode(model, c, ctx))), 1 / clients, ctx)
     algo.aggregate(ctx)
 
@@ -233,7 +233,7 @@ def test_zo_step_is_a_descent_direction_in_expectation(cls, options):
     trials = 600
     for r in range(1, trials + 1):
         algo.load_global(model)
-        loss = algo.local_train(model, batch, RoundContext(r, trials, 0, CPU))
+        loss = algo.local_train(model, batch, 0, RoundContext(r, trials, 0, CPU))
         assert math.isfinite(loss) and model.w.grad is None
         total += model.w.detach() - w0
     mean = total / trials

@@ -5,7 +5,7 @@ The engine (ferret/engine.py) drives a round as:
     for each sampled client c:
         msg = algo.downlink(c, ctx)            # server -> client (serialised, counted)
         algo.load_global(model)                # reset the single working copy
-        loss = algo.local_train(model, batches, ctx)     # "local compute" phase
+        loss = algo.local_train(model, batches, c, ctx)  # "local compute" phase
         up = algo.encode(model, c, ctx)        # "encode" phase -> uplink (serialised, counted)
         algo.receive(decode(up), p_c, ctx)     # fold it in as it arrives (p_c sums to 1)
     algo.aggregate(ctx)                        # finish the round: update the global model
@@ -83,7 +83,7 @@ class Algorithm:
         raise NotImplementedError
 
     def local_train(self, model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]],
-                    ctx: RoundContext) -> float:
+                    client: int, ctx: RoundContext) -> float:
         """Run the client's local work on the working copy; return its mean training loss.
         Default: first-order local SGD over the trainable parameters (Ferret, FedAvg); methods
         with other local work (zeroth-order, adapters with AdamW) override it."""

@@ -26,6 +26,7 @@ def _check_synthetic(cfg: Any) -> None:
 
     if not 1 <= cfg.num_tasks <= len(FAMILY_ORDER):
         raise DataError(f"num_tasks={cfg.num_tasks}: the synthetic set has 1 to {len(FAMILY_ORDER)} task families")
+    _synthetic(cfg)  # milliseconds: catches a family too small for the requested sizes up front
 
 
 # Cheap checks of a config's data settings, run before anything is loaded.
