@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import matplotlib.colors as mcolors
 import pandas as pd
 import pytest
 
@@ -103,3 +104,13 @@ def test_every_figure_is_written_as_png_and_pdf(df, tmp_path, name):
     assert [p.suffix for p in paths] == [".png", ".pdf"]
     assert all(p.stat().st_size > 1000 for p in paths)
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_seed_band_has_its_line_colour(df):
+    fig = figures.convergence_round(df)
+    ax = fig.axes[0]
+    fedavg = _lines(fig)["fedavg"]
+    bands = [c for c in ax.collections if len(c.get_facecolor())]
+    assert bands, "runs with several seeds get a min-max band"
+    assert any(mcolors.to_hex(b.get_facecolor()[0], keep_alpha=False) == mcolors.to_hex(fedavg.get_color())
+               for b in bands)

@@ -22,9 +22,9 @@ def _curves(ax: plt.Axes, df: pd.DataFrame, x: str, y: str) -> None:
     """One line per configuration: mean over seeds of y at each x-step, min-max band."""
     for label, group in with_labels(df).dropna(subset=[y]).groupby("label"):
         by_round = group.groupby("round").agg(x=(x, "mean"), mean=(y, "mean"), lo=(y, "min"), hi=(y, "max"))
-        ax.plot(by_round["x"], by_round["mean"], marker="o", markersize=3, label=label)
+        (line,) = ax.plot(by_round["x"], by_round["mean"], marker="o", markersize=3, label=label)
         if group["run_id"].nunique() > 1:
-            ax.fill_between(by_round["x"], by_round["lo"], by_round["hi"], alpha=0.2)
+            ax.fill_between(by_round["x"], by_round["lo"], by_round["hi"], alpha=0.2, color=line.get_color())
     ax.set_ylabel(y.replace("_", " "))
     ax.grid(alpha=0.3)
 
