@@ -29,6 +29,8 @@ Options (official code = default):
 | option          | default    | source / alternative                                                |
 |-----------------|------------|---------------------------------------------------------------------|
 | eps             | 5e-4       | main.py --zo_eps                                                    |
+| lr              | 0          | this method's step size, 0 = the run's lr (README scripts: 3e-7;    |
+|                 |            | the shared first-order lr 1e-3 diverges)                            |
 | downlink        | per_round  | per_round: the missed rounds' pairs one round after another (replay |
 |                 |            | equals the server bit for bit); merged: one pair per seed summed    |
 |                 |            | over the missed rounds, at most K pairs (the paper's bound; replay  |
@@ -74,7 +76,7 @@ from dataclasses import dataclass
 
 import torch
 
-from baselines.fedzo import Direction, batch_loss, weight_decay_
+from baselines.fedzo import Direction, batch_loss, check_zo_lr, weight_decay_
 from ferret.algorithms.base import Algorithm, RoundContext
 from ferret.comm import Message
 from ferret.seeding import generator
@@ -84,8 +86,10 @@ from ferret.seeding import generator
 class FedKSeedOptions:
     eps: float = 5e-4
     downlink: str = "per_round"
+    lr: float = 0.0
 
     def __post_init__(self) -> None:
+        check_zo_lr(self.lr)
         if not (isinstance(self.eps, (int, float)) and self.eps > 0 and math.isfinite(self.eps)):
             raise ValueError(f"eps={self.eps!r} must be a finite number > 0")
         if self.downlink not in ("per_round", "merged"):
@@ -125,6 +129,11 @@ class FedKSeed(Algorithm):
         self._steps: list[tuple[int, float]] = []  # (k, g) of the client being trained
         return model
 
+    @property
+    def lr(self) -> float:
+        """The ZO step size: the method's own ``lr`` option, else the run's."""
+        return self.options.lr or self.cfg.lr
+
     # -- the shared update: server rebuild and client replay ----------------------------------------
     @torch.no_grad()
     def apply_pairs(self, params: dict[str, torch.Tensor], index: torch.Tensor, grad: torch.Tensor,
@@ -134,7 +143,7 @@ class FedKSeed(Algorithm):
         tensors = [params[n] for n in self.names]
         for k, g in zip(index.tolist(), grad.tolist()):
             self.direction.fill_gaussian(int(seeds[k]))
-            self.direction.add_to(tensors, -self.cfg.lr * g)
+            self.direction.add_to(tensors, -self.lr * g)
 
     def replay(self, params: dict[str, torch.Tensor], msg: Message) -> None:
         """Bring a stale copy of the global weights up to date from a (decoded) downlink."""
@@ -203,8 +212,8 @@ class FedKSeed(Algorithm):
             if cfg.grad_clip > 0 and abs(diff.item()) > cfg.grad_clip:
                 continue  # official --grad_clip: skip steps with an over-large loss difference
             g = (diff / (2 * eps)).item()  # float32 arithmetic: exactly what the float32 uplink holds
-            z.add_to(params, -cfg.lr * g)
-            weight_decay_(params, names, cfg.lr, cfg.weight_decay)
+            z.add_to(params, -self.lr * g)
+            weight_decay_(params, names, self.lr, cfg.weight_decay)
             self._steps.append((k, g))
             losses.append(((plus + minus) / 2).item())
         return sum(losses) / len(losses) if losses else math.nan

@@ -29,6 +29,9 @@ Options:
 |            |           | forward (paper): (L(w + mu z) - L(w))/mu, 1 + n_perturb forwards per step |
 | direction  | gaussian  | gaussian: z ~ N(0, I);  sphere (paper): z uniform on the sphere of radius |
 |            |           | sqrt(d), i.e. E[z z^T] = I like the Gaussian                              |
+| lr         | 0         | this method's step size; 0 uses the run's ``lr``. Zeroth-order steps move |
+|            |           | every weight along z, so they need a far smaller lr than first-order SGD  |
+|            |           | (FedKSeed's scripts: 3e-7); the shared lr 1e-3 diverges on SmolLM2        |
 
 ``estimator=forward, direction=sphere`` is the paper's estimator (d/mu' [f(x + mu' v) - f(x)] v,
 v on the unit sphere) with mu' = mu sqrt(d).
@@ -73,8 +76,10 @@ class FedZOOptions:
     n_perturb: int = 1
     estimator: str = "central"
     direction: str = "gaussian"
+    lr: float = 0.0
 
     def __post_init__(self) -> None:
+        check_zo_lr(self.lr)
         if not (isinstance(self.mu, (int, float)) and self.mu > 0 and math.isfinite(self.mu)):
             raise ValueError(f"mu={self.mu!r} must be a finite number > 0")
         if not (isinstance(self.n_perturb, int) and self.n_perturb >= 1):
@@ -86,6 +91,10 @@ class FedZOOptions:
 
 
 # -- zeroth-order machinery shared with baselines/fedkseed.py -----------------------------------------
+
+def check_zo_lr(lr: object) -> None:
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (lr >= 0 and math.isfinite(lr)):
+        raise ValueError(f"lr={lr!r} must be a finite number >= 0 (0 uses the run's lr)")
 
 def decays(name: str) -> bool:
     """Whether weight decay applies to a tensor: the MeZO/FedKSeed official name rule."""
@@ -167,6 +176,7 @@ class FedZO(FedAvg):
     def local_train(self, model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]],
                     client: int, ctx: RoundContext) -> float:
         cfg, o, z = self.cfg, self.options, self.direction
+        lr = o.lr or cfg.lr
         named = self.trainable(model)
         names, params = [n for n, _ in named], [p for _, p in named]
         if names != z.names:
@@ -199,11 +209,11 @@ class FedZO(FedAvg):
                     ok = False  # official --grad_clip: drop an over-large loss difference
                 grads.append((diff / scale).item() if ok else 0.0)
             if n == 1:  # the buffer still holds z_1: no regeneration
-                z.add_to(params, -cfg.lr * grads[0])
+                z.add_to(params, -lr * grads[0])
             else:
                 for seed, g in zip(seeds, grads):
                     if g != 0.0:
                         self._fill(seed)
-                        z.add_to(params, -cfg.lr * g / n)
-            weight_decay_(params, names, cfg.lr, cfg.weight_decay)
+                        z.add_to(params, -lr * g / n)
+            weight_decay_(params, names, lr, cfg.weight_decay)
         return sum(losses) / len(losses) if losses else math.nan

@@ -275,3 +275,18 @@ def test_options_reach_the_method_from_the_config():
     cfg = load_config(None, tiny_overrides(method=path, method_options={path: {"eps": 1e-3, "downlink": "merged"}}))
     options = registry.options_for(path, cfg.method_options)
     assert options == FedKSeedProOptions(eps=1e-3, downlink="merged")
+
+
+@pytest.mark.parametrize("cls,options", [(FedZO, FedZOOptions), (FedKSeed, FedKSeedOptions)])
+def test_method_lr_overrides_the_run_lr(cls, options):
+    """The ZO step size is the method's own option when set (ZO needs a far smaller lr)."""
+    updates = []
+    for lr in (0.0, 1e-4):
+        algo, model, cfg, batch = _toy(cls, options(lr=lr), lr=1e-2)
+        algo.load_global(model)
+        w0 = algo.global_params["w"].clone()
+        algo.local_train(model, batch, 0, RoundContext(1, 1, 0, CPU))
+        updates.append((model.w.detach() - w0).norm().item())
+    assert updates[0] == pytest.approx(100 * updates[1], rel=1e-3)  # same direction, lr 1e-2 vs 1e-4
+    with pytest.raises(ValueError, match="lr=-1"):
+        options(lr=-1)
