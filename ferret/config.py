@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -91,6 +92,7 @@ _FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 _TYPES = typing.get_type_hints(RunConfig)
 _DTYPES = ("float32", "bfloat16", "float16")
 _WANDB_MODES = ("auto", "online", "offline", "disabled")
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def _coerce(key: str, value: Any, kind: type) -> Any:
@@ -151,11 +153,15 @@ def _apply(values: dict[str, Any], key: str, value: Any) -> None:
         if _TYPES[head] is not dict:
             raise ConfigError(f"'{key}': '{head}' has no sub-keys")
         node = values.setdefault(head, {})
-        *parents, leaf = rest.split(".")
+        # Option names have no dots but method paths may ("pkg.module:Class"): split at the last.
+        *parents, leaf = rest.rsplit(".", 1) if head == "method_options" else rest.split(".")
         for part in parents:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"'{key}': '{part}' is not a mapping")
+        # YAML 1.1 reads '3e-7' as a string; a method option that looks like a number is one.
+        if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+            value = float(value)
         node[leaf] = value
     else:
         values[head] = _coerce(key, value, _TYPES[head])

@@ -53,6 +53,11 @@ def test_bad_input_exits_nonzero_with_one_line_and_writes_nothing(tmp_path, caps
     assert not out.exists()
 
 
+def test_dotted_override_reaches_a_path_style_method():
+    cfg = load_config(None, ["method=baselines.fedkseed:FedKSeed", "method_options.baselines.fedkseed:FedKSeed.lr=3e-7"])
+    assert cfg.method_options["baselines.fedkseed:FedKSeed"] == {"lr": 3e-7}
+
+
 def test_unknown_key_suggests_the_close_one():
     with pytest.raises(ConfigError, match="did you mean 'local_steps'"):
         load_config(None, ["local_step=3"])
