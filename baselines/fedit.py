@@ -58,7 +58,7 @@ import torch
 from peft import LoraConfig, PeftConfig, TaskType, get_peft_model
 
 from baselines.fedavg import FedAvg
-from ferret.algorithms.base import RoundContext
+from ferret.algorithms.base import RoundContext, check_lr_option
 from ferret.algorithms.local import first_order_local_steps
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -75,11 +75,6 @@ def make_optimizer(kind: str, params: list[torch.nn.Parameter], lr: float, cfg: 
     raise ValueError(f"optimizer={kind!r}: must be one of {', '.join(OPTIMIZERS)}")
 
 
-def check_lr(lr: float) -> None:
-    if not lr >= 0:  # also rejects NaN
-        raise ValueError(f"lr={lr!r}: must be >= 0 (0 uses the run's lr)")
-
-
 def check_optimizer(kind: str) -> None:
     if kind not in OPTIMIZERS:
         raise ValueError(f"optimizer={kind!r}: must be one of {', '.join(OPTIMIZERS)}")
@@ -88,8 +83,9 @@ def check_optimizer(kind: str) -> None:
 class PeftFedAvg(FedAvg):
     """FedAvg over the trainable tensors of a peft-wrapped model.
 
-    Subclasses give the adapter (:meth:`peft_config`) and the local optimizer (:attr:`optimizer`,
-    or override :meth:`make_optimizer`); their Options carry ``lr`` (0 = ``cfg.lr``)."""
+    Subclasses give the adapter (:meth:`peft_config`) and the local optimizer (an ``optimizer``
+    option, else the class attribute :attr:`optimizer`); their Options carry ``lr`` (0 = ``cfg.lr``,
+    see :meth:`Algorithm.local_lr`)."""
 
     name = "peft-fedavg"
     optimizer = "adamw"
@@ -97,12 +93,10 @@ class PeftFedAvg(FedAvg):
     def peft_config(self, model: torch.nn.Module) -> PeftConfig:
         raise NotImplementedError
 
-    def local_lr(self) -> float:
-        return self.options.lr or self.cfg.lr
-
     def make_optimizer(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
         """A fresh optimizer every round and client (Shepherd builds a new Trainer per client)."""
-        return make_optimizer(self.optimizer, params, self.local_lr(), self.cfg)
+        kind = getattr(self.options, "optimizer", self.optimizer)  # an option where the method has one
+        return make_optimizer(kind, params, self.local_lr(), self.cfg)
 
     def setup(self, model: torch.nn.Module, tokenizer: object) -> torch.nn.Module:
         """Wrap with peft (which freezes the base weights); the global state is the adapter only."""
@@ -135,7 +129,7 @@ class FedITOptions:
         if not isinstance(self.target_modules, str) or not modules or not all(_MODULE_NAME.match(m) for m in modules):
             raise ValueError(f"target_modules={self.target_modules!r}: must be comma-separated module names, "
                              "e.g. 'q_proj,v_proj'")
-        check_lr(self.lr)
+        check_lr_option(self.lr)
 
     def modules(self) -> list[str]:
         if not isinstance(self.target_modules, str):

@@ -76,8 +76,8 @@ from dataclasses import dataclass
 
 import torch
 
-from baselines.fedzo import Direction, batch_loss, check_zo_lr, weight_decay_
-from ferret.algorithms.base import Algorithm, RoundContext
+from baselines.fedzo import Direction, batch_loss, weight_decay_
+from ferret.algorithms.base import Algorithm, RoundContext, check_lr_option
 from ferret.comm import Message
 from ferret.seeding import generator
 
@@ -89,7 +89,7 @@ class FedKSeedOptions:
     lr: float = 0.0
 
     def __post_init__(self) -> None:
-        check_zo_lr(self.lr)
+        check_lr_option(self.lr)
         if not (isinstance(self.eps, (int, float)) and self.eps > 0 and math.isfinite(self.eps)):
             raise ValueError(f"eps={self.eps!r} must be a finite number > 0")
         if self.downlink not in ("per_round", "merged"):
@@ -129,11 +129,6 @@ class FedKSeed(Algorithm):
         self._steps: list[tuple[int, float]] = []  # (k, g) of the client being trained
         return model
 
-    @property
-    def lr(self) -> float:
-        """The ZO step size: the method's own ``lr`` option, else the run's."""
-        return self.options.lr or self.cfg.lr
-
     # -- the shared update: server rebuild and client replay ----------------------------------------
     @torch.no_grad()
     def apply_pairs(self, params: dict[str, torch.Tensor], index: torch.Tensor, grad: torch.Tensor,
@@ -143,7 +138,7 @@ class FedKSeed(Algorithm):
         tensors = [params[n] for n in self.names]
         for k, g in zip(index.tolist(), grad.tolist()):
             self.direction.fill_gaussian(int(seeds[k]))
-            self.direction.add_to(tensors, -self.lr * g)
+            self.direction.add_to(tensors, -self.local_lr() * g)
 
     def replay(self, params: dict[str, torch.Tensor], msg: Message) -> None:
         """Bring a stale copy of the global weights up to date from a (decoded) downlink."""
@@ -212,8 +207,8 @@ class FedKSeed(Algorithm):
             if cfg.grad_clip > 0 and abs(diff.item()) > cfg.grad_clip:
                 continue  # official --grad_clip: skip steps with an over-large loss difference
             g = (diff / (2 * eps)).item()  # float32 arithmetic: exactly what the float32 uplink holds
-            z.add_to(params, -self.lr * g)
-            weight_decay_(params, names, self.lr, cfg.weight_decay)
+            z.add_to(params, -self.local_lr() * g)
+            weight_decay_(params, names, self.local_lr(), cfg.weight_decay)
             self._steps.append((k, g))
             losses.append(((plus + minus) / 2).item())
         return sum(losses) / len(losses) if losses else math.nan

@@ -42,8 +42,9 @@ from dataclasses import dataclass
 import torch
 from peft import PeftConfig, PromptTuningConfig, PromptTuningInit, TaskType
 
-from baselines.fedit import PeftFedAvg, check_lr, check_optimizer
+from baselines.fedit import PeftFedAvg, check_optimizer
 from baselines.fedptuning import check_virtual_tokens
+from ferret.algorithms.base import check_lr_option
 
 _INITS = {"random": PromptTuningInit.RANDOM, "sample_vocab": PromptTuningInit.SAMPLE_VOCAB}
 
@@ -60,16 +61,12 @@ class FedPromptOptions:
         if self.init not in _INITS:
             raise ValueError(f"init={self.init!r}: must be one of {', '.join(_INITS)}")
         check_optimizer(self.optimizer)
-        check_lr(self.lr)
+        check_lr_option(self.lr)
 
 
 class FedPrompt(PeftFedAvg):
     name = "fedprompt"
     Options = FedPromptOptions
-
-    @property
-    def optimizer(self) -> str:  # type: ignore[override]
-        return self.options.optimizer
 
     def peft_config(self, model: torch.nn.Module) -> PeftConfig:
         o = self.options

@@ -44,7 +44,8 @@ from dataclasses import dataclass
 import torch
 from peft import PeftConfig, PromptEncoderConfig, TaskType
 
-from baselines.fedit import PeftFedAvg, check_lr, check_optimizer
+from baselines.fedit import PeftFedAvg, check_optimizer
+from ferret.algorithms.base import check_lr_option
 
 _REPARAMETERIZATIONS = ("MLP", "LSTM")
 
@@ -75,16 +76,12 @@ class FedPTuningOptions:
         if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d < 1:
             raise ValueError(f"encoder_dropout={d!r}: must be in [0, 1)")
         check_optimizer(self.optimizer)
-        check_lr(self.lr)
+        check_lr_option(self.lr)
 
 
 class FedPTuning(PeftFedAvg):
     name = "fedptuning"
     Options = FedPTuningOptions
-
-    @property
-    def optimizer(self) -> str:  # type: ignore[override]
-        return self.options.optimizer
 
     def peft_config(self, model: torch.nn.Module) -> PeftConfig:
         o = self.options

@@ -66,7 +66,7 @@ from dataclasses import dataclass
 import torch
 
 from baselines.fedavg import FedAvg
-from ferret.algorithms.base import RoundContext
+from ferret.algorithms.base import RoundContext, check_lr_option
 from ferret.seeding import derive_seed
 
 
@@ -79,7 +79,7 @@ class FedZOOptions:
     lr: float = 0.0
 
     def __post_init__(self) -> None:
-        check_zo_lr(self.lr)
+        check_lr_option(self.lr)
         if not (isinstance(self.mu, (int, float)) and self.mu > 0 and math.isfinite(self.mu)):
             raise ValueError(f"mu={self.mu!r} must be a finite number > 0")
         if not (isinstance(self.n_perturb, int) and self.n_perturb >= 1):
@@ -91,15 +91,6 @@ class FedZOOptions:
 
 
 # -- zeroth-order machinery shared with baselines/fedkseed.py -----------------------------------------
-
-def check_zo_lr(lr: object) -> None:
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (lr >= 0 and math.isfinite(lr)):
-        raise ValueError(f"lr={lr!r} must be a finite number >= 0 (0 uses the run's lr)")
-
-def decays(name: str) -> bool:
-    """Whether weight decay applies to a tensor: the MeZO/FedKSeed official name rule."""
-    return not any(s in name for s in ("bias", "layer_norm", "layernorm"))
-
 
 class Direction:
     """The one parameter-sized buffer that holds the current perturbation z, with a view per
@@ -176,7 +167,7 @@ class FedZO(FedAvg):
     def local_train(self, model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]],
                     client: int, ctx: RoundContext) -> float:
         cfg, o, z = self.cfg, self.options, self.direction
-        lr = o.lr or cfg.lr
+        lr = self.local_lr()
         named = self.trainable(model)
         names, params = [n for n, _ in named], [p for _, p in named]
         if names != z.names:

@@ -19,6 +19,7 @@ model. Methods compute and never log: they return numbers and messages, the engi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -27,6 +28,12 @@ import torch
 
 from ferret.algorithms.local import sgd_local_steps
 from ferret.comm import Message
+
+
+def check_lr_option(lr: object) -> None:
+    """A method's own ``lr`` option: a finite number >= 0, where 0 means the run's ``lr``."""
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (lr >= 0 and math.isfinite(lr)):
+        raise ValueError(f"lr={lr!r}: must be a finite number >= 0 (0 uses the run's lr)")
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,11 @@ class Algorithm:
         }
         return model
 
+    def local_lr(self) -> float:
+        """The client step size: the method's own ``lr`` option when set (see
+        :func:`check_lr_option`), else the run's ``lr``."""
+        return getattr(self.options, "lr", 0.0) or self.cfg.lr
+
     def trainable(self, model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
         return [(n, p) for n, p in model.named_parameters() if n in self.global_params]
 
@@ -88,7 +100,7 @@ class Algorithm:
         Default: first-order local SGD over the trainable parameters (Ferret, FedAvg); methods
         with other local work (zeroth-order, adapters with AdamW) override it."""
         cfg = self.cfg
-        return sgd_local_steps(model, [p for _, p in self.trainable(model)], batches, lr=cfg.lr,
+        return sgd_local_steps(model, [p for _, p in self.trainable(model)], batches, lr=self.local_lr(),
                                n_accum=cfg.n_accum, momentum=cfg.momentum,
                                weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
 
