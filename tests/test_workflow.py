@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ferret.algorithms import registry
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
@@ -50,7 +52,9 @@ def test_dry_run_lists_every_job_of_the_grid(name):
     counts = _job_counts(proc.stdout)
     n_train = _expected_train_jobs(cfg)
     assert counts["train"] == n_train
-    assert n_train == 9  # default and smoke: 2 methods x 2 seeds + 3 new K values + 2 new client counts
+    # default: 9 methods x 2 seeds + 2 new K values + 2 new client counts;
+    # smoke: 9 methods x 2 seeds + 3 new K values + 2 new client counts
+    assert n_train == {"default": 22, "smoke": 23}[name]
     assert counts["prepare_model"] == 1 and counts["collect"] == 1 and counts["tables"] == 1
     assert counts["figure"] == 5
     assert counts["total"] == n_train + 9  # + prepare, collect, tables, 5 figures, all
@@ -77,6 +81,17 @@ def test_bad_config_fails_validation_before_any_job(tmp_path, change, named):
     text = proc.stdout + proc.stderr
     assert named in text, text[-2000:]
     assert "Job stats" not in text  # failed before scheduling anything
+
+
+def test_schema_lists_exactly_the_registered_methods():
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    enum = next(alt["enum"] for alt in schema["definitions"]["method"]["anyOf"] if "enum" in alt)
+    assert sorted(enum) == sorted(registry.METHODS)
+
+
+def test_default_grid_runs_every_registered_method():
+    cfg = yaml.safe_load((ROOT / "workflow/configs/default.yaml").read_text())
+    assert sorted(cfg["methods"]) == sorted(registry.METHODS)
 
 
 def test_lint_passes():

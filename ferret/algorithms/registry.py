@@ -14,6 +14,13 @@ from typing import Any
 METHODS: dict[str, str] = {
     "ferret": "ferret.algorithms.ferret:Ferret",
     "fedavg": "baselines.fedavg:FedAvg",
+    "fedzo": "baselines.fedzo:FedZO",
+    "fedkseed": "baselines.fedkseed:FedKSeed",
+    "fedkseed-pro": "baselines.fedkseed:FedKSeedPro",
+    "fedit": "baselines.fedit:FedIT",
+    "fedit-sgd": "baselines.fedit_sgd:FedITSGD",
+    "fedptuning": "baselines.fedptuning:FedPTuning",
+    "fedprompt": "baselines.fedprompt:FedPrompt",
 }
 
 
