@@ -2,6 +2,16 @@
 
 The templates are the two Alpaca templates used by the official Ferret / FedKSeed code (with and
 without an input). Only the response is supervised: every prompt position gets label -100.
+Each :class:`~ferret.data.types.Example` names its template (``Example.template``):
+
+- ``alpaca`` (default; Natural Instructions, CodeAlpaca, GSM8K and the synthetic set): the
+  Stanford Alpaca wording, as in the official NI loader (``natural_instruction_loader.py``).
+- ``dolly``: the FederatedScope wording the official Dolly-15K loader uses (``llm_dataset.py``:
+  "Write a response for the task request.").
+
+Both official loaders end the prompt at "### Response:" and tokenise prompt + target as one
+string; here the prompt ends with a newline and the two are encoded separately (below), so the
+boundary is the same token position at training and generation time.
 
 Choices (documented here because they change token counts):
 
@@ -38,14 +48,31 @@ PROMPT_NO_INPUT = (
     "completes the request.\n\n"
     "### Instruction:\n{instruction}\n\n### Response:\n"
 )
+DOLLY_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further "
+    "context. Write a response for the task request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+)
+DOLLY_NO_INPUT = (
+    "Below is an instruction that describes a task. Write a response for the task request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Response:\n"
+)
+# template name -> (with input, without input)
+TEMPLATES: dict[str, tuple[str, str]] = {
+    "alpaca": (PROMPT_INPUT, PROMPT_NO_INPUT),
+    "dolly": (DOLLY_INPUT, DOLLY_NO_INPUT),
+}
 
 
 def format_prompt(ex: Example) -> str:
-    """Render ``ex`` with the Alpaca template; the no-input variant when its input is blank."""
+    """Render ``ex`` with its template; the no-input variant when its input is blank."""
+    if ex.template not in TEMPLATES:
+        raise DataError(f"unknown prompt template '{ex.template}' (task {ex.task}); known: {', '.join(TEMPLATES)}")
+    with_input, no_input = TEMPLATES[ex.template]
     # Whitespace-only inputs count as empty: an "### Input:" block with nothing in it only adds noise.
     if ex.input.strip() == "":
-        return PROMPT_NO_INPUT.format(instruction=ex.instruction)
-    return PROMPT_INPUT.format(instruction=ex.instruction, input=ex.input)
+        return no_input.format(instruction=ex.instruction)
+    return with_input.format(instruction=ex.instruction, input=ex.input)
 
 
 def _bos_prefix(tokenizer: PreTrainedTokenizerBase) -> list[int]:

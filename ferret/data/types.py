@@ -6,7 +6,11 @@ Loaders return a :class:`FederatedData`; the engine turns its examples into toke
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+# A generation metric: (predictions, references) -> score, e.g. GSM8K's exact-match accuracy.
+Metric = Callable[[Sequence[str], Sequence[str]], float]
 
 
 class DataError(ValueError):
@@ -21,6 +25,7 @@ class Example:
     instruction: str  # the task definition (NI style)
     input: str
     output: str
+    template: str = "alpaca"  # prompt template name (ferret.data.prompts.TEMPLATES)
 
 
 @dataclass
@@ -31,6 +36,8 @@ class FederatedData:
     eval: list[Example]  # held-out evaluation instances
     client_tasks: list[str]  # task name of each client
     name: str  # data set name, e.g. "synthetic"
+    # Extra metrics of the greedy generations, logged beside Rouge-L under their key (GSM8K: accuracy).
+    metrics: dict[str, Metric] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # A mismatch here would silently mislabel clients in every per-task report.
