@@ -13,6 +13,12 @@ Choices:
   SmolLM2 tokenizer, for tests and CI only. Its weights depend only on ``seed``. The tokenizer
   is cached separately under ``<resources>/tokenizers/smollm2/`` so tests never need the
   full 20 s model conversion.
+* The paper's models have short aliases for their hub ids (kind ``hub``): ``datajuicer-1.3b``
+  (DataJuicer-1.3B, ``datajuicer/LLaMA-1B-dj-refine-150B``, the official scripts' model),
+  ``llama-3b`` (OpenLLaMA 3B, ``openlm-research/open_llama_3b``; its model card warns against
+  the fast tokenizer, so the slow one is loaded), ``llama2-7b`` and ``llama2-13b``
+  (``meta-llama/Llama-2-{7b,13b}-hf``, gated: accept the licence on the hub and log in first).
+  A local copy is used by giving its path instead of the alias.
 * Anything else is a local directory or a Hugging Face hub id, loaded with
   ``AutoModelForCausalLM``; ``trust_remote_code`` is passed through and defaults to False.
 * Caches are written to a temporary sibling folder and renamed into place, so a reader never
@@ -64,6 +70,8 @@ class ModelError(ValueError):
 #   kind "random-init": a fresh LlamaForCausalLM built from `config` (LlamaConfig keyword
 #                       arguments; vocab size and special-token ids come from the tokenizer)
 #                       with the tokenizer of the alias named in `tokenizer`.
+#   kind "hub":         a short name for `hub_id` (the paper's models); `tokenizer_kwargs` are
+#                       passed to AutoTokenizer.from_pretrained.
 ALIASES: dict[str, dict[str, Any]] = {
     "smollm2-135m": {
         "kind": "embedded",
@@ -90,6 +98,10 @@ ALIASES: dict[str, dict[str, Any]] = {
             "initializer_range": 0.02,
         },
     },
+    "datajuicer-1.3b": {"kind": "hub", "hub_id": "datajuicer/LLaMA-1B-dj-refine-150B"},
+    "llama-3b": {"kind": "hub", "hub_id": "openlm-research/open_llama_3b", "tokenizer_kwargs": {"use_fast": False}},
+    "llama2-7b": {"kind": "hub", "hub_id": "meta-llama/Llama-2-7b-hf"},
+    "llama2-13b": {"kind": "hub", "hub_id": "meta-llama/Llama-2-13b-hf"},
 }
 
 HUB_ENV = "FERRET_HUB_SMOLLM2"
@@ -356,7 +368,8 @@ def _tiny_model(seed: int, root: Path) -> tuple[PreTrainedModel, PreTrainedToken
 
 
 def _from_pretrained(
-    name: str, source: str, torch_dtype: Any, trust_remote_code: bool
+    name: str, source: str, torch_dtype: Any, trust_remote_code: bool,
+    tokenizer_kwargs: dict[str, Any] | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -365,9 +378,12 @@ def _from_pretrained(
         model = AutoModelForCausalLM.from_pretrained(
             source, dtype=torch_dtype, trust_remote_code=trust_remote_code
         )
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        # OSError: missing files / no network; ValueError: e.g. custom code without trust.
+        tokenizer = AutoTokenizer.from_pretrained(
+            source, trust_remote_code=trust_remote_code, **(tokenizer_kwargs or {})
+        )
+    except (OSError, ValueError, ImportError) as exc:
+        # OSError: missing files / no network; ValueError: e.g. custom code without trust;
+        # ImportError: a tokenizer backend that is not installed (sentencepiece for slow LLaMA).
         raise ModelError(f"could not load model '{name}': {_first_line(exc)}") from exc
     return model, tokenizer
 
@@ -405,6 +421,11 @@ def load_model_and_tokenizer(
             folder = prepare_model(name, root)
             model, tokenizer = _from_pretrained(name, str(folder), torch_dtype, False)
             source = f"gguf:{entry['gguf_file']}"
+    elif entry is not None and entry["kind"] == "hub":
+        model, tokenizer = _from_pretrained(
+            name, entry["hub_id"], torch_dtype, trust_remote_code, entry.get("tokenizer_kwargs")
+        )
+        source = f"hub:{entry['hub_id']}"
     elif _looks_like_path(name):
         path = Path(name).expanduser().resolve()
         model, tokenizer = _from_pretrained(name, str(path), torch_dtype, trust_remote_code)
