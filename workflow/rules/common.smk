@@ -15,8 +15,10 @@ EXPERIMENT = config["experiment"]
 RUNS = f"results/runs/{EXPERIMENT}"
 PREPARED_ALIASES = {"smollm2-135m", "tiny"}  # models converted or cached once by their own rule
 FIGURES = ["convergence_round", "convergence_bytes", "convergence_time", "ablation_k", "ablation_clients"]
-TABLES = ["main", "cost"]
+TABLES = ["main", "cost", "claims"]
 AXES = ("method", "model", "dataset", "num_clients", "K", "seed")
+AXIS_KEYS = {"method": "methods", "model": "models", "dataset": "datasets", "num_clients": "num_clients",
+             "K": "K", "seed": "seeds"}  # grid axis -> its config key
 
 
 def _slug(value):
@@ -30,11 +32,13 @@ def run_id(point):
 
 
 def _points():
-    """The main grid (methods x models x data sets x num_clients x K x seeds) and each ablation
-    (one method, one axis varied, the other axes at their first main value); duplicates merge."""
-    main = {"method": config["methods"], "model": config["models"], "dataset": config["datasets"],
-            "num_clients": config["num_clients"], "K": config["K"], "seed": config["seeds"]}
+    """The main grid (methods x models x data sets x num_clients x K x seeds), each further grid of
+    `grids` (the axes it lists replace the main grid's) and each ablation (one method, one axis
+    varied, the other axes at their first main value); duplicates merge."""
+    main = {axis: config[key] for axis, key in AXIS_KEYS.items()}
     grids = [main]
+    for extra in config.get("grids", []):
+        grids.append({axis: extra.get(key, main[axis]) for axis, key in AXIS_KEYS.items()})
     for axis, ablation in config.get("ablations", {}).items():
         grid = {k: v[:1] for k, v in main.items()}
         grid.update({"method": [ablation["method"]], axis: ablation["values"],
@@ -51,9 +55,19 @@ def _points():
 GRID = _points()
 
 
+def run_settings(point):
+    """Shared `ferret run` keys of one grid point: settings < dataset_settings[data set] <
+    model_settings[model].settings < method_settings[method] (the schema keeps axes out of them)."""
+    items = dict(config.get("settings", {}))
+    items.update(config.get("dataset_settings", {}).get(point["dataset"], {}))
+    items.update(config.get("model_settings", {}).get(point["model"], {}).get("settings", {}))
+    items.update(config.get("method_settings", {}).get(point["method"], {}))
+    return items
+
+
 def run_overrides(point):
     """The `ferret run` key=value arguments of one grid point."""
-    items = {**config.get("settings", {}), **point, "experiment": EXPERIMENT, "run_id": run_id(point)}
+    items = {**run_settings(point), **point, "experiment": EXPERIMENT, "run_id": run_id(point)}
     wandb = config.get("wandb", {})
     items.update({"wandb_mode": wandb.get("mode", "auto"), "wandb_project": wandb.get("project", ""),
                   "wandb_entity": wandb.get("entity", "")})
@@ -82,8 +96,26 @@ def model_marker(wildcards):
     return [f"resources/prepared/{model}.txt"] if model in PREPARED_ALIASES else []
 
 
+def _model_resources(wildcards):
+    return config.get("model_settings", {}).get(GRID[wildcards.run_id]["model"], {}).get("resources", {})
+
+
 def gpus(wildcards):
-    return 1 if str(config.get("settings", {}).get("device", "cpu")).startswith("cuda") else 0
+    """GPUs of one run: its model's `resources.gpu`, else 1 when the run's device is cuda."""
+    resources = _model_resources(wildcards)
+    if "gpu" in resources:
+        return resources["gpu"]
+    return 1 if str(run_settings(GRID[wildcards.run_id]).get("device", "cpu")).startswith("cuda") else 0
+
+
+def run_mem_mb(wildcards):
+    """Host memory of one run (model_settings.<model>.resources.mem_mb; 8000 MB by default)."""
+    return _model_resources(wildcards).get("mem_mb", 8000)
+
+
+def run_runtime(wildcards):
+    """Wall-clock minutes of one run (model_settings.<model>.resources.runtime; 720 by default)."""
+    return _model_resources(wildcards).get("runtime", 720)
 
 
 def run_files(name):

@@ -1,0 +1,184 @@
+"""The paper grid (workflow/configs/paper.yaml) without data or models, and the NI sample end to end.
+
+- The dry run lists every job of the grid; the count is recomputed here from the YAML alone.
+- Each run's `ferret run` arguments carry its data set's path, its model's dtype, its method's
+  official hyper-parameters, and its model's GPU count.
+- Ferret and FedAvg run 3 rounds on the real Natural Instructions sample with the tiny model:
+  one client per training task present, evaluation on the test tasks only.
+- A GSM8K run logs the exact-match `accuracy` column.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ferret.algorithms import registry
+from ferret.config import load_config
+from ferret.engine import run
+from ferret.models import ALIASES, ModelError, check_model_name, load_model_and_tokenizer
+
+from test_data_loaders import shared_data
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = ROOT / "workflow/configs/paper.yaml"
+AXES = ("methods", "models", "datasets", "num_clients", "K", "seeds")
+
+
+def _expected_points(cfg: dict) -> set[tuple]:
+    """Grid points from the YAML alone: main grid, each extra grid, each ablation."""
+    main = {a: cfg[a] for a in AXES}
+    points = set(itertools.product(*(main[a] for a in AXES)))
+    for extra in cfg.get("grids", []):
+        points |= set(itertools.product(*(extra.get(a, main[a]) for a in AXES)))
+    for axis, abl in cfg.get("ablations", {}).items():
+        for value, seed in itertools.product(abl["values"], abl.get("seeds", cfg["seeds"])):
+            p = {a: main[a][0] for a in AXES}
+            p.update(methods=abl["method"], seeds=seed, **{axis: value})
+            points.add(tuple(p[a] for a in AXES))
+    return points
+
+
+@pytest.fixture(scope="module")
+def dry_run() -> str:
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--forceall", "--cores", "1",
+                           "--configfile", str(PAPER)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def _train_commands(stdout: str) -> dict[str, dict[str, str]]:
+    """run id -> its `ferret run` key=value arguments, parsed from the printed shell commands."""
+    runs = {}
+    for line in stdout.splitlines():
+        m = re.search(r"-m ferret run --out results/runs/paper/(\S+) (.*?) >", line)
+        if m:
+            runs[m.group(1)] = dict(kv.split("=", 1) for kv in m.group(2).split())
+    return runs
+
+
+def _job_count(stdout: str, rule: str) -> int:
+    m = re.search(rf"^{rule}\s+(\d+)$", stdout, re.MULTILINE)
+    assert m, f"no job count for rule {rule}"
+    return int(m.group(1))
+
+
+def test_dry_run_lists_the_full_paper_grid(dry_run):
+    cfg = yaml.safe_load(PAPER.read_text())
+    expected = _expected_points(cfg)
+    runs = _train_commands(dry_run)
+    assert _job_count(dry_run, "train") == len(expected) == len(runs)
+    got = {(a["method"], a["model"], a["dataset"], int(a["num_clients"]), int(a["K"]), int(a["seed"]))
+           for a in runs.values()}
+    assert got == expected
+    assert {p[0] for p in got} == set(registry.METHODS)  # all nine methods
+    assert {p[1] for p in got} == {"datajuicer-1.3b", "llama-3b", "llama2-7b", "llama2-13b"}
+    assert {p[2] for p in got} == {"natural-instructions", "dolly", "codealpaca", "gsm8k"}
+    k_ablation = {p[4] for p in got if p[0] == "ferret" and p[1] == "datajuicer-1.3b" and p[2] == "natural-instructions"}
+    assert k_ablation == set(cfg["ablations"]["K"]["values"])
+
+
+def test_each_run_gets_its_data_model_and_method_settings(dry_run):
+    cfg = yaml.safe_load(PAPER.read_text())
+    runs = _train_commands(dry_run)
+    for rid, args in runs.items():
+        data = cfg["dataset_settings"][args["dataset"]]
+        model = cfg["model_settings"][args["model"]]
+        method = cfg.get("method_settings", {}).get(args["method"], {})
+        assert args["data_path"] == data["data_path"], rid
+        assert args["dtype"] == model["settings"]["dtype"], rid
+        assert args["device"] == "cuda" and args["run_id"] == rid
+        # precedence: settings < data set < model < method
+        expected_rounds = method.get("rounds", data.get("rounds", cfg["settings"].get("rounds")))
+        assert int(args["rounds"]) == expected_rounds, rid
+        assert args["method_options.ferret.basis"] == "trunc_normal"  # the official basis, not default.yaml's
+    ferret = runs["ferret_datajuicer-1.3b_natural-instructions_N738_K200_s0"]
+    assert (ferret["rounds"], ferret["local_steps"], ferret["n_accum"], ferret["lr"], ferret["slr"]) == \
+        ("12", "40", "4", "0.0001", "10.0")  # scripts/ferret.sh
+    kseed = runs["fedkseed_llama2-13b_gsm8k_N200_K1024_s0"]
+    assert (kseed["local_steps"], kseed["max_new_tokens"], kseed["method_options.fedkseed.lr"]) == ("200", "256", "3e-07")
+    dolly = runs["fedavg_llama-3b_dolly_N200_K200_s1"]
+    assert (dolly["rounds"], dolly["dirichlet_alpha"], dolly["eval_category"]) == ("60", "0.5", "summarization")
+
+
+def test_runs_ask_for_their_models_gpus(dry_run):
+    cfg = yaml.safe_load(PAPER.read_text())
+    blocks = re.findall(r"wildcards: run_id=(\S+)\n\s+resources: ([^\n]*)", dry_run)
+    assert len(blocks) == len(_train_commands(dry_run))
+    for rid, resources in blocks:
+        model = next(m for m in cfg["model_settings"] if f"_{m}_" in rid)
+        assert f"gpu={cfg['model_settings'][model]['resources']['gpu']}" in resources, rid
+
+
+def test_settings_blocks_may_not_set_grid_axes(tmp_path):
+    cfg = yaml.safe_load(PAPER.read_text())
+    cfg["dataset_settings"]["dolly"]["num_clients"] = 50  # would desync the run id from the run
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(bad)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "num_clients" in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("alias", ["datajuicer-1.3b", "llama-3b", "llama2-7b", "llama2-13b"])
+def test_paper_model_aliases_resolve_to_hub_ids(alias, monkeypatch):
+    check_model_name(alias)
+    assert ALIASES[alias]["kind"] == "hub" and "/" in ALIASES[alias]["hub_id"]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no network here: a clear one-line error naming the alias
+    with pytest.raises(ModelError, match=f"could not load model '{alias}'") as e:
+        load_model_and_tokenizer(alias)
+    assert "\n" not in str(e.value)
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+NI_CPU = ROOT / "workflow/configs/ni_cpu.yaml"
+
+
+@pytest.mark.parametrize("method", ["ferret", "fedavg"])
+def test_ni_sample_end_to_end_on_the_tiny_model(tmp_path, method):
+    """The ni_cpu.yaml settings with model=tiny: 3 rounds, one client per training task present."""
+    ni = shared_data() / "natural-instructions"
+    grid = yaml.safe_load(NI_CPU.read_text())
+    settings = {**grid["settings"], "data_path": str(ni)}
+    overrides = [f"{k}={v}" for k, v in settings.items()]
+    overrides += [f"method={method}", "model=tiny", "dataset=natural-instructions",
+                  f"num_clients={grid['num_clients'][0]}", f"K={grid['K'][0]}", "threads=1", "max_new_tokens=2"]
+    record = run(load_config(None, overrides), tmp_path)
+    assert record["status"] == "ok"
+    present = {p.stem for p in (ni / "tasks").glob("*.json")}
+    splits = {part: [t.strip() for t in (ni / f"splits/default/{part}_tasks.txt").read_text().split()]
+              for part in ("train", "test")}
+    assert record["data"]["client_tasks"] == [t for t in splits["train"] if t in present]
+    assert record["data"]["clients"] == grid["num_clients"][0]
+    n_test = sum(1 for t in splits["test"] if t in present)
+    assert record["data"]["eval_examples"] == 20 * n_test  # each sample test task has > 20 instances
+    rows = _rows(tmp_path / "metrics.csv")
+    assert [int(r["round"]) for r in rows] == [0, 1, 2, 3]
+    assert rows[0]["eval_loss"] and rows[-1]["eval_loss"] and rows[0]["rouge_l"] and rows[-1]["rouge_l"]
+    assert json.loads((tmp_path / "run.json").read_text())["config"]["dataset"] == "natural-instructions"
+
+
+def test_gsm8k_run_logs_exact_match_accuracy(tmp_path):
+    gsm8k = shared_data() / "gsm8k"
+    cfg = load_config(None, ["model=tiny", "method=fedavg", "dataset=gsm8k", f"data_path={gsm8k}",
+                             "num_clients=4", "participation=0.5", "rounds=1", "local_steps=1", "batch_size=1",
+                             "eval_limit=4", "max_length=512", "max_new_tokens=2", "threads=1"])
+    record = run(cfg, tmp_path)
+    assert record["status"] == "ok" and record["data"]["eval_examples"] == 4
+    rows = _rows(tmp_path / "metrics.csv")
+    scored = [r for r in rows if r["rouge_l"]]
+    assert scored and all(r["accuracy"] != "" and 0.0 <= float(r["accuracy"]) <= 1.0 for r in scored)
+    assert all(r["accuracy"] == "" for r in rows if not r["rouge_l"])
