@@ -237,6 +237,25 @@ class FedKSeed(Algorithm):
     def _end_round(self) -> None:
         """Hook for FedKSeed-Pro's probabilities."""
 
+    # -- checkpointing ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, object]:
+        """Global weights, the accumulated (seed index, G) pairs of every round (clients replay
+        them), each client's last synchronised round and the seed probabilities."""
+        state = super().state_dict()
+        state["history_counts"] = torch.tensor([i.numel() for i, _ in self.history], dtype=torch.int64)
+        state["history_index"] = torch.cat([i for i, _ in self.history] or [torch.zeros(0, dtype=torch.int64)])
+        state["history_grad"] = torch.cat([g for _, g in self.history] or [torch.zeros(0)])
+        state["last_sync"] = {str(c): r for c, r in self.last_sync.items()}
+        state["probs"] = self.probs
+        return state
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        super().load_state_dict(state)
+        counts = state["history_counts"].tolist()
+        self.history = list(zip(state["history_index"].split(counts), state["history_grad"].split(counts)))
+        self.last_sync = {int(c): int(r) for c, r in state["last_sync"].items()}
+        self.probs = state["probs"].clone()
+
 
 class FedKSeedPro(FedKSeed):
     name = "fedkseed-pro"
@@ -250,6 +269,13 @@ class FedKSeedPro(FedKSeed):
         self._abs_sum = torch.full((K,), first, dtype=torch.float64)
         self._count = torch.ones(K, dtype=torch.float64)
         return model
+
+    def state_dict(self) -> dict[str, object]:
+        return {**super().state_dict(), "abs_sum": self._abs_sum, "count": self._count}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        super().load_state_dict(state)
+        self._abs_sum, self._count = state["abs_sum"].clone(), state["count"].clone()
 
     def _observe(self, index: torch.Tensor, grad: torch.Tensor) -> None:
         # Every step's g, unweighted, as the official clients append to the shared history.

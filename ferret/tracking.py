@@ -3,6 +3,10 @@
 Every file is written atomically (a temporary file in the same folder, then ``os.replace``), so
 a crash never leaves a half-written CSV or JSON behind: a reader sees the previous complete
 version or the new one.
+
+Secrets: run.json and the W&B config pass through :func:`redact`, which replaces the value of any
+secret-looking environment variable (``*KEY*``, ``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*``) that
+appears in them; nothing here ever records the environment itself.
 """
 
 from __future__ import annotations
@@ -12,9 +16,12 @@ import io
 import json
 import math
 import os
+import re
 import sys
 import tempfile
-from collections.abc import Mapping
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +33,48 @@ COLUMNS = [
 ]
 
 
+# -- test-only fault injection (tests/test_faults.py) ----------------------------------------------
+# FERRET_TEST_PAUSE=<point> makes the process print "ferret-test-pause pid=<pid> at=<point>" to stderr
+# and sleep there, so that a test can SIGKILL it at exactly that point. Points: "round:R" (engine,
+# after round R's checkpoint), "checkpoint:R" (checkpoint.py, state file written, not yet
+# published), "write:NAME#N" (below: the N-th atomic write of a file NAME, half of it written).
+# Unset, as always outside tests, a point costs one environment lookup.
+PAUSE_ENV = "FERRET_TEST_PAUSE"
+_WRITES: Counter[str] = Counter()
+
+
+def fault_pause(point: str) -> None:
+    if os.environ.get(PAUSE_ENV) != point:
+        return
+    print(f"ferret-test-pause pid={os.getpid()} at={point}", file=sys.stderr, flush=True)
+    time.sleep(300)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write text to path via a temporary sibling and rename (atomic on POSIX)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _WRITES[path.name] += 1
     try:
         with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
+            half = len(text) // 2
+            f.write(text[:half])
+            f.flush()
+            fault_pause(f"write:{path.name}#{_WRITES[path.name]}")
+            f.write(text[half:])
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temps(folder: Path, names: Iterable[str]) -> None:
+    """Delete the temporary files that a killed :func:`atomic_write_text` of these names left."""
+    for name in names:
+        for tmp in folder.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
 
 
 def _cell(value: Any) -> Any:
@@ -50,17 +86,28 @@ def _cell(value: Any) -> Any:
 
 
 class CsvSink:
-    """metrics.csv with one row per round; the whole file is rewritten atomically each round."""
+    """metrics.csv with one row per round; the whole file is rewritten atomically each round.
+    ``rows`` (a resumed run's rows so far) are written at once."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, rows: Iterable[Mapping[str, Any]] = ()) -> None:
         self.path = path
         self.rows: list[dict[str, Any]] = []
+        for row in rows:
+            self._add(row)
+        if self.rows:
+            self._write()
 
-    def log(self, row: Mapping[str, Any]) -> None:
+    def _add(self, row: Mapping[str, Any]) -> None:
         unknown = set(row) - set(COLUMNS)
         if unknown:
             raise KeyError(f"unknown metrics columns: {sorted(unknown)}")
         self.rows.append({c: _cell(row.get(c)) for c in COLUMNS})
+
+    def log(self, row: Mapping[str, Any]) -> None:
+        self._add(row)
+        self._write()
+
+    def _write(self) -> None:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
         writer.writeheader()
@@ -69,17 +116,51 @@ class CsvSink:
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    """Atomic JSON with secret values redacted (see :func:`redact`)."""
+    # Values first (a secret JSON would escape), then the text (objects that default=str renders).
+    text = json.dumps(redact(data), indent=2, sort_keys=False, default=str)
+    atomic_write_text(path, redact(text) + "\n")
+
+
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+_MIN_SECRET_LEN = 8  # shorter values ("1", "true") would redact innocent text
+
+
+def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
+    """Values of the secret-looking environment variables (WANDB_API_KEY, HF_TOKEN, ...)."""
+    env = os.environ if env is None else env
+    return sorted({v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= _MIN_SECRET_LEN},
+                  key=len, reverse=True)
+
+
+def redact(data: Any, env: Mapping[str, str] | None = None) -> Any:
+    """A copy of ``data`` (nested dicts/lists/strings) with every secret value replaced by '***'."""
+    secrets = secret_values(env)
+    if not secrets:
+        return data
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in secrets:
+                value = value.replace(secret, "***")
+            return value
+        if isinstance(value, Mapping):
+            return {walk(k): walk(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [walk(v) for v in value]
+        return value
+
+    return walk(data)
 
 
 class Progress:
     """A tqdm bar over rounds showing the latest losses and bytes (silent if tqdm is absent)."""
 
-    def __init__(self, total: int, desc: str) -> None:
+    def __init__(self, total: int, desc: str, initial: int = 0) -> None:
         try:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, desc=desc, unit="round", dynamic_ncols=True)
+            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="round", dynamic_ncols=True)
         except ImportError:  # pragma: no cover
             self.bar = None
 
@@ -122,7 +203,8 @@ class WandbSink:
     INIT_TIMEOUT_S = 10
 
     def __init__(self, *, mode: str, project: str, entity: str, group: str, job_type: str, name: str,
-                 config: Mapping[str, Any], folder: Path) -> None:
+                 config: Mapping[str, Any], folder: Path, run_key: str | None = None) -> None:
+        """``run_key``: a W&B run id to continue (a resumed run keeps one W&B run)."""
         self.run = None
         if mode == "disabled":
             return
@@ -133,14 +215,15 @@ class WandbSink:
             self.run = wandb.init(
                 project=project or os.environ.get("WANDB_PROJECT") or "ferret-bench",
                 entity=entity or os.environ.get("WANDB_ENTITY") or None, group=group, job_type=job_type,
-                name=name, config=dict(config), dir=str(folder), mode=mode, reinit="finish_previous",
+                name=name, config=redact(dict(config)), dir=str(folder), mode=mode, reinit="finish_previous",
+                id=run_key, resume="allow" if run_key else None,
                 settings=wandb.Settings(init_timeout=self.INIT_TIMEOUT_S, console="off", silent=True))
         except Exception as e:  # noqa: BLE001 - W&B must never fail a run
             self._off(e)
 
     def _off(self, error: BaseException) -> None:
-        print(f"ferret: W&B logging off for this run: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
-              file=sys.stderr)
+        print(redact(f"ferret: W&B logging off for this run: {type(error).__name__}: "
+                     f"{str(error).splitlines()[0] if str(error) else ''}"), file=sys.stderr)
         self.run = None
 
     def log(self, row: Mapping[str, Any]) -> None:

@@ -20,7 +20,7 @@ model. Methods compute and never log: they return numbers and messages, the engi
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -89,6 +89,31 @@ class Algorithm:
         """Reset the working copy to the global weights (no allocation)."""
         for n, p in self.trainable(model):
             p.copy_(self.global_params[n])
+
+    # -- checkpointing (ferret/checkpoint.py) ----------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the method needs to continue a run after a restart, taken between rounds:
+        tensors (saved as safetensors) and JSON-able values (saved as JSON), under flat string keys.
+
+        Default: the global trainable weights (the whole model for full-parameter methods, the
+        adapter for PEFT ones). Methods with more server state (histories, momentum, seed
+        probabilities, client sync rounds) extend it; what ``setup`` rebuilds deterministically
+        from the config (seeds, scratch buffers) and per-round scratch need not be saved."""
+        return {f"global/{n}": t for n, t in self.global_params.items()}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` after ``setup``, in place (devices and dtypes kept)."""
+        missing = [n for n in self.global_params if f"global/{n}" not in state]
+        if missing:
+            raise ValueError(f"checkpoint holds no weights for {len(missing)} trainable tensors, e.g. {missing[0]}")
+        for n, g in self.global_params.items():
+            g.copy_(state[f"global/{n}"])
+
+    @torch.no_grad()
+    def is_finite(self) -> bool:
+        """False once the global state holds a NaN or Inf (the engine then stops: 'diverged')."""
+        return all(bool(torch.isfinite(t).all()) for t in self.global_params.values())
 
     # -- one round ---------------------------------------------------------------------------
     def downlink(self, client: int, ctx: RoundContext) -> Message:

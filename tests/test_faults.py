@@ -1,0 +1,189 @@
+"""Fault injection with real processes: SIGKILL between rounds and in the middle of writes, then
+resume; NaN losses and updates end a run as 'diverged' without stopping the workflow.
+
+The kill points come from the test-only hooks FERRET_TEST_PAUSE (ferret/tracking.py: the process
+announces itself on stderr and sleeps at the named point) and FERRET_TEST_NAN (ferret/engine.py)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from baselines.fedavg import FedAvg
+from ferret.cli import main
+from ferret.config import load_config
+from ferret.engine import run
+from ferret.report.collect import collect
+from ferret.report.tables import main_table
+
+from conftest import ROOT, tiny_overrides
+
+TIMING = {"t_local_s", "t_encode_s", "t_aggregate_s", "t_eval_s", "t_round_s", "peak_mem_mb"}
+OVERRIDES = tiny_overrides(method="ferret", rounds=4, num_tasks=2, eval_per_task=1, eval_every=1, threads=1,
+                           checkpoint_every=1) + ["method_options.ferret.basis=rademacher"]
+PAUSED = re.compile(r"ferret-test-pause pid=(\d+) at=(\S+)")
+
+
+def _metrics(folder: Path) -> list[dict[str, str]]:
+    with open(folder / "metrics.csv", newline="") as f:
+        return [{k: v for k, v in row.items() if k not in TIMING} for row in csv.DictReader(f)]
+
+
+def _ferret(out: Path, env: dict[str, str] | None = None, **popen) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "ferret", "run", "--out", str(out), *OVERRIDES]
+    return subprocess.Popen(cmd, env={**os.environ, **(env or {})}, text=True, **popen)
+
+
+def _kill_at(out: Path, point: str) -> None:
+    """Start `ferret run`, wait until it pauses at ``point``, SIGKILL it."""
+    proc = _ferret(out, {"FERRET_TEST_PAUSE": point}, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        for line in proc.stderr:
+            m = PAUSED.search(line)
+            if m:
+                assert (int(m.group(1)), m.group(2)) == (proc.pid, point)
+                proc.send_signal(signal.SIGKILL)
+                break
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        proc.kill()
+        proc.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted")
+    run(load_config(None, OVERRIDES), out)
+    return _metrics(out)
+
+
+@pytest.mark.parametrize("point,resumes_after", [
+    ("round:2", 2),                # between rounds: after round 2's checkpoint
+    ("checkpoint:3", 2),           # in the middle of writing round 3's checkpoint
+    ("write:metrics.csv#3", 1),    # in the middle of writing round 2's row
+])
+def test_sigkill_then_resume_gives_the_uninterrupted_metrics(tmp_path, uninterrupted, point, resumes_after):
+    out = tmp_path / "run"
+    _kill_at(out, point)
+    # What the kill left is never mistaken for a result: run.json says running, metrics.csv parses.
+    assert json.loads((out / "run.json").read_text())["status"] == "running"
+    rows = _metrics(out)
+    assert rows == uninterrupted[: len(rows)]
+    with pytest.raises(ValueError, match="no valid runs"):
+        collect([out])
+
+    proc = _ferret(out, stderr=subprocess.PIPE, stdout=subprocess.PIPE)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert f"resuming after round {resumes_after}" in err
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "ok" and record["resumed_from"] == [resumes_after]
+    assert _metrics(out) == uninterrupted
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.csv", "run.json"]  # no temp files, no checkpoints
+
+
+def test_nan_loss_at_round_2_ends_the_run_as_diverged(tmp_path, monkeypatch, capsys, uninterrupted):
+    monkeypatch.setenv("FERRET_TEST_NAN", "ferret-seed0@2")
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out), *OVERRIDES]) == 0  # a result, not a failed job
+    assert "status=diverged" in capsys.readouterr().out
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "diverged" and record["diverged_round"] == 2
+    assert "training loss is nan at round 2" in record["error"]
+    assert _metrics(out) == uninterrupted[:2]  # rounds 0 and 1 kept, as computed
+    assert not (out / "checkpoints").exists()
+    df = collect([out])
+    assert df["status"].unique().tolist() == ["diverged"] and df["round"].tolist() == [0, 1]
+
+
+def test_nan_injection_is_scoped_to_the_named_run(tmp_path, monkeypatch, uninterrupted):
+    monkeypatch.setenv("FERRET_TEST_NAN", "fedavg-*@2")
+    assert run(load_config(None, OVERRIDES), tmp_path)["status"] == "ok"
+
+
+class NaNUpdate(FedAvg):
+    """FedAvg whose server update turns NaN at round 2 (the losses stay finite)."""
+
+    @torch.no_grad()
+    def aggregate(self, ctx) -> None:
+        super().aggregate(ctx)
+        if ctx.round == 2:
+            next(iter(self.global_params.values()))[0] = float("nan")
+
+
+def test_nan_update_ends_the_run_as_diverged(tmp_path):
+    record = run(load_config(None, tiny_overrides(method="test_faults:NaNUpdate", rounds=3, num_tasks=2,
+                                                  eval_per_task=1)), tmp_path)
+    assert record["status"] == "diverged" and record["diverged_round"] == 2
+    assert "global update holds NaN/Inf at round 2" in record["error"]
+    assert [r["round"] for r in _metrics(tmp_path)] == ["0", "1"]
+
+
+def _snakemake(cwd: Path, env: dict[str, str], **popen) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "snakemake", "results/tables/main.md", "--cores", "1", "--keep-going"]
+    return subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **env}, text=True, **popen)
+
+
+def test_workflow_resumes_killed_jobs_and_carries_on_past_a_diverged_run(tmp_path):
+    """Two runs in a copy of the workflow: both are killed after round 1; the rerun resumes both,
+    one diverges at round 2 (exit 0) and the collect and tables jobs still run and mark it."""
+    shutil.copy(ROOT / "Snakefile", tmp_path)
+    shutil.copytree(ROOT / "workflow", tmp_path / "workflow")
+    (tmp_path / "resources" / "prepared").mkdir(parents=True)
+    (tmp_path / "resources" / "prepared" / "tiny.txt").write_text("tiny\n")  # tokenizer cached by conftest
+    cfg = yaml.safe_load((ROOT / "workflow" / "configs" / "smoke.yaml").read_text())
+    cfg.update(experiment="faults", methods=["ferret", "fedavg"], seeds=[0], wandb={"mode": "disabled"})
+    cfg.pop("ablations", None)
+    cfg["settings"].update(rounds=3, num_tasks=2, eval_per_task=1, checkpoint_every=1)
+    # As the copy's default config: a --configfile would be merged into the default's ablations.
+    (tmp_path / "workflow" / "configs" / "default.yaml").write_text(yaml.safe_dump(cfg))
+    runs = tmp_path / "results" / "runs" / "faults"
+    ids = {"ferret": "ferret_tiny_synthetic_N4_K16_s0", "fedavg": "fedavg_tiny_synthetic_N4_K16_s0"}
+    nan = {"FERRET_TEST_NAN": "fedavg_*@2"}
+
+    proc = _snakemake(tmp_path, {**nan, "FERRET_TEST_PAUSE": "round:1"},
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed: set[str] = set()
+    deadline = time.monotonic() + 240
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            for log in (tmp_path / "logs" / "train" / "faults").glob("*.log"):
+                m = PAUSED.search(log.read_text())
+                if m and log.stem not in killed:
+                    os.kill(int(m.group(1)), signal.SIGKILL)
+                    killed.add(log.stem)
+            time.sleep(0.2)
+    finally:
+        proc.kill()
+    assert proc.wait() != 0 and killed == set(ids.values())
+    for rid in ids.values():  # Snakemake deleted the failed jobs' outputs, not the checkpoints
+        assert not (runs / rid / "run.json").exists()
+        assert (runs / rid / "checkpoints" / "round-000001").is_dir()
+
+    proc = _snakemake(tmp_path, nan, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-3000:]
+    for rid in ids.values():
+        assert "resuming after round 1" in (tmp_path / "logs" / "train" / "faults" / f"{rid}.log").read_text()
+    ok = json.loads((runs / ids["ferret"] / "run.json").read_text())
+    diverged = json.loads((runs / ids["fedavg"] / "run.json").read_text())
+    assert ok["status"] == "ok" and diverged["status"] == "diverged" and diverged["diverged_round"] == 2
+    assert [r["round"] for r in _metrics(runs / ids["fedavg"])] == ["0", "1"]
+    assert [r["round"] for r in _metrics(runs / ids["ferret"])] == ["0", "1", "2", "3"]
+    assert "[1 diverged]" in (tmp_path / "results" / "tables" / "main.md").read_text()
+    import pandas as pd
+
+    table = main_table(pd.read_csv(tmp_path / "results" / "all_runs.csv"))
+    assert table.loc["fedavg"].iloc[0] == "– [1 diverged]"
