@@ -15,6 +15,8 @@ model, one working copy and the method's own (running) aggregate.
 
 A method holds the global (server) state itself; the engine holds exactly one working copy of the
 model. Methods compute and never log: they return numbers and messages, the engine records them.
+Between rounds the engine checkpoints ``algo.state_dict()`` (tensors and JSON values) and a
+resumed run restores it with ``algo.load_state_dict`` right after ``setup`` (ferret/checkpoint.py).
 """
 
 from __future__ import annotations
