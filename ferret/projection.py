@@ -7,28 +7,42 @@ generation and the two products on tensors only (it knows nothing of models).
 
 How the bases are generated, and why
 ------------------------------------
-* Counter-based, not stateful: entry j of the basis for (seed, block) is a pure function of
-  (seed, block, j): splitmix64's finaliser applied to ``key + (j + 1) * golden``, where
-  ``key = mix(mix(seed) ^ mix(block))``. Any chunk of any basis can therefore be generated on its
-  own, in any order, on CPU or GPU, with identical integer bits everywhere (64-bit integer
-  arithmetic wraps identically on both). A K x d matrix is never materialised: `project` and
-  `reconstruct` walk the block in chunks of ``chunk_elems // n`` columns (multiples of 64), so the
-  extra memory is O(n x chunk), and both products are matrix-vector products on the chunk.
+* Counter-based, not stateful: every basis entry is a pure function of (seed, block, index):
+  splitmix64's finaliser applied to ``key + (w + 1) * golden`` for the 64-bit word w that holds
+  the entry, where ``key = mix(mix(seed) ^ mix(block))``. Any chunk of any basis can therefore be
+  generated on its own, in any order, on CPU or GPU, with identical integer bits everywhere
+  (wrapping 64-bit and 32-bit integer arithmetic is the same on both). A K x d matrix is never
+  materialised: `project` and `reconstruct` walk the block in chunks of ``chunk_elems // n``
+  columns (multiples of 64), so the extra memory is O(n x chunk), and both products are fp32
+  matrix-vector products on the chunk (bf16 GEMV is ~7x slower than fp32 on CPU, so no bf16).
+* Bits per entry, chosen for speed (the hash, with its two 64-bit multiplies that CPUs do not
+  vectorise, costs ~2-5 ns per word on one core; a 32-bit bit operation ~0.05-0.1 ns):
+    - ``rademacher``: 64 signs per word. Entry 32 h + j of a word is bit j of its 32-bit half h,
+      moved to the float sign bit by one vectorised shift and OR-ed onto the bits of 1/sqrt(d):
+      three int32 passes, no float arithmetic, exactly +-1/sqrt(d) (||v|| = 1 exactly).
+    - float bases: two entries per word, one per 32-bit half: 22 random mantissa bits and a set
+      lowest bit under the exponent of 1.0 give u in [1, 2) on 2^22 levels symmetric about 1.5,
+      so t = u - 1.5 has mean exactly 0 (two int32 passes and one float pass).
 * Distributions (``kind``), all with mean 0:
-    - ``rademacher``: +-1/sqrt(d), 64 signs per hash (the fast one; ||v|| = 1 exactly);
-    - ``uniform``: sqrt(3) * U(-1, 1) / sqrt(d), variance 1/d;
-    - ``gaussian``: N(0, 1/d) by Box-Muller (transcendentals may differ in the last ulp
-      between CPU and GPU; the integer stream does not);
+    - ``rademacher``: +-1/sqrt(d) (the fast one);
+    - ``uniform``: sqrt(3/d) * U(-1, 1), variance 1/d;
+    - ``gaussian``: N(0, 1/d) by Box-Muller on the two halves of a word (cos and sin both used;
+      transcendentals may differ in the last ulp between CPU and GPU; the integer bits do not);
     - ``trunc_normal``: the official code's basis, ``trunc_normal_(mean=0, std=1, a=-1/sqrt(d),
-      b=1/sqrt(d))``, by the same inverse-CDF transform torch uses, fed from the counter stream.
-      Its variance is about 1/(3d), not 1/d (see :func:`basis_variance`). The official code
-      draws it from ``torch.manual_seed(seed)`` over the whole block; we draw the same
-      distribution chunk-wise from the counter stream, so values differ but not their law.
+      b=1/sqrt(d))``, by the inverse-CDF transform torch uses (uniform y on [-m, m],
+      m = erf(a / sqrt 2), x = sqrt2 erfinv(y)), fed from the counter stream. For d >= 2048,
+      |y| < 0.02 and erfinv's series to the cubic term is exact in float32, so the transform is
+      one polynomial (dropped entirely once the cubic term is below half an ulp, d > ~6e6); small
+      blocks use torch's erfinv. Its variance is about 1/(3d), not 1/d (see
+      :func:`basis_variance`). The official code draws it from ``torch.manual_seed(seed)`` over
+      the whole block; we draw the same law chunk-wise from the counter stream, so values differ
+      but not their distribution (``ferret bench projection`` checks this against the official loop).
 """
 
 from __future__ import annotations
 
 import math
+import threading
 
 import torch
 
@@ -48,16 +62,39 @@ _C1 = _s64(0xBF58476D1CE4E5B9)
 _C2 = _s64(0x94D049BB133111EB)
 # torch's >> on int64 is arithmetic; masking the sign-extended bits makes it logical.
 _M34, _M37, _M33 = (1 << 34) - 1, (1 << 37) - 1, (1 << 33) - 1
-_BIT_SHIFTS: dict[torch.device, torch.Tensor] = {}
+_SIGN32 = -(1 << 31)  # int32 with only the sign bit set
+_MANTISSA22 = 0x007FFFFE  # 22 random bits above the lowest mantissa bit
+_ONE_ODD = 0x3F800001  # exponent of 1.0 and the lowest mantissa bit: u = 1 + odd * 2^-23
+_MIX_PIECE = 1 << 17  # words of scratch (1 MiB): stays in L2 and bounds the temporaries
+_SHIFTS: dict[torch.device, torch.Tensor] = {}
+_LOCAL = threading.local()  # per-thread, per-device scratch: never returned to callers
+
+
+def _scratch(device: torch.device) -> torch.Tensor:
+    """A reusable int64 buffer of _MIX_PIECE words, so that generating a chunk allocates nothing
+    but the chunk itself (no per-chunk temporaries for the allocator to fragment)."""
+    cache = _LOCAL.__dict__.setdefault("scratch", {})
+    buf = cache.get(device)
+    if buf is None:
+        buf = cache[device] = torch.empty(_MIX_PIECE, dtype=torch.int64, device=device)
+    return buf
+
+
+def _xorshift_(z: torch.Tensor, shift: int, mask: int) -> None:
+    """z ^= z >>> shift (logical) in place, piece by piece through the scratch buffer."""
+    scratch = _scratch(z.device)
+    for part in z.view(-1).split(_MIX_PIECE):
+        tmp = torch.bitwise_right_shift(part, shift, out=scratch[: part.numel()])
+        part ^= tmp.bitwise_and_(mask)
 
 
 def _mix_(z: torch.Tensor) -> torch.Tensor:
-    """splitmix64's finaliser, in place on an int64 tensor (wrapping multiplication)."""
-    z ^= (z >> 30) & _M34
+    """splitmix64's finaliser, in place on a contiguous int64 tensor (wrapping multiplication)."""
+    _xorshift_(z, 30, _M34)
     z *= _C1
-    z ^= (z >> 27) & _M37
+    _xorshift_(z, 27, _M37)
     z *= _C2
-    z ^= (z >> 31) & _M33
+    _xorshift_(z, 31, _M33)
     return z
 
 
@@ -70,15 +107,15 @@ def stream_keys(seeds: torch.Tensor, block: int) -> torch.Tensor:
 
 
 def _hashes(keys: torch.Tensor, start: int, count: int) -> torch.Tensor:
-    """Counter hashes h[i, j] = mix(keys[i] + (start + j + 1) * golden), shape (n, count)."""
+    """Counter hashes h[i, w] = mix(keys[i] + (start + w + 1) * golden), shape (n, count)."""
     counters = torch.arange(start + 1, start + count + 1, dtype=torch.int64, device=keys.device)
     counters *= _GOLDEN
     return _mix_(keys[:, None] + counters[None, :])
 
 
-def _unit_uniform(h: torch.Tensor, shift: int) -> torch.Tensor:
-    """24 bits of each hash as float32 in (0, 1), never exactly 0 (log-safe)."""
-    return (((h >> shift) & ((1 << 24) - 1)).to(torch.float32) + 0.5) * (1.0 / (1 << 24))
+def _f32_bits(value: float) -> int:
+    """The bits of a float32 as an int32 value."""
+    return int(torch.tensor([value], dtype=torch.float32).view(torch.int32))
 
 
 def _trunc_normal_bounds(d: int) -> float:
@@ -98,36 +135,65 @@ def basis_variance(kind: str, d: int) -> float:
     raise ValueError(f"unknown basis '{kind}' (choose from {', '.join(BASES)})")
 
 
+def _signs(keys: torch.Tensor, start: int, length: int, d: int) -> torch.Tensor:
+    """Rademacher entries [start, start + length): bit j of each 32-bit half -> sign bit."""
+    n = keys.shape[0]
+    first, last = start // 64, (start + length + 63) // 64
+    halves = _hashes(keys, first, last - first).view(torch.int32)  # (n, 2W), little-endian halves
+    shifts = _SHIFTS.get(keys.device)
+    if shifts is None:
+        shifts = _SHIFTS.setdefault(keys.device, 31 - torch.arange(32, dtype=torch.int32, device=keys.device))
+    out = halves[:, :, None] << shifts  # bit j of the half now at bit 31
+    out &= _SIGN32
+    out ^= _f32_bits(-1.0 / math.sqrt(d))  # bit set -> +1/sqrt(d), clear -> -1/sqrt(d)
+    offset = start - 64 * first
+    return out.view(n, -1)[:, offset : offset + length].view(torch.float32)
+
+
+def _centered_uniform(keys: torch.Tensor, start: int, length: int) -> torch.Tensor:
+    """Entries [start, start + length) as t in (-1/2, 1/2), 2^22 levels, mean exactly 0."""
+    first, last = start // 2, (start + length + 1) // 2
+    bits = _hashes(keys, first, last - first).view(torch.int32)  # two entries per word
+    bits &= _MANTISSA22
+    bits |= _ONE_ODD
+    t = bits.view(torch.float32).sub_(1.5)
+    offset = start - 2 * first
+    return t[:, offset : offset + length]
+
+
 def basis_chunk(kind: str, keys: torch.Tensor, start: int, length: int, d: int) -> torch.Tensor:
     """Entries [start, start + length) of the n bases given by `keys`, shape (n, length), float32."""
-    n = keys.shape[0]
     if kind == "rademacher":
-        # One 64-bit hash gives 64 signs; chunks start on multiples of 64 (see `_chunk_len`).
-        first_word, last_word = start // 64, (start + length + 63) // 64
-        words = _hashes(keys, first_word, last_word - first_word)  # (n, W) int64
-        shifts = _BIT_SHIFTS.get(keys.device)
-        if shifts is None:
-            shifts = _BIT_SHIFTS.setdefault(keys.device, torch.arange(8, dtype=torch.uint8, device=keys.device))
-        # Little-endian bytes on every torch device: bit b of byte B is sign 8 B + b.
-        bits = (words.view(torch.uint8)[:, :, None] >> shifts) & 1  # (n, 8W, 8)
-        offset = start - 64 * first_word
-        bits = bits.reshape(n, -1)[:, offset : offset + length]
-        scale = 1.0 / math.sqrt(d)
-        return bits.to(torch.float32).mul_(2 * scale).sub_(scale)
-    h = _hashes(keys, start, length)
-    if kind == "uniform":
-        u = _unit_uniform(h, 40)
-        return u.mul_(2 * math.sqrt(3.0 / d)).sub_(math.sqrt(3.0 / d))
+        return _signs(keys, start, length, d)
+    if kind not in BASES:
+        raise ValueError(f"unknown basis '{kind}' (choose from {', '.join(BASES)})")
+    n = keys.shape[0]
     if kind == "gaussian":
-        u1, u2 = _unit_uniform(h, 40), _unit_uniform(h, 16)
-        return u1.log_().mul_(-2.0 / d).sqrt_().mul_(torch.cos(u2.mul_(2 * math.pi)))
-    if kind == "trunc_normal":
-        # torch.nn.init.trunc_normal_'s transform: uniform on [2 Phi(a) - 1, 2 Phi(b) - 1], erfinv.
-        a = _trunc_normal_bounds(d)
-        lo = math.erf(-a / math.sqrt(2))
-        u = _unit_uniform(h, 40).mul_(-2 * lo).add_(lo)
-        return u.erfinv_().mul_(math.sqrt(2.0)).clamp_(-a, a)
-    raise ValueError(f"unknown basis '{kind}' (choose from {', '.join(BASES)})")
+        # Box-Muller on the pair (u1, u2) of each word: generate whole words, slice after.
+        first, stop = start - start % 2, start + length + (start + length) % 2
+        pairs = _centered_uniform(keys, first, stop - first).view(n, -1, 2)
+        r, theta = pairs[..., 0], pairs[..., 1]
+        r.neg_().add_(0.5).log_().mul_(-2.0 / d).sqrt_()  # 0.5 - t in (0, 1): never log(0)
+        theta.mul_(2 * math.pi)
+        sin = theta.sin()
+        theta.cos_().mul_(r)
+        r.mul_(sin)
+        return pairs.view(n, -1)[:, start - first : start - first + length]
+    t = _centered_uniform(keys, start, length)
+    if kind == "uniform":
+        return t.mul_(2 * math.sqrt(3.0 / d))
+    a = _trunc_normal_bounds(d)  # trunc_normal
+    m = math.erf(a / math.sqrt(2))  # y = 2 m t is uniform on [-m, m]
+    if d < 2048:  # large |y|: the exact transform (torch.nn.init.trunc_normal_'s)
+        return t.mul_(2 * m).erfinv_().mul_(math.sqrt(2.0)).clamp_(-a, a)
+    # sqrt2 erfinv(y) = sqrt(pi/2) (y + (pi/12) y^3 + O(y^5)); O(y^5) < 1e-8 relative here.
+    beta = math.pi / 12 * (2 * m) ** 2  # coefficient of t^3 relative to t
+    if beta * 0.25 > 2.0**-25:
+        scratch = _scratch(t.device).view(torch.float32)
+        for part in t.split(max(1, 2 * _MIX_PIECE // max(length, 1)), dim=0):  # t^3 through the scratch
+            cube = torch.mul(part, part, out=scratch[: part.numel()].view(part.shape)).mul_(part)
+            part.add_(cube, alpha=beta)
+    return t.mul_(math.sqrt(math.pi / 2) * 2 * m)
 
 
 def _chunk_len(n: int, chunk_elems: int) -> int:
@@ -135,7 +201,10 @@ def _chunk_len(n: int, chunk_elems: int) -> int:
     return max(64, (chunk_elems // max(n, 1)) // 64 * 64)
 
 
-def project(x: torch.Tensor, keys: torch.Tensor, kind: str, chunk_elems: int = 1 << 22) -> torch.Tensor:
+DEFAULT_CHUNK = 1 << 20
+
+
+def project(x: torch.Tensor, keys: torch.Tensor, kind: str, chunk_elems: int = DEFAULT_CHUNK) -> torch.Tensor:
     """Coordinates <x, v_k> of a flat float32 vector x on the bases of `keys`, shape (n,)."""
     d = x.numel()
     out = torch.zeros(keys.shape[0], dtype=torch.float32, device=x.device)
@@ -147,7 +216,7 @@ def project(x: torch.Tensor, keys: torch.Tensor, kind: str, chunk_elems: int = 1
 
 
 def reconstruct(coef: torch.Tensor, keys: torch.Tensor, kind: str, out: torch.Tensor,
-                chunk_elems: int = 1 << 22) -> torch.Tensor:
+                chunk_elems: int = DEFAULT_CHUNK) -> torch.Tensor:
     """Add sum_k coef[k] v_k to the flat float32 vector `out` (in place) and return it."""
     d = out.numel()
     step = _chunk_len(keys.shape[0], chunk_elems)

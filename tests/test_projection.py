@@ -137,10 +137,58 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
     assert extra_mb < 400, extra_mb
 
 
+def test_rademacher_signs_are_the_documented_bits_of_the_hash():
+    """Entry 64 w + j is +1/sqrt(d) exactly when bit j of word w's hash is set (any start)."""
+    keys = P.stream_keys(torch.tensor([5, 2**50]), 3)
+    d, start, length = 1000, 70, 300
+    words = P._hashes(keys, 0, 6)
+    j = torch.arange(start, start + length)
+    bits = (words[:, j // 64] >> (j % 64)) & 1
+    scale = torch.tensor(1 / math.sqrt(d), dtype=torch.float32)
+    expected = torch.where(bits == 1, scale, -scale)
+    assert torch.equal(P.basis_chunk("rademacher", keys, start, length, d), expected)
+
+
+def test_float_bases_are_centred_exactly():
+    """t = u - 1.5 takes 2^22 levels symmetric about 0: the level set's mean is exactly 0."""
+    t = P._centered_uniform(P.stream_keys(torch.arange(8), 0), 0, 4096).double()
+    assert t.abs().max() < 0.5
+    assert torch.equal((t * 2**23) % 2, torch.ones_like(t))  # odd multiples of 2^-23 only
+    assert t.min() < -0.49 and t.max() > 0.49
+
+
+@pytest.mark.parametrize("d", [2048, 100_000, 10_000_000])
+def test_trunc_normal_polynomial_equals_the_inverse_cdf(d):
+    """The cubic series replaces erfinv for d >= 2048: same values as the exact float64 transform."""
+    keys = P.stream_keys(torch.arange(16), 2)
+    t = P._centered_uniform(keys, 0, 2048).double()
+    a = 1 / math.sqrt(d)
+    m = math.erf(a / math.sqrt(2))
+    exact = torch.special.erfinv(2 * m * t) * math.sqrt(2)
+    got = P.basis_chunk("trunc_normal", keys, 0, 2048, d).double()
+    assert ((got - exact).abs() / exact.abs()).max() < 2e-7
+    assert got.abs().max() <= a
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("kind", ["rademacher", "uniform", "trunc_normal"])
+@pytest.mark.parametrize("kind", P.BASES)
 def test_cuda_bases_equal_cpu_bases(kind):
     keys = P.stream_keys(torch.arange(17), 4)
     cpu = P.basis_chunk(kind, keys, 64, 3000, 10_000)
     gpu = P.basis_chunk(kind, keys.cuda(), 64, 3000, 10_000).cpu()
-    torch.testing.assert_close(cpu, gpu, rtol=1e-6, atol=1e-7)
+    if kind == "rademacher":
+        assert torch.equal(cpu, gpu)  # integer bits only
+    else:
+        torch.testing.assert_close(cpu, gpu, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_project_and_rebuild_match_cpu():
+    x = torch.randn(50_000)
+    keys = P.stream_keys(torch.arange(64), 0)
+    g_cpu = P.project(x, keys, "rademacher")
+    g_gpu = P.project(x.cuda(), keys.cuda(), "rademacher").cpu()
+    torch.testing.assert_close(g_cpu, g_gpu, rtol=1e-4, atol=1e-5)
+    r_cpu = P.reconstruct(g_cpu, keys, "rademacher", torch.zeros(50_000))
+    r_gpu = P.reconstruct(g_cpu.cuda(), keys.cuda(), "rademacher", torch.zeros(50_000, device="cuda")).cpu()
+    torch.testing.assert_close(r_cpu, r_gpu, rtol=1e-4, atol=1e-5)

@@ -62,7 +62,7 @@ class FerretOptions:
     slr_schedule: str = "none"
     slr_min: float = 0.0
     server_momentum: float = 0.0
-    chunk_elems: int = 1 << 22
+    chunk_elems: int = projection.DEFAULT_CHUNK  # entries per generated chunk (ferret bench projection)
 
     def __post_init__(self) -> None:
         choices = {
@@ -159,16 +159,25 @@ class Ferret(Algorithm):
         return Message(tensors, {"K": self.cfg.K, "blocks": len(self.blocks)})
 
     def _block_delta(self, params: dict[str, torch.Tensor], block: list[int]) -> torch.Tensor:
-        """delta_b = w_global - w_local over the block's tensors, flat float32."""
-        return torch.cat([(self.global_params[self.names[i]] - params[self.names[i]]).flatten().float()
-                          for i in block])
+        """delta_b = w_global - w_local over the block's tensors, flat float32 (no concatenation
+        copy for a single-tensor block)."""
+        parts = [(self.global_params[self.names[i]] - params[self.names[i]]).flatten().float() for i in block]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def _block_norms(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """||delta_b|| per block, tensor by tensor (one tensor-sized temporary at a time): the block
+        deltas themselves are built once, in encode's projection loop."""
+        return torch.stack([
+            torch.stack([torch.dist(self.global_params[self.names[i]].float(), params[self.names[i]].float())
+                         for i in block]).norm()
+            for block in self.blocks])
 
     @torch.no_grad()
     def encode(self, model: torch.nn.Module, client: int, ctx: RoundContext) -> Message:
         params = dict(self.trainable(model))
         K, o = self.cfg.K, self.options
         seeds = self.round_seeds(ctx.round).to(self.device)
-        norms = torch.stack([self._block_delta(params, b).norm() for b in self.blocks])
+        norms = self._block_norms(params)
         finite = torch.isfinite(norms)
         max_norm = max(float(norms[finite].max()) if finite.any() else 0.0, 1e-8)
         g = generator(self.cfg.seed, "ferret-choice", ctx.round, client)
