@@ -1,0 +1,155 @@
+"""The ``ferret bench`` sub-commands: argument parsing and output writing (the measuring lives
+in projection.py and cost.py)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import time
+from pathlib import Path
+
+import torch
+
+from ferret import projection as P
+from ferret.config import ConfigError
+
+
+def _numbers(text: str) -> list[int]:
+    """'1e5,1e6' -> [100000, 1000000]."""
+    try:
+        values = [int(float(v)) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ConfigError(f"expected positive numbers, got {text!r}")
+    return values
+
+
+def _bases(text: str) -> list[str]:
+    bases = [b.strip() for b in text.split(",") if b.strip()]
+    for b in bases:
+        if b not in P.BASES:
+            raise ConfigError(f"unknown basis '{b}' (choose from {', '.join(P.BASES)})")
+    return bases
+
+
+def _device(args: argparse.Namespace) -> torch.device:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={args.device!r}: no CUDA GPU is available")
+    return device
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The full command that reproduces this run, every option spelled out."""
+    words = ["ferret", "bench", args.bench]
+    for key, value in vars(args).items():
+        if key not in ("func", "command", "bench", "overrides"):
+            words += [f"--{key.replace('_', '-')}", str(value)]
+    return " ".join(shlex.quote(w) for w in words + list(getattr(args, "overrides", [])))
+
+
+def _header(title: str, args: argparse.Namespace, device: torch.device, notes: list[str]) -> list[str]:
+    from ferret.bench.projection import machine
+
+    return [f"# {title}", "", f"- machine: {machine(device)}", f"- measured: {time.strftime('%Y-%m-%d %H:%M %Z')}",
+            f"- command: `{_command(args)}`", *[f"- {n}" for n in notes]]
+
+
+def _cmd_projection(args: argparse.Namespace) -> int:
+    from ferret.bench import projection as B
+    from ferret.bench.report import projection_figure, write_table
+
+    device = _device(args)
+    ds, Ks, bases = _numbers(args.d), _numbers(args.K), _bases(args.bases)
+    rows = B.run_grid(ds, Ks, bases, args.budget_s, args.official_s, args.chunk_elems, device)
+    notes = ["(a) official per-seed trunc_normal loop, timed on a_seeds of the K seeds and scaled to K; "
+             "(b) ferret-bench project / rebuild; (c) generating the K x d entries alone, best chunking",
+             "a_over_b = (a project + rebuild) / (b project + rebuild); b_over_c = (b project + rebuild) / (2 c); "
+             "*_geps = K x d entries per second, in G (a_geps counts both passes)",
+             "peak_extra_mb: (b)'s peak extra memory (CPU: RSS high-water-mark delta after malloc_trim; "
+             "CUDA: max_memory_allocated delta); bound_mb = 2 x chunk_elems + d floats",
+             "agree: (b) trunc_normal vs (a), same law (coordinates and rebuild energy, |z| < 4)"]
+    written = write_table(rows, B.COLUMNS, Path(args.out), "projection",
+                          _header("Projection benchmark", args, device, notes))
+    written += projection_figure(rows, Path(args.figures))
+    print(Path(args.out, "projection.md").read_text())
+    print("\n".join(map(str, written)))
+    return 0
+
+
+def _cmd_server(args: argparse.Namespace) -> int:
+    from ferret.bench.cost import SERVER_COLUMNS, server_cost
+    from ferret.bench.report import write_table
+
+    device = _device(args)
+    d, K = _numbers(args.d)[0], _numbers(args.K)[0]
+    rows = server_cost(d, K, _numbers(args.clients), _bases(args.basis)[0], device)
+    write_table(rows, SERVER_COLUMNS, Path(args.out), "server",
+                _header("Server cost per round vs sampled clients", args, device,
+                        ["server_s = decode + receive of every uplink + the round's one rebuild (aggregate)"]))
+    print(Path(args.out, "server.md").read_text())
+    return 0
+
+
+def _cmd_overhead(args: argparse.Namespace) -> int:
+    from ferret.bench.cost import OVERHEAD_COLUMNS, config_overhead, model_overhead
+    from ferret.bench.report import write_table
+
+    device = _device(args)
+    rows = [model_overhead(d, K, args.local_steps, basis, device)
+            for d in _numbers(args.d) for K in _numbers(args.K) for basis in _bases(args.bases)]
+    if args.run_config:
+        config = None if args.run_config == "default" else args.run_config
+        rows.append(config_overhead(config, args.overrides))
+    write_table(rows, OVERHEAD_COLUMNS, Path(args.out), "overhead",
+                _header("Encode + rebuild vs local compute, per round", args, device,
+                        ["overhead = (t_encode_s + t_rebuild_s) / t_local_s"]))
+    print(Path(args.out, "overhead.md").read_text())
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 keeps torch's default)")
+    p.add_argument("--out", default="results/bench", help="folder for the .md and .csv tables")
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register ``ferret bench {projection,server,overhead}`` on the top-level sub-parsers."""
+    bench = sub.add_parser("bench", help="benchmarks: projection speed, server cost, local-step overhead")
+    kinds = bench.add_subparsers(dest="bench", required=True)
+
+    p = kinds.add_parser("projection", help="project + rebuild vs the official loop and the RNG floor")
+    p.add_argument("--d", default="1e5,1e6,1e7", help="parameters per grid point (comma-separated)")
+    p.add_argument("--K", default="64,256,1024,4096", help="seed counts (comma-separated)")
+    p.add_argument("--bases", default="rademacher,trunc_normal", help=f"(b)'s bases, of {', '.join(P.BASES)}")
+    p.add_argument("--budget-s", type=float, default=540.0,
+                   help="whole-grid time budget; points predicted to overrun it are skipped (cheapest first)")
+    p.add_argument("--official-s", type=float, default=6.0, help="seconds of the official loop per point "
+                   "(timed on fewer seeds and scaled to K when slower)")
+    p.add_argument("--chunk-elems", type=int, default=P.DEFAULT_CHUNK, help="(b)'s chunk size in entries")
+    p.add_argument("--figures", default="figures", help="folder for bench_projection.{png,pdf}")
+    _common(p)
+    p.set_defaults(func=_cmd_projection)
+
+    p = kinds.add_parser("server", help="server aggregation + rebuild seconds vs sampled clients")
+    p.add_argument("--d", default="1e6")
+    p.add_argument("--K", default="200")
+    p.add_argument("--clients", default="5,20,100")
+    p.add_argument("--basis", default="rademacher")
+    _common(p)
+    p.set_defaults(func=_cmd_server)
+
+    p = kinds.add_parser("overhead", help="encode + rebuild seconds as a fraction of local compute")
+    p.add_argument("--d", default="1e7", help="parameters of the LLaMA-shaped model")
+    p.add_argument("--K", default="200")
+    p.add_argument("--local-steps", type=int, default=10)
+    p.add_argument("--bases", default="rademacher,trunc_normal")
+    p.add_argument("--run-config", default="", help="also one engine round of this run config ('default' = "
+                   "the embedded default); key=value overrides follow")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides for --run-config")
+    _common(p)
+    p.set_defaults(func=_cmd_overhead)

@@ -1,0 +1,78 @@
+"""Timing and peak-extra-memory measurement for the benchmarks, in one process.
+
+Peak extra memory on CPU is an RSS delta: glibc's free lists are returned to the kernel
+(``malloc_trim(0)``) and the kernel's resident high-water mark is reset (``/proc/self/clear_refs``
+``5``, Linux >= 4.0), then ``VmHWM - VmRSS(before)`` is read after the measured call, less the
+growth of file-backed pages (``RssFile``: library code paged in on a kernel's first use is not
+extra memory). tracemalloc does not see torch's allocations, which is why. On CUDA it is ``torch.cuda.max_memory_allocated``
+minus the memory allocated before. Where neither works the peak is NaN.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def _status_kib(field: str) -> int:
+    for line in _STATUS.read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise OSError(f"{field} not in {_STATUS}")
+
+
+def _trim() -> None:
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the delta may then under-count
+        pass
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_measured(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float, float]:
+    """Call fn once: (its result, wall seconds, peak extra memory in MiB or NaN)."""
+    if device.type == "cuda":
+        sync(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        _trim()
+        try:
+            _CLEAR_REFS.write_text("5")
+            before, file_before = _status_kib("VmRSS"), _status_kib("RssFile")
+        except OSError:
+            before = None
+    t0 = time.perf_counter()
+    out = fn()
+    sync(device)
+    seconds = time.perf_counter() - t0
+    if device.type == "cuda":
+        peak = (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    else:
+        file_growth = max(0, _status_kib("RssFile") - file_before) if before is not None else 0
+        peak = (_status_kib("VmHWM") - before - file_growth) / 1024 if before is not None else math.nan
+    return out, seconds, peak
+
+
+def best_seconds(fn: Callable[[], Any], device: torch.device, repeats: int = 3) -> float:
+    """The fastest of a few calls (for short operations such as one memory pass)."""
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
