@@ -16,6 +16,7 @@ include: "workflow/rules/prepare.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/collect.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/bench.smk"  # benchmarks: `snakemake --cores all bench`, not in `all`
 
 
 rule all:
