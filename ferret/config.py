@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -37,7 +39,8 @@ class RunConfig:
     # what runs
     method: str = field(default="ferret", metadata={"help": "registry name or 'package.module:Class'"})
     model: str = field(default="smollm2-135m", metadata={"help": "alias (smollm2-135m, tiny), local path or hub id"})
-    dataset: str = field(default="synthetic", metadata={"help": "data set name (synthetic)"})
+    dataset: str = field(default="synthetic", metadata={"help": "data set name (synthetic, natural-instructions, "
+                                                                 "dolly, codealpaca, gsm8k)"})
     experiment: str = field(default="default", metadata={"help": "experiment name (W&B group)"})
     run_id: str = field(default="", metadata={"help": "run id; empty derives one from method and seed"})
     # federation
@@ -65,6 +68,13 @@ class RunConfig:
     train_per_client: int = field(default=64, metadata={"help": "training instances per client (synthetic)"})
     eval_per_task: int = field(default=4, metadata={"help": "held-out instances per task (synthetic)"})
     max_length: int = field(default=128, metadata={"help": "max tokens of prompt + response"})
+    data_path: str = field(default="", metadata={"help": "real data sets: a local path or a Hugging Face dataset id"})
+    dirichlet_alpha: float = field(default=0.5, metadata={"help": "dolly: Dirichlet alpha of the category split; "
+                                                                  "0 = IID (official --iid dir0.5)"})
+    eval_category: str = field(default="summarization", metadata={"help": "dolly: category held out for zero-shot "
+                                                                          "evaluation (official --zerotask 7)"})
+    eval_limit: int = field(default=0, metadata={"help": "real data sets: at most this many eval instances "
+                                                         "(a fixed sample); 0 = all"})
     # evaluation
     eval_every: int = field(default=2, metadata={"help": "eval loss every N rounds (and at the end)"})
     rouge_every: int = field(default=0, metadata={"help": "Rouge-L every N rounds; 0 = before training and at the end"})
@@ -75,6 +85,8 @@ class RunConfig:
     device: str = field(default="cpu", metadata={"help": "cpu, cuda or cuda:N"})
     dtype: str = field(default="float32", metadata={"help": "float32, bfloat16 or float16"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads; 0 keeps torch's default"})
+    checkpoint_every: int = field(default=1, metadata={"help": "checkpoint every N rounds under <out>/checkpoints "
+                                                               "(a rerun resumes from it); 0 = never"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow custom model code (off by default)"})
     # Weights & Biases (never required: no key or no network means offline or off, never a failure)
     wandb_mode: str = field(default="auto", metadata={"help": "auto, online, offline or disabled"})
@@ -225,6 +237,9 @@ def validate(cfg: RunConfig) -> None:
     _check(cfg.weight_decay >= 0, "weight_decay", cfg.weight_decay, "must be >= 0")
     _check(cfg.rouge_every >= 0, "rouge_every", cfg.rouge_every, "must be >= 0")
     _check(cfg.threads >= 0, "threads", cfg.threads, "must be >= 0")
+    _check(cfg.checkpoint_every >= 0, "checkpoint_every", cfg.checkpoint_every, "must be >= 0 (0 = never)")
+    for key in ("participation", "lr", "slr", "momentum", "weight_decay", "grad_clip"):
+        _check(math.isfinite(getattr(cfg, key)), key, getattr(cfg, key), "must be a finite number")
     _check(cfg.local_steps % cfg.n_accum == 0, "n_accum", cfg.n_accum,
            f"must divide local_steps={cfg.local_steps}")
     _check(cfg.wandb_mode in _WANDB_MODES, "wandb_mode", cfg.wandb_mode, f"must be one of {', '.join(_WANDB_MODES)}")
@@ -235,9 +250,33 @@ def validate(cfg: RunConfig) -> None:
     try:
         data_registry.check_data_config(cfg)
         check_model_name(cfg.model)
-        registry.options_for(cfg.method, cfg.method_options)
+        # Every method's options, not only the running one's: a grid shares one method_options.
+        for name in dict.fromkeys([cfg.method, *cfg.method_options]):
+            registry.options_for(name, cfg.method_options)
     except (DataError, ModelError, registry.UnknownMethodError) as e:
         raise ConfigError(str(e)) from None
+    _check_custom_code(cfg)
+
+
+def _check_custom_code(cfg: RunConfig) -> None:
+    """A local model folder whose config maps Auto classes to its own code (``auto_map``) would run
+    that code on load: refused unless ``trust_remote_code: true`` (hub ids: transformers refuses)."""
+    from ferret.models import ALIASES
+
+    folder = Path(cfg.model).expanduser()
+    if cfg.trust_remote_code or cfg.model in ALIASES or not folder.is_dir():
+        return
+    mapped = []
+    for name in ("config.json", "tokenizer_config.json"):
+        try:
+            if "auto_map" in json.loads((folder / name).read_text()):
+                mapped.append(name)
+        except (OSError, ValueError, TypeError):
+            continue
+    if mapped:
+        code = ", ".join(sorted(p.name for p in folder.glob("*.py"))) or "remote modules"
+        raise ConfigError(f"model={cfg.model!r} holds custom code ({code}, auto_map in {', '.join(mapped)}); "
+                          "it runs only with trust_remote_code: true")
 
 
 def describe() -> str:

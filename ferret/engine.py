@@ -15,38 +15,68 @@ Per round r = 1..R (round 0 evaluates the untuned model):
 Determinism: the root seed derives the client sample, every client's batch order, the model
 init (tiny) and, inside the methods, every shared-randomness seed; the same config gives the
 same metrics.csv on the same hardware, timing columns aside.
+
+Faults and bad input:
+- Everything that can reject the input (config, model, data, K, tokenisation) runs before anything
+  is written to the run folder, so a bad input leaves existing results byte-identical.
+- Every ``checkpoint_every`` rounds the method state, the RNG states and the rows so far are
+  checkpointed (ferret/checkpoint.py); a rerun into the same folder resumes from the latest valid
+  checkpoint and writes the same metrics.csv as an uninterrupted run (timing columns aside).
+  Checkpoints are deleted once the run ends as ok or diverged.
+- A NaN/Inf training loss, eval loss or global update ends the run with status 'diverged': the
+  rows of the rounds before stay, run.json names the round, and ``ferret run`` exits 0.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import math
+import os
 import platform
 import resource
+import secrets
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ferret import comm
+from ferret import checkpoint, comm
 from ferret.algorithms import registry
 from ferret.algorithms.base import Algorithm, RoundContext
-from ferret.config import RunConfig
+from ferret.config import ConfigError, RunConfig
 from ferret.data.prompts import prompt_ids, tokenize_example
 from ferret.data.registry import load_federated_data
-from ferret.data.types import Example
+from ferret.data.types import DataError, Example, Metric
+from ferret.generation import generate
 from ferret.metrics import example_losses, rouge_l
-from ferret.models import load_model_and_tokenizer
+from ferret.models import ModelError, load_model_and_tokenizer
 from ferret.seeding import derive_seed, generator
-from ferret.tracking import CsvSink, Progress, WandbSink, resolve_wandb_mode, write_json
+from ferret.tracking import (CsvSink, Progress, WandbSink, fault_pause, remove_stale_temps, resolve_wandb_mode,
+                             write_json)
+
+# Test-only (tests/test_faults.py): FERRET_TEST_NAN="<round>" or "<run_id glob>@<round>" makes that
+# round's training loss NaN, to exercise the 'diverged' path end to end (also inside the workflow).
+NAN_ENV = "FERRET_TEST_NAN"
 
 
 class DivergedError(RuntimeError):
-    """A non-finite loss; the run stops with status 'diverged' and keeps the rows so far."""
+    """A non-finite loss or update; the run stops with status 'diverged' and keeps the rows so far."""
+
+    def __init__(self, message: str, round_: int) -> None:
+        super().__init__(message)
+        self.round = round_
+
+
+def _injected_nan(run_id: str, round_: int) -> bool:
+    spec = os.environ.get(NAN_ENV, "")
+    pattern, _, at = spec.rpartition("@")
+    return bool(spec) and at.strip() == str(round_) and fnmatch.fnmatchcase(run_id, pattern or "*")
 
 
 @dataclass
@@ -54,6 +84,7 @@ class EvalSet:
     examples: list[Example]
     tokenized: list[dict[str, list[int]]]
     prompts: list[list[int]]
+    metrics: dict[str, Metric] = field(default_factory=dict)  # the data set's extra generation metrics
 
 
 def _pad_right(seqs: list[list[int]], value: int) -> torch.Tensor:
@@ -94,50 +125,6 @@ def eval_loss(model: torch.nn.Module, ev: EvalSet, cfg: RunConfig, pad_id: int, 
     for s in range(0, len(ev.tokenized), cfg.eval_batch_size):
         losses.append(example_losses(model, collate(ev.tokenized[s : s + cfg.eval_batch_size], pad_id, device)))
     return torch.cat(losses).mean().item()
-
-
-def _ignores_position_ids(model: torch.nn.Module) -> bool:
-    """True for peft prompt-learning models (prompt tuning, P-tuning): peft drops ``position_ids``
-    and numbers positions from the start of [virtual tokens, padding, prompt], so left padding
-    would shift every prompt token's position away from the one it had in training."""
-    config = getattr(model, "active_peft_config", None)
-    return bool(getattr(config, "is_prompt_learning", False))
-
-
-def _generation_batches(prompts: list[list[int]], size: int, pad_free: bool) -> list[list[int]]:
-    """Index batches of at most ``size`` prompts: consecutive ones, or (``pad_free``) prompts of
-    equal length only, so that no batch needs padding."""
-    if not pad_free:
-        return [list(range(s, min(s + size, len(prompts)))) for s in range(0, len(prompts), size)]
-    by_length: dict[int, list[int]] = {}
-    for i, p in enumerate(prompts):
-        by_length.setdefault(len(p), []).append(i)
-    return [group[s : s + size] for _, group in sorted(by_length.items()) for s in range(0, len(group), size)]
-
-
-@torch.no_grad()
-def generate(model: torch.nn.Module, tokenizer: Any, prompts: list[list[int]], cfg: RunConfig,
-             device: torch.device) -> list[str]:
-    """Greedy generations for the prompts, left-padded in batches of ``eval_batch_size``.
-
-    Models that ignore ``position_ids`` (peft prompt learning, see :func:`_ignores_position_ids`)
-    are instead batched by prompt length, so they generate without padding and each prompt gets
-    exactly the positions it would get alone. ``generate`` returns the input ids followed by the
-    new tokens (peft's virtual tokens are not in its output), so the new tokens start at ``width``.
-    """
-    model.eval()
-    outputs: list[str] = [""] * len(prompts)
-    pad = tokenizer.pad_token_id
-    for batch in _generation_batches(prompts, cfg.eval_batch_size, _ignores_position_ids(model)):
-        chunk = [prompts[i] for i in batch]
-        width = max(len(p) for p in chunk)
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk], device=device)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=device)
-        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=cfg.max_new_tokens,
-                             do_sample=False, num_beams=1, pad_token_id=pad)
-        for i, text in zip(batch, tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)):
-            outputs[i] = text.strip()
-    return outputs
 
 
 def _peak_mem_mb(device: torch.device) -> float:
@@ -186,72 +173,121 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _check_k(cfg: RunConfig, params: Iterable[torch.Tensor], what: str) -> None:
+    n = sum(p.numel() for p in params)
+    if cfg.K > n:
+        raise ConfigError(f"K={cfg.K}: larger than the {n} trainable parameters of {what}")
+
+
+def _prepare(cfg: RunConfig, record: dict[str, Any]) -> tuple[Algorithm, torch.nn.Module, Any, list, EvalSet]:
+    """Model, data, tokenised clients and eval set, and the set-up method: every check of the input
+    that needs them (K, empty clients, max_length) fails here, before the run folder is touched."""
+    algo_cls = registry.resolve(cfg.method)
+    options = registry.options_for(cfg.method, cfg.method_options)
+    model, tokenizer, model_info = load_model_and_tokenizer(
+        cfg.model, dtype=cfg.dtype, device=cfg.device, seed=derive_seed(cfg.seed, "init") % 2**31,
+        trust_remote_code=cfg.trust_remote_code)
+    record["model"] = model_info
+    # Before setup too: a full-parameter method would allocate K-sized state first.
+    _check_k(cfg, (p for p in model.parameters() if p.requires_grad), f"model={cfg.model!r}")
+    data = load_federated_data(cfg)
+    empty = [i for i, c in enumerate(data.clients) if not c]
+    if empty:
+        raise DataError(f"client {empty[0]} of dataset={cfg.dataset!r} has no training data "
+                        f"({len(empty)} of {len(data.clients)} clients are empty)")
+    clients = [[tokenize_example(tokenizer, ex, cfg.max_length) for ex in c] for c in data.clients]
+    ev = EvalSet(data.eval, [tokenize_example(tokenizer, ex, cfg.max_length) for ex in data.eval],
+                 [prompt_ids(tokenizer, ex, cfg.max_length) for ex in data.eval], data.metrics)
+    record["data"] = {"name": data.name, "clients": len(clients), "client_tasks": data.client_tasks,
+                      "train_examples": sum(map(len, clients)), "eval_examples": len(ev.examples)}
+    algo: Algorithm = algo_cls(cfg, options)
+    model = algo.setup(model, tokenizer)
+    _check_k(cfg, algo.global_params.values(), f"method={cfg.method!r} on model={cfg.model!r}")
+    return algo, model, tokenizer, clients, ev
+
+
 def run(cfg: RunConfig, out: Path) -> dict[str, Any]:
-    """Run one federated experiment and write out/metrics.csv and out/run.json; return the summary."""
+    """Run one federated experiment and write out/metrics.csv and out/run.json; return the summary.
+
+    Bad input raises ConfigError, DataError or ModelError before ``out`` is touched. A run resumes
+    from the latest valid checkpoint in ``out/checkpoints``; a diverged run returns status 'diverged'."""
     t_start = time.perf_counter()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    algo_cls = registry.resolve(cfg.method)
-    options = registry.options_for(cfg.method, cfg.method_options)
     device = torch.device(cfg.device)
     torch.manual_seed(derive_seed(cfg.seed, "torch"))
 
     run_id = cfg.resolved_run_id()
-    out.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {"run_id": run_id, "status": "running", "config": cfg.to_dict(),
                               **environment_info(device)}
+    try:
+        algo, model, tokenizer, clients, ev = _prepare(cfg, record)
+    except (ConfigError, DataError, ModelError):
+        raise  # bad input: the CLI prints one line; nothing was written
+    except BaseException as e:
+        _finish(record, out, t_start, e)
+        raise
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out, ("metrics.csv", "run.json"))  # left by a kill mid-write
+    resumed = checkpoint.latest(out, cfg.to_dict())
+    extra: dict[str, Any] = {"wandb_id": secrets.token_hex(4), "resumed_from": []}
+    if resumed is not None:
+        algo.load_state_dict(resumed.method_state)
+        checkpoint.restore_rng(resumed.rng["tensors"], resumed.rng["values"])
+        extra = {**resumed.extra, "resumed_from": [*resumed.extra.get("resumed_from", []), resumed.round]}
+        record["resumed_from"] = extra["resumed_from"]
+        print(f"ferret: {run_id}: resuming after round {resumed.round} from {out / checkpoint.FOLDER}",
+              file=sys.stderr, flush=True)
     write_json(out / "run.json", record)
-    sinks = [CsvSink(out / "metrics.csv")]
+    sinks: list[CsvSink | WandbSink] = [CsvSink(out / "metrics.csv", resumed.rows if resumed else ())]
     record["wandb_mode"] = resolve_wandb_mode(cfg.wandb_mode)
     wandb_sink = WandbSink(mode=record["wandb_mode"], project=cfg.wandb_project,
                            entity=cfg.wandb_entity, group=cfg.experiment, job_type=cfg.method, name=run_id,
-                           config=cfg.to_dict(), folder=out)
+                           config=cfg.to_dict(), folder=out, run_key=extra["wandb_id"])
     sinks.append(wandb_sink)
+    error: BaseException | None = None
     try:
-        model, tokenizer, model_info = load_model_and_tokenizer(
-            cfg.model, dtype=cfg.dtype, device=cfg.device, seed=derive_seed(cfg.seed, "init") % 2**31,
-            trust_remote_code=cfg.trust_remote_code)
-        record["model"] = model_info
-        data = load_federated_data(cfg)
-        pad_id = tokenizer.pad_token_id
-        clients = [[tokenize_example(tokenizer, ex, cfg.max_length) for ex in c] for c in data.clients]
-        ev = EvalSet(data.eval, [tokenize_example(tokenizer, ex, cfg.max_length) for ex in data.eval],
-                     [prompt_ids(tokenizer, ex, cfg.max_length) for ex in data.eval])
-        record["data"] = {"name": data.name, "clients": len(clients), "client_tasks": data.client_tasks,
-                          "train_examples": sum(map(len, clients)), "eval_examples": len(ev.examples)}
-        algo: Algorithm = algo_cls(cfg, options)
-        model = algo.setup(model, tokenizer)
-
-        summary = _federate(cfg, algo, model, tokenizer, clients, ev, sinks, run_id, device)
+        summary = _federate(cfg, algo, model, tokenizer, clients, ev, sinks, run_id, device,
+                            out=out, resumed=resumed, extra=extra)
         record["status"] = summary.pop("status")
         record["final"] = summary
     except DivergedError as e:
-        record["status"], record["error"] = "diverged", str(e)
+        record["status"], record["error"], record["diverged_round"] = "diverged", str(e), e.round
     except BaseException as e:
-        record["status"], record["error"] = "failed", f"{type(e).__name__}: {e}".splitlines()[0]
+        error = e
         raise
     finally:
-        record["wall_clock_s"] = round(time.perf_counter() - t_start, 3)
-        write_json(out / "run.json", record)
+        _finish(record, out, t_start, error)
         wandb_sink.finish({**record.get("final", {}), "wall_clock_s": record["wall_clock_s"]}, record["status"])
+        if record["status"] in ("ok", "diverged"):
+            checkpoint.clear(out)  # finished: nothing to resume (a rerun starts afresh)
     return record
+
+
+def _finish(record: dict[str, Any], out: Path, t_start: float, error: BaseException | None) -> None:
+    """Write the final run.json; an error makes the status 'failed' with its first line."""
+    if error is not None:
+        record["status"], record["error"] = "failed", f"{type(error).__name__}: {error}".splitlines()[0]
+    record["wall_clock_s"] = round(time.perf_counter() - t_start, 3)
+    write_json(out / "run.json", record)
 
 
 def _federate(cfg: RunConfig, algo: Algorithm, model: torch.nn.Module, tokenizer: Any,
               clients: list[list[dict[str, list[int]]]], ev: EvalSet, sinks: list[CsvSink | WandbSink],
-              run_id: str, device: torch.device) -> dict[str, Any]:
+              run_id: str, device: torch.device, *, out: Path, resumed: checkpoint.Checkpoint | None = None,
+              extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The rounds after ``resumed`` (all of them without), checkpointing every ``checkpoint_every``."""
     pad_id = tokenizer.pad_token_id
     references = [ex.output for ex in ev.examples]
     weights = [1.0 if cfg.equal_weight else float(len(c)) for c in clients]
-    progress = Progress(cfg.rounds, desc=f"{run_id}")
-    cum_bytes = 0
+    start = resumed.round if resumed is not None else 0
+    progress = Progress(cfg.rounds, desc=f"{run_id}", initial=start)
+    rows: list[dict[str, Any]] = list(resumed.rows) if resumed is not None else []  # raw values, for checkpoints
 
     def log(row: dict[str, Any]) -> None:
+        rows.append(dict(row))
         for sink in sinks:
             sink.log(row)
-
-    first: dict[str, Any] = {}
-    last: dict[str, Any] = {}
 
     def evaluate(round_: int, row: dict[str, Any]) -> None:
         final = round_ == cfg.rounds
@@ -260,19 +296,22 @@ def _federate(cfg: RunConfig, algo: Algorithm, model: torch.nn.Module, tokenizer
             if round_ == 0 or final or round_ % cfg.eval_every == 0:
                 row["eval_loss"] = eval_loss(model, ev, cfg, pad_id, device)
             if round_ == 0 or final or (cfg.rouge_every and round_ % cfg.rouge_every == 0):
-                row["rouge_l"] = rouge_l(generate(model, tokenizer, ev.prompts, cfg, device), references)
+                predictions = generate(model, tokenizer, ev.prompts, cfg.eval_batch_size, cfg.max_new_tokens, device)
+                row["rouge_l"] = rouge_l(predictions, references)
+                row.update({name: fn(predictions, references) for name, fn in ev.metrics.items()})
         row["t_eval_s"] = t_eval.seconds
         if not math.isfinite(row.get("eval_loss", 0.0)):
-            raise DivergedError(f"eval loss is {row['eval_loss']} at round {round_}")
+            raise DivergedError(f"eval loss is {row['eval_loss']} at round {round_}", round_)
 
     try:
-        row0: dict[str, Any] = {"run_id": run_id, "method": cfg.method, "round": 0, "clients": 0,
-                                "uplink_bytes": 0, "downlink_bytes": 0, "cum_bytes": 0}
-        evaluate(0, row0)
-        row0["peak_mem_mb"] = _peak_mem_mb(device)
-        log(row0)
-        first = dict(row0)
-        for r in range(1, cfg.rounds + 1):
+        if start == 0:
+            row0: dict[str, Any] = {"run_id": run_id, "method": cfg.method, "round": 0, "clients": 0,
+                                    "uplink_bytes": 0, "downlink_bytes": 0, "cum_bytes": 0}
+            evaluate(0, row0)
+            row0["peak_mem_mb"] = _peak_mem_mb(device)
+            log(row0)
+        cum_bytes = rows[-1]["cum_bytes"]
+        for r in range(start + 1, cfg.rounds + 1):
             ctx = RoundContext(round=r, rounds=cfg.rounds, seed=cfg.seed, device=device)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
@@ -300,24 +339,28 @@ def _federate(cfg: RunConfig, algo: Algorithm, model: torch.nn.Module, tokenizer
                 algo.aggregate(ctx)
                 _sync(device)
             cum_bytes += up_bytes + down_bytes
-            train_loss = sum(losses) / len(losses)
+            train_loss = math.nan if _injected_nan(run_id, r) else sum(losses) / len(losses)
             row = {"run_id": run_id, "method": cfg.method, "round": r, "clients": len(sampled),
                    "train_loss": train_loss, "uplink_bytes": up_bytes, "downlink_bytes": down_bytes,
                    "uplink_bytes_per_client": up_bytes / len(sampled),
                    "downlink_bytes_per_client": down_bytes / len(sampled), "cum_bytes": cum_bytes,
                    "t_local_s": t_local.seconds, "t_encode_s": t_encode.seconds, "t_aggregate_s": t_agg.seconds}
+            # The diverged round's row is not logged: metrics.csv keeps the finished rounds only.
             if not math.isfinite(train_loss):
-                row["peak_mem_mb"] = _peak_mem_mb(device)
-                log(row)
-                raise DivergedError(f"training loss is {train_loss} at round {r}")
+                raise DivergedError(f"training loss is {train_loss} at round {r}", r)
+            if not algo.is_finite():
+                raise DivergedError(f"the global update holds NaN/Inf at round {r}", r)
             evaluate(r, row)
             row["t_round_s"] = time.perf_counter() - t_round
             row["peak_mem_mb"] = _peak_mem_mb(device)
             log(row)
             progress.update(row)
-            last = row
+            if cfg.checkpoint_every and r % cfg.checkpoint_every == 0 and r < cfg.rounds:
+                checkpoint.save(out, r, cfg.to_dict(), rows, algo.state_dict(), extra or {})
+            fault_pause(f"round:{r}")  # test-only: a kill between rounds
     finally:
         progress.close()
+    first, last = rows[0], (rows[-1] if len(rows) > 1 else {})
     return {"status": "ok", "rounds": cfg.rounds,
             "initial_eval_loss": first.get("eval_loss"), "initial_rouge_l": first.get("rouge_l"),
             "final_eval_loss": last.get("eval_loss"), "final_rouge_l": last.get("rouge_l"),

@@ -27,7 +27,7 @@ from typing import Any
 
 # The per-round columns, in order (empty where not measured that round).
 COLUMNS = [
-    "run_id", "method", "round", "clients", "train_loss", "eval_loss", "rouge_l",
+    "run_id", "method", "round", "clients", "train_loss", "eval_loss", "rouge_l", "accuracy",
     "uplink_bytes", "downlink_bytes", "uplink_bytes_per_client", "downlink_bytes_per_client",
     "cum_bytes", "t_local_s", "t_encode_s", "t_aggregate_s", "t_eval_s", "t_round_s", "peak_mem_mb",
 ]

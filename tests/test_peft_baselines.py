@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from ferret import comm, engine
+from ferret import comm, engine, generation
 from ferret.algorithms import registry
 from ferret.algorithms.base import RoundContext
 from ferret.config import load_config
@@ -164,16 +164,36 @@ def test_prompt_learning_eval_loss_scores_only_the_input_positions(tiny, method)
 
 
 @pytest.mark.parametrize("method", PROMPT_LEARNING)
-def test_prompt_learning_generation_is_pad_free_and_matches_one_at_a_time(tiny, method):
-    cfg, algo, model, tokenizer, clients = _setup(tiny, method, max_new_tokens=3)
-    prompts = [[11, 12, 13, 14, 15], [21, 22, 23], [31, 32, 33, 34, 35], [41, 42, 43]]
-    assert engine._ignores_position_ids(model) and not engine._ignores_position_ids(tiny[0])
-    batches = engine._generation_batches(prompts, 16, pad_free=True)
-    assert sorted(i for b in batches for i in b) == list(range(len(prompts)))
-    assert all(len({len(prompts[i]) for i in b}) == 1 for b in batches)
-    assert engine._generation_batches(prompts, 3, pad_free=False) == [[0, 1, 2], [3]]
-    together = engine.generate(model, tokenizer, prompts, cfg, CPU)
-    alone = [engine.generate(model, tokenizer, [p], cfg, CPU)[0] for p in prompts]
+def test_prompt_learning_padded_batch_sees_what_peft_sees_alone(tiny, method):
+    """[padding, virtual tokens, prompt] scores each prompt exactly as peft's own unpadded forward."""
+    cfg, algo, model, tokenizer, clients = _setup(tiny, method)
+    model.eval()
+    prompts = [[11, 12, 13, 14, 15], [21, 22, 23], [31, 32, 33, 34, 35, 36, 37]]
+    assert generation.is_prompt_learning(model) and not generation.is_prompt_learning(tiny[0])
+    ids, mask = generation._left_padded(prompts, tokenizer.pad_token_id, CPU)
+    embeds, full_mask = generation._virtual_then_prompt(model, ids, mask)
+    positions = (full_mask.cumsum(-1) - 1).clamp(min=0)  # what generate numbers from the mask
+    with torch.no_grad():
+        batched = model.get_base_model()(inputs_embeds=embeds, attention_mask=full_mask,
+                                         position_ids=positions).logits[:, -1]
+        for i, p in enumerate(prompts):
+            alone = model(input_ids=torch.tensor([p]), attention_mask=torch.ones(1, len(p), dtype=torch.long)).logits
+            torch.testing.assert_close(batched[i], alone[0, -1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", [*PROMPT_LEARNING, "baselines.fedit:FedIT"])
+def test_batched_generation_matches_peft_generating_each_prompt_alone(tiny, method):
+    cfg, algo, model, tokenizer, clients = _setup(tiny, method)
+    head = model.get_base_model().get_output_embeddings().weight
+    with torch.no_grad():  # a random model's logits nearly tie; widen the gaps so rounding can't pick the token
+        head.copy_(head.detach().clone() * 50)
+    prompts = [[11, 12, 13, 14, 15], [21, 22, 23], [31, 32, 33, 34, 35, 36, 37], [41, 42, 43]]
+    together = generation.generate(model, tokenizer, prompts, 16, 4, CPU)
+    alone = []
+    for p in prompts:
+        out = model.generate(input_ids=torch.tensor([p]), attention_mask=torch.ones(1, len(p), dtype=torch.long),
+                             max_new_tokens=4, do_sample=False, num_beams=1, pad_token_id=tokenizer.pad_token_id)
+        alone.append(tokenizer.decode(out[0, len(p):], skip_special_tokens=True).strip())
     assert together == alone
 
 

@@ -1,11 +1,18 @@
-"""The paper-shaped tables, built from all_runs.csv alone.
+"""The paper-shaped tables, built from all_runs.csv (and the paper's numbers in results/reference/).
 
-* Main table (Table 1 shape): one row per method configuration, one column per data set /
-  model, cells = final Rouge-L (%) as mean ± std over seeds (n = number of seeds).
+* Main table (Table 1 shape): one row per method configuration; per data set / model three
+  columns: final Rouge-L (%) and final eval loss, each mean ± std over seeds (n = number of
+  seeds), and the paper's Rouge-L (``table1_rouge_l.csv``; "n/a" where it gives none).
 * Cost table: per configuration, per-round local compute and encode seconds per client,
   aggregation seconds per round, bytes up and down per client per round, total bytes of the
   run, and the rounds needed to reach a target eval loss (default: the highest final eval loss
   of all configurations, which every one of them reaches, so the column compares speed).
+
+* Claims table: each headline claim of the paper (``claims.csv``: ≈ 6.0× less computation and
+  ≈ 3.3× fewer rounds than FedKSeed, ≈ 10^6× less communication than FedAvg, comparable score)
+  beside the same quantity computed from our runs, per data set / model where both methods ran.
+  A method's runs there are those of its main configuration (the (K, num_clients) with the most
+  runs), so ablation runs do not mix in.
 
 A configuration is (method, K, num_clients); its label shows K and N only where that method
 was run with more than one value of them.
@@ -14,6 +21,7 @@ was run with more than one value of them.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +29,7 @@ import pandas as pd
 from ferret.tracking import atomic_write_text
 
 CONFIG = ["method", "K", "num_clients"]
+REFERENCE = Path("results/reference")  # relative to the repository root, where the rules run
 
 
 def with_labels(df: pd.DataFrame) -> pd.DataFrame:
@@ -51,13 +60,129 @@ def _mean_std(values: pd.Series, scale: float = 1.0, digits: int = 1) -> str:
     return text + (f" ± {std:.{digits}f}" if not math.isnan(std) else "") + f" (n={len(values)})"
 
 
-def main_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Final Rouge-L (%) mean ± std over seeds: configurations × (data set / model)."""
+def _main_cell(runs: pd.DataFrame) -> str:
+    """Mean ± std over the runs that finished; diverged runs (status from run.json) are left out
+    of the mean, since their last row is not a final result, and counted in the cell."""
+    diverged = runs["status"].eq("diverged") if "status" in runs else pd.Series(False, index=runs.index)
+    text = _mean_std(runs.loc[~diverged, "rouge_l"], scale=100.0)
+    return text + (f" [{int(diverged.sum())} diverged]" if diverged.any() else "")
+
+
+def _loss_cell(runs: pd.DataFrame) -> str:
+    """Final eval loss mean ± std over the runs that finished (diverged ones as in _main_cell)."""
+    finished = runs[~runs["status"].eq("diverged")] if "status" in runs else runs
+    return _mean_std(finished["eval_loss"], digits=3)
+
+
+def read_reference(folder: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(claims, Table 1 Rouge-L) from the reference folder; empty frames when it is absent."""
+    folder = REFERENCE if folder is None else Path(folder)
+    claims = folder / "claims.csv"
+    table1 = folder / "table1_rouge_l.csv"
+    return (pd.read_csv(claims) if claims.is_file() else pd.DataFrame(columns=["claim", "baseline", "paper_value"]),
+            pd.read_csv(table1) if table1.is_file() else pd.DataFrame(
+                columns=["dataset", "model", "method", "rouge_l_mean", "rouge_l_std"]))
+
+
+def _paper_cell(table1: pd.DataFrame, dataset: str, model: str, method: str) -> str:
+    hit = table1[(table1["dataset"] == dataset) & (table1["model"] == model) & (table1["method"] == method)]
+    if hit.empty or pd.isna(hit["rouge_l_mean"].iloc[0]):
+        return "n/a"
+    mean, std = float(hit["rouge_l_mean"].iloc[0]), hit["rouge_l_std"].iloc[0]
+    return f"{mean:.1f}" + (f" ± {float(std):.1f}" if not pd.isna(std) else "")
+
+
+def main_table(df: pd.DataFrame, reference: Path | None = None) -> pd.DataFrame:
+    """Per data set / model: final Rouge-L (%) and eval loss, mean ± std over seeds (a cell with
+    diverged runs says how many; they are not in its mean), and the paper's Rouge-L."""
     final = with_labels(final_rows(df))
     final["setting"] = final["dataset"] + " / " + final["model"]
-    table = final.groupby(["label", "setting"])["rouge_l"].apply(_mean_std, scale=100.0).unstack("setting")
-    table.index.name, table.columns.name = "method", None
+    _, table1 = read_reference(reference)
+    columns = {}
+    for setting, group in final.groupby("setting", sort=True):
+        by_label = group.groupby("label")[list(group.columns)]
+        columns[f"{setting}: Rouge-L (%)"] = by_label.apply(_main_cell)
+        columns[f"{setting}: eval loss"] = by_label.apply(_loss_cell)
+        first = group.groupby("label").first()
+        columns[f"{setting}: paper Rouge-L (%)"] = pd.Series(
+            {label: _paper_cell(table1, row["dataset"], row["model"], row["method"]) for label, row in first.iterrows()})
+    table = pd.DataFrame(columns)
+    table.index.name = "method"
     return table.fillna("–")
+
+
+def main_config_runs(df: pd.DataFrame, method: str) -> pd.DataFrame:
+    """Rows of ``method``'s main configuration: the (K, num_clients) with the most runs (ties: the first)."""
+    rows = df[df["method"] == method]
+    if rows.empty:
+        return rows
+    counts = rows.groupby(["K", "num_clients"])["run_id"].nunique()
+    k, n = counts[counts == counts.max()].index[0]
+    return rows[(rows["K"] == k) & (rows["num_clients"] == n)]
+
+
+def _per_round(runs: pd.DataFrame, columns: list[str], per_client: bool) -> float:
+    trained = runs[runs["round"] >= 1]
+    values = trained[columns].sum(axis=1, min_count=1)
+    return float((values / trained["clients"] if per_client else values).mean())
+
+
+def _compute_ratio(base: pd.DataFrame, ours: pd.DataFrame) -> float:
+    return _per_round(base, ["t_local_s", "t_encode_s"], True) / _per_round(ours, ["t_local_s", "t_encode_s"], True)
+
+
+def _bytes_ratio(base: pd.DataFrame, ours: pd.DataFrame) -> float:
+    cols = ["uplink_bytes_per_client", "downlink_bytes_per_client"]
+    return _per_round(base, cols, False) / _per_round(ours, cols, False)
+
+
+def _rounds_ratio(base: pd.DataFrame, ours: pd.DataFrame) -> float:
+    # The target is the eval loss both reach: the higher of their mean final losses.
+    target = max(final_rows(base)["eval_loss"].mean(), final_rows(ours)["eval_loss"].mean())
+    rounds = [pd.Series([rounds_to_target(r, target) for _, r in runs.groupby("run_id")]).mean(skipna=False)
+              for runs in (base, ours)]
+    return rounds[0] / rounds[1] if rounds[1] else math.nan
+
+
+def _score_gap(base: pd.DataFrame, ours: pd.DataFrame) -> float:
+    return 100.0 * (final_rows(ours)["rouge_l"].mean() - final_rows(base)["rouge_l"].mean())
+
+
+def _times(value: float) -> str:
+    if math.isnan(value):
+        return "–"
+    return f"{value:.1e}×" if abs(value) >= 1000 else f"{value:.1f}×"
+
+
+def _points(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:+.1f} pts"
+
+
+# claim key (results/reference/claims.csv) -> (how our runs measure it from (baseline rows, Ferret
+# rows), how the value is printed)
+MEASURES: dict[str, tuple[Callable[[pd.DataFrame, pd.DataFrame], float], Callable[[float], str]]] = {
+    "computation": (_compute_ratio, _times),
+    "rounds": (_rounds_ratio, _times),
+    "communication": (_bytes_ratio, _times),
+    "score": (_score_gap, _points),
+}
+
+
+def claims_table(df: pd.DataFrame, reference: Path | None = None, method: str = "ferret") -> pd.DataFrame:
+    """The paper's headline claims beside the same quantities from our runs, per data set / model."""
+    claims, _ = read_reference(reference)
+    rows = []
+    for _, claim in claims.iterrows():
+        measure, show = MEASURES.get(claim["claim"], (None, _times))
+        paper = claim.get("paper_value")
+        paper_cell = show(float(paper)) if not pd.isna(paper) else str(claim.get("paper_text", "–"))
+        for dataset, model in sorted(set(zip(df["dataset"], df["model"]))):
+            here = df[(df["dataset"] == dataset) & (df["model"] == model)]
+            base, ours = main_config_runs(here, claim["baseline"]), main_config_runs(here, method)
+            value = measure(base, ours) if measure and not base.empty and not ours.empty else math.nan
+            rows.append({"claim": claim["claim"], "vs": claim["baseline"], "setting": f"{dataset} / {model}",
+                         "paper": paper_cell, "measured": show(value), "measured as": claim.get("measured_as", "")})
+    return pd.DataFrame(rows, columns=["claim", "vs", "setting", "paper", "measured", "measured as"]).set_index("claim")
 
 
 def rounds_to_target(run: pd.DataFrame, target: float) -> float:
@@ -103,12 +228,15 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
-def write_tables(df: pd.DataFrame, out: Path, target_loss: float | None = None) -> dict[str, Path]:
-    """Write main.{md,tex} and cost.{md,tex} under out/ and return their paths."""
+def write_tables(df: pd.DataFrame, out: Path, target_loss: float | None = None,
+                 reference: Path | None = None) -> dict[str, Path]:
+    """Write main, cost and claims tables (.md and .tex) under out/ and return the .md paths."""
     cost, target = cost_table(df, target_loss)
-    tables = {"main": main_table(df), "cost": cost.map(_fmt)}
-    captions = {"main": "Final Rouge-L (%) on held-out instances, mean ± std over seeds.",
-                "cost": f"Cost per round; target eval loss {target:.3f}."}
+    tables = {"main": main_table(df, reference), "cost": cost.map(_fmt), "claims": claims_table(df, reference)}
+    captions = {"main": "Final Rouge-L (%) and eval loss on held-out instances, mean ± std over seeds "
+                        "([k diverged]: runs that diverged, not in the mean), beside the paper's Rouge-L.",
+                "cost": f"Cost per round; target eval loss {target:.3f}.",
+                "claims": "The paper's headline claims (Fig. 1) beside the same quantities from our runs."}
     written = {}
     for name, table in tables.items():
         md = out / f"{name}.md"

@@ -1,4 +1,10 @@
 # One job per run of the grid: results/runs/<experiment>/<run_id>/{metrics.csv,run.json}.
+# Faults: `ferret run` checkpoints into <run folder>/checkpoints/, which is deliberately not an
+# output (Snakemake deletes a failed or incomplete job's outputs, never other files), and no
+# `shadow:` directive is used, so the folder outlives a killed job. Rerunning the job (after a
+# failure, or with --rerun-incomplete after Snakemake itself was killed; the local profile sets it)
+# resumes from the latest checkpoint and rewrites both outputs. A diverged run exits 0 with status
+# 'diverged' in run.json, so the other jobs and the reports go on; a failed run exits non-zero.
 
 
 rule train:
