@@ -13,8 +13,9 @@ How the bases are generated, and why
   generated on its own, in any order, on CPU or GPU, with identical integer bits everywhere
   (wrapping 64-bit and 32-bit integer arithmetic is the same on both). A K x d matrix is never
   materialised: `project` and `reconstruct` walk the block in chunks of ``chunk_elems // n``
-  columns (multiples of 64), so the extra memory is O(n x chunk), and both products are fp32
-  matrix-vector products on the chunk (bf16 GEMV is ~7x slower than fp32 on CPU, so no bf16).
+  columns (multiples of 64) generated into one reused workspace (plus a 1 MiB scratch), so the
+  extra memory is one chunk, n x chunk entries, and no allocation happens per chunk; both products
+  are fp32 matrix-vector products on the chunk (bf16 GEMV is ~7x slower than fp32 on CPU).
 * Bits per entry, chosen for speed (the hash, with its two 64-bit multiplies that CPUs do not
   vectorise, costs ~2-5 ns per word on one core; a 32-bit bit operation ~0.05-0.1 ns):
     - ``rademacher``: 64 signs per word. Entry 32 h + j of a word is bit j of its 32-bit half h,
@@ -43,6 +44,8 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -80,6 +83,28 @@ def _scratch(device: torch.device) -> torch.Tensor:
     return buf
 
 
+@contextmanager
+def _workspace(device: torch.device, n: int, step: int) -> Iterator[None]:
+    """Inside project/reconstruct: one buffer that every chunk's basis is generated into, so the
+    walk over a block allocates one chunk in all (a chunk is consumed before the next is made).
+    Direct calls of :func:`basis_chunk` outside it get fresh tensors."""
+    previous = getattr(_LOCAL, "workspace", None)
+    _LOCAL.workspace = torch.empty(n * (step + 128) // 2 + 1, dtype=torch.int64, device=device)
+    try:
+        yield
+    finally:
+        _LOCAL.workspace = previous
+
+
+def _buffer(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """An uninitialised tensor: a view of the active workspace when it fits, else a new one."""
+    ws = getattr(_LOCAL, "workspace", None)
+    size = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+    if ws is None or ws.device != device or ws.numel() * 8 < size:
+        return torch.empty(shape, dtype=dtype, device=device)
+    return ws.view(torch.uint8)[:size].view(dtype).view(shape)
+
+
 def _xorshift_(z: torch.Tensor, shift: int, mask: int) -> None:
     """z ^= z >>> shift (logical) in place, piece by piece through the scratch buffer."""
     scratch = _scratch(z.device)
@@ -106,11 +131,11 @@ def stream_keys(seeds: torch.Tensor, block: int) -> torch.Tensor:
     return _mix_(keys)
 
 
-def _hashes(keys: torch.Tensor, start: int, count: int) -> torch.Tensor:
+def _hashes(keys: torch.Tensor, start: int, count: int, out: torch.Tensor | None = None) -> torch.Tensor:
     """Counter hashes h[i, w] = mix(keys[i] + (start + w + 1) * golden), shape (n, count)."""
     counters = torch.arange(start + 1, start + count + 1, dtype=torch.int64, device=keys.device)
     counters *= _GOLDEN
-    return _mix_(keys[:, None] + counters[None, :])
+    return _mix_(torch.add(keys[:, None], counters[None, :], out=out))
 
 
 def _f32_bits(value: float) -> int:
@@ -143,7 +168,8 @@ def _signs(keys: torch.Tensor, start: int, length: int, d: int) -> torch.Tensor:
     shifts = _SHIFTS.get(keys.device)
     if shifts is None:
         shifts = _SHIFTS.setdefault(keys.device, 31 - torch.arange(32, dtype=torch.int32, device=keys.device))
-    out = halves[:, :, None] << shifts  # bit j of the half now at bit 31
+    out = torch.bitwise_left_shift(halves[:, :, None], shifts,  # bit j of the half now at bit 31
+                                   out=_buffer((n, halves.shape[1], 32), torch.int32, keys.device))
     out &= _SIGN32
     out ^= _f32_bits(-1.0 / math.sqrt(d))  # bit set -> +1/sqrt(d), clear -> -1/sqrt(d)
     offset = start - 64 * first
@@ -153,7 +179,8 @@ def _signs(keys: torch.Tensor, start: int, length: int, d: int) -> torch.Tensor:
 def _centered_uniform(keys: torch.Tensor, start: int, length: int) -> torch.Tensor:
     """Entries [start, start + length) as t in (-1/2, 1/2), 2^22 levels, mean exactly 0."""
     first, last = start // 2, (start + length + 1) // 2
-    bits = _hashes(keys, first, last - first).view(torch.int32)  # two entries per word
+    words = _buffer((keys.shape[0], last - first), torch.int64, keys.device)
+    bits = _hashes(keys, first, last - first, out=words).view(torch.int32)  # two entries per word
     bits &= _MANTISSA22
     bits |= _ONE_ODD
     t = bits.view(torch.float32).sub_(1.5)
@@ -204,14 +231,24 @@ def _chunk_len(n: int, chunk_elems: int) -> int:
 DEFAULT_CHUNK = 1 << 20
 
 
+def generate(kind: str, keys: torch.Tensor, d: int, chunk_elems: int = DEFAULT_CHUNK) -> None:
+    """Generate all n x d entries chunk by chunk and discard them: the floor under `project` and
+    `reconstruct` (same chunks, same workspace, no products), for ``ferret bench projection``."""
+    step = _chunk_len(keys.shape[0], chunk_elems)
+    with _workspace(keys.device, keys.shape[0], step):
+        for start in range(0, d, step):
+            basis_chunk(kind, keys, start, min(step, d - start), d)
+
+
 def project(x: torch.Tensor, keys: torch.Tensor, kind: str, chunk_elems: int = DEFAULT_CHUNK) -> torch.Tensor:
     """Coordinates <x, v_k> of a flat float32 vector x on the bases of `keys`, shape (n,)."""
     d = x.numel()
     out = torch.zeros(keys.shape[0], dtype=torch.float32, device=x.device)
     step = _chunk_len(keys.shape[0], chunk_elems)
-    for start in range(0, d, step):
-        length = min(step, d - start)
-        out.addmv_(basis_chunk(kind, keys, start, length, d), x[start : start + length])
+    with _workspace(x.device, keys.shape[0], step):
+        for start in range(0, d, step):
+            length = min(step, d - start)
+            out.addmv_(basis_chunk(kind, keys, start, length, d), x[start : start + length])
     return out
 
 
@@ -220,7 +257,8 @@ def reconstruct(coef: torch.Tensor, keys: torch.Tensor, kind: str, out: torch.Te
     """Add sum_k coef[k] v_k to the flat float32 vector `out` (in place) and return it."""
     d = out.numel()
     step = _chunk_len(keys.shape[0], chunk_elems)
-    for start in range(0, d, step):
-        length = min(step, d - start)
-        out[start : start + length].addmv_(basis_chunk(kind, keys, start, length, d).T, coef)
+    with _workspace(out.device, keys.shape[0], step):
+        for start in range(0, d, step):
+            length = min(step, d - start)
+            out[start : start + length].addmv_(basis_chunk(kind, keys, start, length, d).T, coef)
     return out

@@ -49,6 +49,19 @@ def test_project_and_reconstruct_are_chunking_invariant():
     torch.testing.assert_close(r_small, r_big)
 
 
+@pytest.mark.parametrize("kind", P.BASES)
+def test_workspace_chunks_equal_freshly_generated_bases(kind):
+    """project / reconstruct generate into one reused buffer; the results equal the dense products."""
+    d = 3000
+    keys = P.stream_keys(torch.arange(5), 2)
+    V = P.basis_chunk(kind, keys, 0, d, d).double()
+    x, c = torch.randn(d), torch.randn(5)
+    torch.testing.assert_close(P.project(x, keys, kind, chunk_elems=5 * 128).double(), V @ x.double(),
+                               rtol=1e-4, atol=1e-5)  # fp32 accumulation
+    rebuilt = P.reconstruct(c, keys, kind, torch.zeros(d), chunk_elems=5 * 128).double()
+    torch.testing.assert_close(rebuilt, V.T @ c.double(), rtol=1e-4, atol=1e-6)
+
+
 def _mean_rebuild_error(kind: str, n: int, trials: int, delta: torch.Tensor) -> tuple[torch.Tensor, float]:
     """Average of `trials` independent unbiased-scaled rebuilds with n bases each."""
     d = delta.numel()

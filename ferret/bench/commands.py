@@ -86,7 +86,7 @@ def _cmd_server(args: argparse.Namespace) -> int:
 
     device = _device(args)
     d, K = _numbers(args.d)[0], _numbers(args.K)[0]
-    rows = server_cost(d, K, _numbers(args.clients), _bases(args.basis)[0], device)
+    rows = server_cost(d, K, _numbers(args.clients), _bases(args.basis)[0], device, repeats=args.repeats)
     write_table(rows, SERVER_COLUMNS, Path(args.out), "server",
                 _header("Server cost per round vs sampled clients", args, device,
                         ["server_s = decode + receive of every uplink + the round's one rebuild (aggregate)"]))
@@ -140,6 +140,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--K", default="200")
     p.add_argument("--clients", default="5,20,100")
     p.add_argument("--basis", default="rademacher")
+    p.add_argument("--repeats", type=int, default=5, help="rounds per client count (the median is reported)")
     _common(p)
     p.set_defaults(func=_cmd_server)
 

@@ -48,8 +48,9 @@ def _ferret(model: torch.nn.Module, K: int, basis: str, extra: list[str] = ()) -
 
 
 def server_cost(d: int, K: int, clients: list[int], basis: str, device: torch.device,
-                distinct: int = 5) -> list[dict[str, Any]]:
-    """Seconds of decode + receive for N uplinks and of the one rebuild, per N in `clients`."""
+                distinct: int = 5, repeats: int = 3) -> list[dict[str, Any]]:
+    """Seconds of decode + receive for N uplinks and of the one rebuild, per N in `clients`
+    (the median of `repeats` rounds, after one warm-up rebuild)."""
     model = _Params(model_shapes(d), device)
     algo, cfg = _ferret(model, K, basis)
     ctx = RoundContext(round=1, rounds=1, seed=cfg.seed, device=device)
@@ -59,17 +60,21 @@ def server_cost(d: int, K: int, clients: list[int], basis: str, device: torch.de
             for p, g in zip(model.parameters(), algo.global_params.values()):
                 p.copy_(g + 1e-3 * torch.randn_like(g))
             blobs.append(comm.encode(algo.encode(model, c, ctx)))
+    algo.aggregate(ctx)  # warm-up: the first rebuild pays one-off costs (kernel and page faults)
     rows = []
     for n in clients:
-        t0 = time.perf_counter()
-        for c in range(n):
-            algo.receive(comm.decode(blobs[c % distinct]), 1.0 / n, ctx)
-        t1 = time.perf_counter()
-        algo.aggregate(ctx)
-        sync(device)
-        t2 = time.perf_counter()
-        rows.append({"clients": n, "d": d, "K": K, "basis": basis, "receive_s": t1 - t0, "aggregate_s": t2 - t1,
-                     "server_s": t2 - t0})
+        runs = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for c in range(n):
+                algo.receive(comm.decode(blobs[c % distinct]), 1.0 / n, ctx)
+            t1 = time.perf_counter()
+            algo.aggregate(ctx)
+            sync(device)
+            runs.append((time.perf_counter() - t0, t1 - t0))
+        total, receive = sorted(runs)[len(runs) // 2]  # the median round
+        rows.append({"clients": n, "d": d, "K": K, "basis": basis, "receive_s": receive,
+                     "aggregate_s": total - receive, "server_s": total})
     for row in rows:
         row["ratio_to_first"] = row["server_s"] / rows[0]["server_s"]
     return rows

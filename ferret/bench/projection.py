@@ -141,10 +141,7 @@ def _floor(blocks: list[torch.Tensor], seeds: torch.Tensor, basis: str, chunk: i
     for c in (chunk // 4, chunk, chunk * 4):
         t0 = time.perf_counter()
         for b, x in enumerate(blocks):
-            keys, d = P.stream_keys(seeds, b), x.numel()
-            step = P._chunk_len(seeds.numel(), c)
-            for start in range(0, d, step):
-                P.basis_chunk(basis, keys, start, min(step, d - start), d)
+            P.generate(basis, P.stream_keys(seeds, b), x.numel(), c)
         if x.device.type == "cuda":
             torch.cuda.synchronize(x.device)
         best = min(best, (time.perf_counter() - t0, c))
