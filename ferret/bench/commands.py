@@ -34,6 +34,9 @@ def _bases(text: str) -> list[str]:
 
 
 def _device(args: argparse.Namespace) -> torch.device:
+    from ferret.bench.measure import single_arena
+
+    single_arena()  # before torch's worker threads exist: RSS deltas then measure allocations
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -137,7 +137,8 @@ def config_overhead(config: str | None, overrides: list[str]) -> dict[str, Any]:
         record = run(cfg, Path(tmp))
         row = pd.read_csv(Path(tmp) / "metrics.csv").set_index("round").loc[1]
     d = record.get("model", {}).get("num_parameters", math.nan)
-    return {"setting": f"run config {config or 'embedded default'} (1 round, {int(row['clients'])} clients)",
+    extra = f" {' '.join(overrides)}" if overrides else ""
+    return {"setting": f"run config {config or 'embedded default'}{extra} (1 round, {int(row['clients'])} clients)",
             "d": d, "K": cfg.K, "basis": cfg.method_options.get("ferret", {}).get("basis", "trunc_normal"),
             "local_steps": cfg.local_steps, "t_local_s": row["t_local_s"], "t_encode_s": row["t_encode_s"],
             "t_rebuild_s": row["t_aggregate_s"], "overhead": (row["t_encode_s"] + row["t_aggregate_s"]) / row["t_local_s"]}
