@@ -1,4 +1,4 @@
-"""Command line: ``ferret run | prepare-model | show-config | collect | tables | figures``.
+"""Command line: ``ferret run | prepare-model | show-config | collect | tables | figures | bench``.
 
 ``ferret run [--config PATH] --out DIR [key=value ...]``: precedence is dataclass defaults <
 YAML file (or the embedded default run config when --config is absent) < key=value overrides.
@@ -26,7 +26,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"{record['run_id']}: status={record['status']} eval_loss {final.get('initial_eval_loss')} -> "
           f"{final.get('final_eval_loss')}, rouge_l {final.get('initial_rouge_l')} -> {final.get('final_rouge_l')}, "
           f"{record['wall_clock_s']} s; wrote {args.out}/metrics.csv and run.json")
-    return 0 if record["status"] == "ok" else 1
+    # A diverged run is a finished result (its rows and status are kept), not a failed job.
+    return 0 if record["status"] in ("ok", "diverged") else 1
 
 
 def _cmd_prepare_model(args: argparse.Namespace) -> int:
@@ -131,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show-config", help="list config keys (or print the embedded default)")
     p.add_argument("--default", action="store_true", help="print the embedded default run config")
     p.set_defaults(func=_cmd_show_config)
+
+    from ferret.bench.commands import add_parsers as add_bench_parsers  # ferret bench projection|server|overhead
+
+    add_bench_parsers(sub)
     return parser
 
 

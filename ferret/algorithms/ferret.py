@@ -255,3 +255,24 @@ class Ferret(Algorithm):
         for j, r in enumerate(missed):
             seeds = msg.tensors["missed_seeds"][j] if "missed_seeds" in msg.tensors else self.round_seeds(r)
             self.apply_round(params, seeds, pools[j], self._slr(r, rounds))
+
+    # -- checkpointing -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, object]:
+        """Global weights, the server pool (momentum), every round's (seeds, pool) for client
+        replay, and each client's last synchronised round."""
+        state = super().state_dict()
+        state["pool"] = self.pool
+        if self.history:
+            state["history_seeds"] = torch.stack([seeds for seeds, _ in self.history])
+            state["history_pools"] = torch.stack([pool for _, pool in self.history])
+        state["last_sync"] = {str(c): r for c, r in self.last_sync.items()}
+        state["rebuilds"] = self.rebuilds
+        return state
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        super().load_state_dict(state)
+        self.pool = state["pool"].clone()
+        seeds, pools = state.get("history_seeds"), state.get("history_pools")
+        self.history = list(zip(seeds.unbind(0), pools.unbind(0))) if seeds is not None else []
+        self.last_sync = {int(c): int(r) for c, r in state["last_sync"].items()}
+        self.rebuilds = int(state["rebuilds"])
