@@ -217,9 +217,11 @@ def basis_chunk(kind: str, keys: torch.Tensor, start: int, length: int, d: int) 
     beta = math.pi / 12 * (2 * m) ** 2  # coefficient of t^3 relative to t
     if beta * 0.25 > 2.0**-25:
         scratch = _scratch(t.device).view(torch.float32)
-        for part in t.split(max(1, 2 * _MIX_PIECE // max(length, 1)), dim=0):  # t^3 through the scratch
-            cube = torch.mul(part, part, out=scratch[: part.numel()].view(part.shape)).mul_(part)
-            part.add_(cube, alpha=beta)
+        # t^3 through the scratch, in pieces that fit it (a chunk of one basis row can be longer)
+        for rows in t.split(max(1, scratch.numel() // max(length, 1)), dim=0):
+            for part in rows.split(max(1, scratch.numel() // rows.shape[0]), dim=1):
+                cube = torch.mul(part, part, out=scratch[: part.numel()].view(part.shape)).mul_(part)
+                part.add_(cube, alpha=beta)
     return t.mul_(math.sqrt(math.pi / 2) * 2 * m)
 
 

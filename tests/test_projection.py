@@ -62,6 +62,19 @@ def test_workspace_chunks_equal_freshly_generated_bases(kind):
     torch.testing.assert_close(rebuilt, V.T @ c.double(), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", P.BASES)
+@pytest.mark.parametrize("n", [1, 3])
+def test_chunks_longer_than_the_scratch_match_their_pieces(kind, n):
+    """A chunk of few bases is long (chunk_elems / n columns): longer than the generator's scratch.
+    It must equal the same entries generated in short pieces (regression: one trunc_normal basis
+    over a 1M-entry chunk overran the scratch)."""
+    d = 3 * (1 << 18) + 5  # > the scratch's float32 capacity per row
+    keys = P.stream_keys(torch.arange(n), 4)
+    long = P.basis_chunk(kind, keys, 0, d, d).clone()
+    pieces = torch.cat([P.basis_chunk(kind, keys, s, min(4096, d - s), d).clone() for s in range(0, d, 4096)], 1)
+    torch.testing.assert_close(long, pieces, rtol=0, atol=0)
+
+
 def _mean_rebuild_error(kind: str, n: int, trials: int, delta: torch.Tensor) -> tuple[torch.Tensor, float]:
     """Average of `trials` independent unbiased-scaled rebuilds with n bases each."""
     d = delta.numel()
