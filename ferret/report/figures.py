@@ -15,7 +15,7 @@ matplotlib.use("Agg")  # headless: no display on servers or CI
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ferret.report.tables import final_rows, with_labels  # noqa: E402
+from ferret.report.tables import final_rows, main_config_runs, with_labels  # noqa: E402
 
 
 def _curves(ax: plt.Axes, df: pd.DataFrame, x: str, y: str) -> None:
@@ -36,11 +36,17 @@ def _with_clock(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def _main_configurations(df: pd.DataFrame) -> pd.DataFrame:
+    """Each method at its main (K, num_clients); the ablations have figures of their own."""
+    return pd.concat([main_config_runs(df, m) for m in df["method"].unique()])
+
+
 def _convergence(df: pd.DataFrame, x: str, xlabel: str, title: str, log_x: bool = False) -> plt.Figure:
-    """Eval loss (left) and Rouge-L (right) against x, one line per configuration."""
+    """Eval loss (left) and Rouge-L (right) against x, one line per method (main configuration)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    main = _main_configurations(df)
     for ax, y in zip(axes, ("eval_loss", "rouge_l")):
-        _curves(ax, df, x, y)
+        _curves(ax, main, x, y)
         ax.set_xlabel(xlabel)
         if log_x:
             ax.set_xscale("log")

@@ -94,7 +94,8 @@ def _paper_cell(table1: pd.DataFrame, dataset: str, model: str, method: str) -> 
 
 def main_table(df: pd.DataFrame, reference: Path | None = None) -> pd.DataFrame:
     """Per data set / model: final Rouge-L (%) and eval loss, mean ± std over seeds (a cell with
-    diverged runs says how many; they are not in its mean), and the paper's Rouge-L."""
+    diverged runs says how many; they are not in its mean), and the paper's Rouge-L where the
+    paper ran that data set and model."""
     final = with_labels(final_rows(df))
     final["setting"] = final["dataset"] + " / " + final["model"]
     _, table1 = read_reference(reference)
@@ -104,6 +105,9 @@ def main_table(df: pd.DataFrame, reference: Path | None = None) -> pd.DataFrame:
         columns[f"{setting}: Rouge-L (%)"] = by_label.apply(_main_cell)
         columns[f"{setting}: eval loss"] = by_label.apply(_loss_cell)
         first = group.groupby("label").first()
+        dataset, model = first["dataset"].iloc[0], first["model"].iloc[0]
+        if not ((table1["dataset"] == dataset) & (table1["model"] == model)).any():
+            continue  # a setting the paper did not run (e.g. the embedded default): no column of n/a
         columns[f"{setting}: paper Rouge-L (%)"] = pd.Series(
             {label: _paper_cell(table1, row["dataset"], row["model"], row["method"]) for label, row in first.iterrows()})
     table = pd.DataFrame(columns)
