@@ -94,6 +94,13 @@ def test_default_grid_runs_every_registered_method():
     assert sorted(cfg["methods"]) == sorted(registry.METHODS)
 
 
+def test_dry_run_needs_no_cores_argument():
+    """README's `snakemake -n` (and `--unlock`) must work without --cores: no rule may size its
+    threads from workflow.cores."""
+    proc = _snakemake("-n", "--configfile", str(ROOT / "workflow/configs/smoke.yaml"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 def test_lint_passes():
     proc = _snakemake("--lint")
     assert proc.returncode == 0, proc.stdout + proc.stderr
