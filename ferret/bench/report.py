@@ -13,6 +13,7 @@ matplotlib.use("Agg")  # headless
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ferret.report.figures import save_figure  # noqa: E402
 from ferret.tracking import atomic_write_text  # noqa: E402
 
 
@@ -50,12 +51,4 @@ def projection_figure(rows: list[dict[str, Any]], out: Path, name: str = "bench_
         ax.set(xscale="log", yscale="log", xlabel="K (seeds)", ylabel="project + rebuild (s)", title=f"d = {d:.0e}")
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{name}.png", out / f"{name}.pdf"]
-    for path in paths:
-        tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-        fig.savefig(tmp, dpi=150)
-        tmp.replace(path)
-    plt.close(fig)
-    return paths
+    return save_figure(fig, out, name)

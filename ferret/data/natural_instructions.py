@@ -29,13 +29,12 @@ Choices where the official code has none:
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from ferret.data.partition import rng
-from ferret.data.records import require_path
+from ferret.data.records import read_json, require_path
 from ferret.data.types import DataError, Example, FederatedData
 
 NAME = "natural-instructions"
@@ -58,11 +57,7 @@ def split_tasks(root: Path, split: str, part: str) -> list[str]:
 
 def read_task(path: Path) -> tuple[str, list[dict[str, Any]]]:
     """(definition, instances) of one task file; errors name the file and the instance index."""
-    try:
-        # The source files hold bare NaN (e.g. "URL": [NaN]); Python's json accepts it.
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{NAME}: cannot read {path}: {str(e).splitlines()[0]}") from None
+    data = read_json(NAME, path)  # the source files hold bare NaN (e.g. "URL": [NaN]); json accepts it
     if not isinstance(data, dict):
         raise DataError(f"{NAME}: {path}: expected a task object, got {type(data).__name__}")
     definition = data.get("Definition")

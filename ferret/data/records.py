@@ -44,13 +44,18 @@ def require_path(dataset: str, source: str, what: str = "data path") -> Path:
     return path
 
 
+def read_json(dataset: str, path: Path) -> Any:
+    """The parsed JSON of one file; an unreadable or malformed file is a one-line DataError naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{dataset}: cannot read {path}: {str(e).splitlines()[0]}") from None
+
+
 def read_json_records(dataset: str, path: Path) -> list[dict[str, Any]]:
     """Records of a JSON list (``.json``) or a JSON-lines file (anything else), each a mapping."""
     if path.suffix == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise DataError(f"{dataset}: cannot read {path}: {str(e).splitlines()[0]}") from None
+        data = read_json(dataset, path)
         if not isinstance(data, list):
             raise DataError(f"{dataset}: {path} must hold a JSON list of records, got {type(data).__name__}")
         for i, rec in enumerate(data):

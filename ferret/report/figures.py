@@ -111,8 +111,12 @@ def write_figure(df: pd.DataFrame, name: str, out: Path) -> list[Path]:
     """Draw figure `name` and save it as out/name.png and out/name.pdf."""
     if name not in FIGURES:
         raise ValueError(f"unknown figure '{name}'; known: {', '.join(FIGURES)}")
+    return save_figure(FIGURES[name](df), out, name)
+
+
+def save_figure(fig: plt.Figure, out: Path, name: str) -> list[Path]:
+    """Save fig as out/name.png and out/name.pdf, each atomically (temporary file + rename), and close it."""
     out.mkdir(parents=True, exist_ok=True)
-    fig = FIGURES[name](df)
     fig.tight_layout()
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
     for path in paths:
