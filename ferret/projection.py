@@ -14,8 +14,13 @@ How the bases are generated, and why
   (wrapping 64-bit and 32-bit integer arithmetic is the same on both). A K x d matrix is never
   materialised: `project` and `reconstruct` walk the block in chunks of ``chunk_elems // n``
   columns (multiples of 64) generated into one reused workspace (plus a 1 MiB scratch), so the
-  extra memory is one chunk, n x chunk entries, and no allocation happens per chunk; both products
-  are fp32 matrix-vector products on the chunk (bf16 GEMV is ~7x slower than fp32 on CPU).
+  extra memory is about one chunk, n x chunk entries, and no allocation happens per chunk; both
+  products are fp32 matrix-vector products on the chunk (bf16 GEMV is ~7x slower than fp32 on CPU).
+  Rademacher hashes are computed 8 chunks ahead (a quarter of a chunk's bytes), because hashing
+  one chunk's few words took ~15 small ops whose fixed cost was half the time of a 1M-entry chunk.
+  On CPU with several torch threads, spans of 8 chunks go to single-threaded worker threads
+  (:class:`_Workers`), each with chunks of chunk_elems / workers entries, rather than every op
+  forking and joining torch's threads (see the class for the measurement).
 * Bits per entry, chosen for speed (the hash, with its two 64-bit multiplies that CPUs do not
   vectorise, costs ~2-5 ns per word on one core; a 32-bit bit operation ~0.05-0.1 ns):
     - ``rademacher``: 64 signs per word. Entry 32 h + j of a word is bit j of its 32-bit half h,
@@ -42,10 +47,13 @@ How the bases are generated, and why
 
 from __future__ import annotations
 
+import functools
 import math
+import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 
@@ -83,26 +91,78 @@ def _scratch(device: torch.device) -> torch.Tensor:
     return buf
 
 
+_BUFFERS: list[dict] = []  # every thread's walk buffers, for release_buffers()
+
+
+def _thread_buffer(name: str, numel: int, device: torch.device) -> torch.Tensor:
+    """This thread's grow-only int64 buffer `name`: a walk reuses it across chunks, spans and
+    calls (allocating ~10 MiB per span cost page faults and fragmented the heap)."""
+    cache = _LOCAL.__dict__.get("buffers")
+    if cache is None:
+        cache = _LOCAL.buffers = {}
+        _BUFFERS.append(cache)
+    buf = cache.get((name, device))
+    if buf is None or buf.numel() < numel:
+        cache.pop((name, device), None)  # free the smaller one before making the larger
+        buf = cache[(name, device)] = torch.empty(numel, dtype=torch.int64, device=device)
+    return buf[:numel]
+
+
+def release_buffers() -> None:
+    """Free the buffers that walks keep between calls (at most one chunk's entries per thread
+    and a quarter of that in hashes); the next call makes them again. Not during a call."""
+    for cache in _BUFFERS:
+        cache.clear()
+
+
+class _Walk:
+    """What one project / reconstruct / generate walk reuses from chunk to chunk: the buffer every
+    chunk is generated into, and (Rademacher) the hashes of several chunks' words at once, so that
+    a chunk costs a few large ops instead of the ~15 small ones of hashing it (measured: at 1M
+    entries per chunk, per-chunk op overhead was half the time). A walk nested in another one on
+    the same thread gets buffers of its own."""
+
+    def __init__(self, keys: torch.Tensor, step: int, ahead_words: int, nested: bool) -> None:
+        n, device = keys.shape[0], keys.device
+        self.keys = keys
+        self.ahead_words = ahead_words
+        size = n * (step + 128) // 2 + 1
+        self.workspace = torch.empty(size, dtype=torch.int64, device=device) if nested else \
+            _thread_buffer("workspace", size, device)
+        self._words_buffer: torch.Tensor | None = None
+        self._nested = nested
+        self.words: torch.Tensor | None = None  # (n, count) hashes of words [first_word, first_word + count)
+        self.first_word = 0
+
+    def words_buffer(self) -> torch.Tensor:
+        """n x ahead_words int64 for the look-ahead hashes, made on first use (Rademacher only)."""
+        if self._words_buffer is None:
+            size, device = self.keys.shape[0] * self.ahead_words, self.keys.device
+            self._words_buffer = torch.empty(size, dtype=torch.int64, device=device) if self._nested else \
+                _thread_buffer("words", size, device)
+        return self._words_buffer
+
+
 @contextmanager
-def _workspace(device: torch.device, n: int, step: int) -> Iterator[None]:
-    """Inside project/reconstruct: one buffer that every chunk's basis is generated into, so the
-    walk over a block allocates one chunk in all (a chunk is consumed before the next is made).
-    Direct calls of :func:`basis_chunk` outside it get fresh tensors."""
-    previous = getattr(_LOCAL, "workspace", None)
-    _LOCAL.workspace = torch.empty(n * (step + 128) // 2 + 1, dtype=torch.int64, device=device)
+def _walk(keys: torch.Tensor, step: int) -> Iterator[None]:
+    """Inside project/reconstruct/generate: chunks of `keys`' bases are generated into one buffer
+    (a chunk is consumed before the next is made) and Rademacher hashes are computed 8 chunks
+    ahead. Direct calls of :func:`basis_chunk` outside it get fresh tensors."""
+    previous = getattr(_LOCAL, "walk", None)
+    _LOCAL.walk = _Walk(keys, step, 8 * (step // 64 + 2), nested=previous is not None)
     try:
         yield
     finally:
-        _LOCAL.workspace = previous
+        _LOCAL.walk = previous
 
 
 def _buffer(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """An uninitialised tensor: a view of the active workspace when it fits, else a new one."""
-    ws = getattr(_LOCAL, "workspace", None)
-    size = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
-    if ws is None or ws.device != device or ws.numel() * 8 < size:
+    """An uninitialised tensor: a view of the active walk's workspace when it fits, else a new one."""
+    walk = getattr(_LOCAL, "walk", None)
+    size = math.prod(shape) * dtype.itemsize
+    if walk is None or walk.workspace.device != device or walk.workspace.numel() * 8 < size:
         return torch.empty(shape, dtype=dtype, device=device)
-    return ws.view(torch.uint8)[:size].view(dtype).view(shape)
+    return walk.workspace.view(torch.uint8)[:size].view(dtype).view(shape)
 
 
 def _xorshift_(z: torch.Tensor, shift: int, mask: int) -> None:
@@ -138,6 +198,7 @@ def _hashes(keys: torch.Tensor, start: int, count: int, out: torch.Tensor | None
     return _mix_(torch.add(keys[:, None], counters[None, :], out=out))
 
 
+@functools.lru_cache(maxsize=64)
 def _f32_bits(value: float) -> int:
     """The bits of a float32 as an int32 value."""
     return int(torch.tensor([value], dtype=torch.float32).view(torch.int32))
@@ -160,11 +221,26 @@ def basis_variance(kind: str, d: int) -> float:
     raise ValueError(f"unknown basis '{kind}' (choose from {', '.join(BASES)})")
 
 
+def _sign_words(keys: torch.Tensor, first: int, last: int, d: int) -> torch.Tensor:
+    """Hashes of words [first, last) of the Rademacher stream, shape (n, last - first): from the
+    active walk's look-ahead when it has them (computing the next 8 chunks' words if not)."""
+    walk = getattr(_LOCAL, "walk", None)
+    if walk is None or walk.keys is not keys or last - first > walk.ahead_words:
+        return _hashes(keys, first, last - first)
+    words = walk.words
+    if words is None or first < walk.first_word or last > walk.first_word + words.shape[1]:
+        count = max(last - first, min(walk.ahead_words, (d + 63) // 64 - first))
+        out = walk.words_buffer()[: keys.shape[0] * count].view(keys.shape[0], count)
+        walk.words, walk.first_word = _hashes(keys, first, count, out=out), first
+        words = walk.words
+    return words[:, first - walk.first_word : last - walk.first_word]
+
+
 def _signs(keys: torch.Tensor, start: int, length: int, d: int) -> torch.Tensor:
     """Rademacher entries [start, start + length): bit j of each 32-bit half -> sign bit."""
     n = keys.shape[0]
     first, last = start // 64, (start + length + 63) // 64
-    halves = _hashes(keys, first, last - first).view(torch.int32)  # (n, 2W), little-endian halves
+    halves = _sign_words(keys, first, last, d).view(torch.int32)  # (n, 2W), little-endian halves
     shifts = _SHIFTS.get(keys.device)
     if shifts is None:
         shifts = _SHIFTS.setdefault(keys.device, 31 - torch.arange(32, dtype=torch.int32, device=keys.device))
@@ -230,37 +306,135 @@ def _chunk_len(n: int, chunk_elems: int) -> int:
     return max(64, (chunk_elems // max(n, 1)) // 64 * 64)
 
 
-DEFAULT_CHUNK = 1 << 20
+DEFAULT_CHUNK = 1 << 22  # entries per chunk, split among the CPU workers (16 MiB of float32 in all)
+_SPAN_CHUNKS = 8  # chunks per unit of work handed to a worker: one look-ahead of Rademacher hashes
+
+
+class _Workers:
+    """CPU worker threads that each run torch single-threaded. Two torch threads per op, with a
+    fork and join in each of a chunk's ~5 ops, had episodes of several seconds at a quarter of
+    the speed on the 2-core machine this was measured on (3.6 G/s, then 0.8 G/s for 20 calls);
+    whole chunks on single-threaded workers never did, and keep each chunk on one core's cache."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.tasks: queue.SimpleQueue = queue.SimpleQueue()
+        ready = threading.Barrier(n + 1)
+        for _ in range(n):
+            threading.Thread(target=self._loop, args=(ready,), daemon=True).start()
+        ready.wait()
+        torch.set_num_threads(n)  # a worker's set_num_threads(1) also set torch's process default
+
+    def _loop(self, ready: threading.Barrier) -> None:
+        torch.get_num_threads()  # torch's per-thread start-up first, or it would undo the next line
+        torch.set_num_threads(1)
+        ready.wait()
+        while (task := self.tasks.get()) is not None:
+            task()
+
+    def close(self) -> None:
+        for _ in range(self.n):
+            self.tasks.put(None)
+
+    def run(self, jobs: list[Callable[[], Any]]) -> list:
+        """Call every job on the workers (each worker takes the next job when free); results in
+        job order, the first exception re-raised."""
+        results: list = [None] * len(jobs)
+        errors: list[BaseException] = []
+        left = threading.Semaphore(0)
+
+        def call(i: int) -> None:
+            try:
+                results[i] = jobs[i]()
+            except BaseException as exc:  # re-raised in the caller's thread
+                errors.append(exc)
+            finally:
+                left.release()
+
+        for i in range(len(jobs)):
+            self.tasks.put(functools.partial(call, i))
+        for _ in jobs:
+            left.acquire()
+        if errors:
+            raise errors[0]
+        return results
+
+
+_WORKERS: _Workers | None = None
+_WORKERS_LOCK = threading.Lock()
+
+
+def _workers(device: torch.device) -> _Workers | None:
+    """The worker threads for this many torch threads, or None where one thread does the walk
+    (GPU, one torch thread, or a call from inside a worker)."""
+    global _WORKERS
+    n = torch.get_num_threads()
+    if device.type != "cpu" or n < 2 or getattr(_LOCAL, "in_worker", False):
+        return None
+    with _WORKERS_LOCK:
+        if _WORKERS is None or _WORKERS.n != n:
+            if _WORKERS is not None:
+                _WORKERS.close()
+            _WORKERS = _Workers(n)
+        return _WORKERS
+
+
+def _walk_spans(keys: torch.Tensor, d: int, chunk_elems: int, chunks: Callable[[int, int, int], Any]) -> list:
+    """Run ``chunks(start, stop, step)`` over [0, d): in one call on GPU or one thread, else over
+    spans of _SPAN_CHUNKS chunks shared out among the CPU workers (each
+    worker's chunk holds chunk_elems / workers entries, so the chunks in flight hold chunk_elems
+    in all). Returns the calls' results in span order, so that sums over them do not depend on
+    the threads' timing."""
+    workers = _workers(keys.device)
+    step = _chunk_len(keys.shape[0], chunk_elems // (workers.n if workers is not None else 1))
+    if workers is None:
+        with _walk(keys, step):
+            return [chunks(0, d, step)]
+    span = step * _SPAN_CHUNKS  # a block of one span still goes to a worker: single-threaded ops
+
+    def job(lo: int) -> Any:
+        _LOCAL.in_worker = True
+        with _walk(keys, step):
+            return chunks(lo, min(lo + span, d), step)
+
+    return workers.run([functools.partial(job, lo) for lo in range(0, d, span)])
 
 
 def generate(kind: str, keys: torch.Tensor, d: int, chunk_elems: int = DEFAULT_CHUNK) -> None:
     """Generate all n x d entries chunk by chunk and discard them: the floor under `project` and
-    `reconstruct` (same chunks, same workspace, no products), for ``ferret bench projection``."""
-    step = _chunk_len(keys.shape[0], chunk_elems)
-    with _workspace(keys.device, keys.shape[0], step):
-        for start in range(0, d, step):
-            basis_chunk(kind, keys, start, min(step, d - start), d)
+    `reconstruct` (same chunks, same workers, no products), for ``ferret bench projection``."""
+
+    def chunks(lo: int, hi: int, step: int) -> None:
+        for start in range(lo, hi, step):
+            basis_chunk(kind, keys, start, min(step, hi - start), d)
+
+    _walk_spans(keys, d, chunk_elems, chunks)
 
 
 def project(x: torch.Tensor, keys: torch.Tensor, kind: str, chunk_elems: int = DEFAULT_CHUNK) -> torch.Tensor:
     """Coordinates <x, v_k> of a flat float32 vector x on the bases of `keys`, shape (n,)."""
     d = x.numel()
-    out = torch.zeros(keys.shape[0], dtype=torch.float32, device=x.device)
-    step = _chunk_len(keys.shape[0], chunk_elems)
-    with _workspace(x.device, keys.shape[0], step):
-        for start in range(0, d, step):
-            length = min(step, d - start)
+
+    def chunks(lo: int, hi: int, step: int) -> torch.Tensor:
+        out = torch.zeros(keys.shape[0], dtype=torch.float32, device=x.device)
+        for start in range(lo, hi, step):
+            length = min(step, hi - start)
             out.addmv_(basis_chunk(kind, keys, start, length, d), x[start : start + length])
-    return out
+        return out
+
+    parts = _walk_spans(keys, d, chunk_elems, chunks)
+    return parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)
 
 
 def reconstruct(coef: torch.Tensor, keys: torch.Tensor, kind: str, out: torch.Tensor,
                 chunk_elems: int = DEFAULT_CHUNK) -> torch.Tensor:
     """Add sum_k coef[k] v_k to the flat float32 vector `out` (in place) and return it."""
     d = out.numel()
-    step = _chunk_len(keys.shape[0], chunk_elems)
-    with _workspace(out.device, keys.shape[0], step):
-        for start in range(0, d, step):
-            length = min(step, d - start)
+
+    def chunks(lo: int, hi: int, step: int) -> None:
+        for start in range(lo, hi, step):  # spans are disjoint: no two workers write one entry
+            length = min(step, hi - start)
             out[start : start + length].addmv_(basis_chunk(kind, keys, start, length, d).T, coef)
+
+    _walk_spans(keys, d, chunk_elems, chunks)
     return out

@@ -75,6 +75,36 @@ def test_chunks_longer_than_the_scratch_match_their_pieces(kind, n):
     torch.testing.assert_close(long, pieces, rtol=0, atol=0)
 
 
+def test_cpu_worker_threads_give_the_one_thread_result(monkeypatch):
+    """With several torch threads, spans of chunks go to single-threaded workers: the same
+    coordinates and rebuild as one thread (up to fp32 summation order), the same bits on a second
+    call, torch's thread count left as it was, and a worker's error raised in the caller."""
+    d, n, chunk = 200_003, 16, 16 * 1024
+    x, coef, keys = torch.randn(d), torch.randn(n), P.stream_keys(torch.arange(n), 0)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        g1 = P.project(x, keys, "rademacher", chunk)
+        r1 = P.reconstruct(coef, keys, "rademacher", torch.zeros(d), chunk)
+        torch.set_num_threads(2)
+        g2 = P.project(x, keys, "rademacher", chunk)
+        assert torch.equal(g2, P.project(x, keys, "rademacher", chunk))
+        r2 = P.reconstruct(coef, keys, "rademacher", torch.zeros(d), chunk)
+        assert torch.get_num_threads() == 2
+        assert P._WORKERS is not None and P._WORKERS.n == 2
+
+        def broken(*args):
+            raise RuntimeError("chunk failed")
+
+        monkeypatch.setattr(P, "basis_chunk", broken)
+        with pytest.raises(RuntimeError, match="chunk failed"):
+            P.project(x, keys, "rademacher", chunk)
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(g1, g2, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(r1, r2, rtol=1e-5, atol=1e-6)
+
+
 def _mean_rebuild_error(kind: str, n: int, trials: int, delta: torch.Tensor) -> tuple[torch.Tensor, float]:
     """Average of `trials` independent unbiased-scaled rebuilds with n bases each."""
     d = delta.numel()
