@@ -78,25 +78,16 @@ _MANTISSA22 = 0x007FFFFE  # 22 random bits above the lowest mantissa bit
 _ONE_ODD = 0x3F800001  # exponent of 1.0 and the lowest mantissa bit: u = 1 + odd * 2^-23
 _MIX_PIECE = 1 << 17  # words of scratch (1 MiB): stays in L2 and bounds the temporaries
 _SHIFTS: dict[torch.device, torch.Tensor] = {}
-_LOCAL = threading.local()  # per-thread, per-device scratch: never returned to callers
+_LOCAL = threading.local()  # per-thread state: buffers, the active walk, whether a worker; never returned
 
 
-def _scratch(device: torch.device) -> torch.Tensor:
-    """A reusable int64 buffer of _MIX_PIECE words, so that generating a chunk allocates nothing
-    but the chunk itself (no per-chunk temporaries for the allocator to fragment)."""
-    cache = _LOCAL.__dict__.setdefault("scratch", {})
-    buf = cache.get(device)
-    if buf is None:
-        buf = cache[device] = torch.empty(_MIX_PIECE, dtype=torch.int64, device=device)
-    return buf
-
-
-_BUFFERS: list[dict] = []  # every thread's walk buffers, for release_buffers()
+_BUFFERS: list[dict] = []  # every thread's buffers, for release_buffers()
+_SPAN_CHUNKS = 8  # Rademacher hashes computed ahead, in chunks; also the chunks per worker job
 
 
 def _thread_buffer(name: str, numel: int, device: torch.device) -> torch.Tensor:
-    """This thread's grow-only int64 buffer `name`: a walk reuses it across chunks, spans and
-    calls (allocating ~10 MiB per span cost page faults and fragmented the heap)."""
+    """This thread's grow-only int64 buffer `name`, reused across chunks, spans and calls
+    (allocating ~10 MiB per span cost page faults and fragmented the heap)."""
     cache = _LOCAL.__dict__.get("buffers")
     if cache is None:
         cache = _LOCAL.buffers = {}
@@ -108,9 +99,15 @@ def _thread_buffer(name: str, numel: int, device: torch.device) -> torch.Tensor:
     return buf[:numel]
 
 
+def _scratch(device: torch.device) -> torch.Tensor:
+    """A reusable int64 buffer of _MIX_PIECE words, so that generating a chunk allocates nothing
+    but the chunk itself (no per-chunk temporaries for the allocator to fragment)."""
+    return _thread_buffer("scratch", _MIX_PIECE, device)
+
+
 def release_buffers() -> None:
-    """Free the buffers that walks keep between calls (at most one chunk's entries per thread
-    and a quarter of that in hashes); the next call makes them again. Not during a call."""
+    """Free the buffers kept between calls (one chunk's entries in all, a quarter of that in
+    hashes, and a 1 MiB scratch per thread); the next call makes them again. Not during a call."""
     for cache in _BUFFERS:
         cache.clear()
 
@@ -126,30 +123,31 @@ class _Walk:
         n, device = keys.shape[0], keys.device
         self.keys = keys
         self.ahead_words = ahead_words
-        size = n * (step + 128) // 2 + 1
-        self.workspace = torch.empty(size, dtype=torch.int64, device=device) if nested else \
-            _thread_buffer("workspace", size, device)
-        self._words_buffer: torch.Tensor | None = None
         self._nested = nested
+        self.workspace = self._allocate("workspace", n * (step + 128) // 2 + 1)
+        self._words_buffer: torch.Tensor | None = None
         self.words: torch.Tensor | None = None  # (n, count) hashes of words [first_word, first_word + count)
         self.first_word = 0
+
+    def _allocate(self, name: str, numel: int) -> torch.Tensor:
+        if self._nested:
+            return torch.empty(numel, dtype=torch.int64, device=self.keys.device)
+        return _thread_buffer(name, numel, self.keys.device)
 
     def words_buffer(self) -> torch.Tensor:
         """n x ahead_words int64 for the look-ahead hashes, made on first use (Rademacher only)."""
         if self._words_buffer is None:
-            size, device = self.keys.shape[0] * self.ahead_words, self.keys.device
-            self._words_buffer = torch.empty(size, dtype=torch.int64, device=device) if self._nested else \
-                _thread_buffer("words", size, device)
+            self._words_buffer = self._allocate("words", self.keys.shape[0] * self.ahead_words)
         return self._words_buffer
 
 
 @contextmanager
 def _walk(keys: torch.Tensor, step: int) -> Iterator[None]:
     """Inside project/reconstruct/generate: chunks of `keys`' bases are generated into one buffer
-    (a chunk is consumed before the next is made) and Rademacher hashes are computed 8 chunks
-    ahead. Direct calls of :func:`basis_chunk` outside it get fresh tensors."""
+    (a chunk is consumed before the next is made) and Rademacher hashes are computed
+    _SPAN_CHUNKS chunks ahead. Direct calls of :func:`basis_chunk` outside it get fresh tensors."""
     previous = getattr(_LOCAL, "walk", None)
-    _LOCAL.walk = _Walk(keys, step, 8 * (step // 64 + 2), nested=previous is not None)
+    _LOCAL.walk = _Walk(keys, step, _SPAN_CHUNKS * (step // 64 + 2), nested=previous is not None)
     try:
         yield
     finally:
@@ -307,7 +305,6 @@ def _chunk_len(n: int, chunk_elems: int) -> int:
 
 
 DEFAULT_CHUNK = 1 << 22  # entries per chunk, split among the CPU workers (16 MiB of float32 in all)
-_SPAN_CHUNKS = 8  # chunks per unit of work handed to a worker: one look-ahead of Rademacher hashes
 
 
 class _Workers:
@@ -328,6 +325,7 @@ class _Workers:
     def _loop(self, ready: threading.Barrier) -> None:
         torch.get_num_threads()  # torch's per-thread start-up first, or it would undo the next line
         torch.set_num_threads(1)
+        _LOCAL.in_worker = True  # a walk started here runs here, not on the workers again
         ready.wait()
         while (task := self.tasks.get()) is not None:
             task()
@@ -381,9 +379,8 @@ def _workers(device: torch.device) -> _Workers | None:
 
 def _walk_spans(keys: torch.Tensor, d: int, chunk_elems: int, chunks: Callable[[int, int, int], Any]) -> list:
     """Run ``chunks(start, stop, step)`` over [0, d): in one call on GPU or one thread, else over
-    spans of _SPAN_CHUNKS chunks shared out among the CPU workers (each
-    worker's chunk holds chunk_elems / workers entries, so the chunks in flight hold chunk_elems
-    in all). Returns the calls' results in span order, so that sums over them do not depend on
+    spans of _SPAN_CHUNKS chunks shared out among the CPU workers (each worker's chunk holds
+    chunk_elems / workers entries, so the chunks in flight hold chunk_elems in all). Returns the calls' results in span order, so that sums over them do not depend on
     the threads' timing."""
     workers = _workers(keys.device)
     step = _chunk_len(keys.shape[0], chunk_elems // (workers.n if workers is not None else 1))
@@ -393,7 +390,6 @@ def _walk_spans(keys: torch.Tensor, d: int, chunk_elems: int, chunks: Callable[[
     span = step * _SPAN_CHUNKS  # a block of one span still goes to a worker: single-threaded ops
 
     def job(lo: int) -> Any:
-        _LOCAL.in_worker = True
         with _walk(keys, step):
             return chunks(lo, min(lo + span, d), step)
 
