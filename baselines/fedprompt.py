@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import torch
 from peft import PeftConfig, PromptTuningConfig, PromptTuningInit, TaskType
 
-from baselines.fedit import PeftFedAvg, check_optimizer
+from baselines._peft import PeftFedAvg, check_optimizer
 from baselines.fedptuning import check_virtual_tokens
 from ferret.algorithms.base import check_lr_option
 

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import torch
 from peft import PeftConfig, PromptEncoderConfig, TaskType
 
-from baselines.fedit import PeftFedAvg, check_optimizer
+from baselines._peft import PeftFedAvg, check_optimizer
 from ferret.algorithms.base import check_lr_option
 
 _REPARAMETERIZATIONS = ("MLP", "LSTM")
