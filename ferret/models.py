@@ -1,4 +1,4 @@
-"""Load a causal language model and its tokenizer (DESIGN.md section 6).
+"""Load a causal language model and its tokenizer.
 
 Choices:
 
