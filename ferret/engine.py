@@ -184,8 +184,11 @@ def _prepare(cfg: RunConfig, record: dict[str, Any]) -> tuple[Algorithm, torch.n
     that needs them (K, empty clients, max_length) fails here, before the run folder is touched."""
     algo_cls = registry.resolve(cfg.method)
     options = registry.options_for(cfg.method, cfg.method_options)
+    # The untuned model is one fixed model, like a pretrained checkpoint: a random-init model's
+    # weights do not follow the run's seed, so every run of a grid starts from (and is scored at
+    # round 0 on) the same weights.
     model, tokenizer, model_info = load_model_and_tokenizer(
-        cfg.model, dtype=cfg.dtype, device=cfg.device, seed=derive_seed(cfg.seed, "init") % 2**31,
+        cfg.model, dtype=cfg.dtype, device=cfg.device, seed=derive_seed(0, "init") % 2**31,
         trust_remote_code=cfg.trust_remote_code)
     record["model"] = model_info
     # Before setup too: a full-parameter method would allocate K-sized state first.

@@ -20,7 +20,7 @@ def _synthetic(cfg: Any) -> FederatedData:
     from ferret.data.synthetic import FAMILY_ORDER, build_synthetic
 
     return build_synthetic(cfg.num_clients, cfg.train_per_client, cfg.eval_per_task, cfg.seed,
-                           families=list(FAMILY_ORDER[: cfg.num_tasks]))
+                           families=list(FAMILY_ORDER[: cfg.num_tasks]), eval_seed=cfg.eval_seed)
 
 
 def _natural_instructions(cfg: Any) -> FederatedData:

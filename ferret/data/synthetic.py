@@ -13,12 +13,13 @@ Partition (``build_synthetic``):
   appears in two clients' training sets), and no training input of a family equals one of its
   evaluation inputs.
 - The evaluation set holds ``eval_per_task`` instances of every family in ``families``, listed
-  in family order. An evaluation instance depends only on (seed, family), so the evaluation set
-  does not depend on ``num_clients`` at all: runs with different client counts are scored on the
-  same instances. With fewer clients than families, the families without a client are
+  in family order. An evaluation instance depends only on (eval_seed, family), so the evaluation
+  set depends neither on ``num_clients`` nor on the run's ``seed``: every method, seed and client
+  count of a grid is scored on the same instances (``eval_seed`` is its own config key, 0 by
+  default; the library call falls back to ``seed`` when it is not given). With fewer clients than families, the families without a client are
   evaluated zero-shot (the cost of a small federation: fewer tasks covered).
 - Client ``i``'s data depends on (seed, family, i) and on the inputs already taken by the
-  evaluation set and by lower-index clients of its family, so adding clients never changes the
+  (fixed) evaluation set and by lower-index clients of its family, so adding clients never changes the
   data of existing ones.
 
 Determinism: each RNG is a ``random.Random`` seeded from a SHA-256 digest of
@@ -428,8 +429,12 @@ def build_synthetic(
     eval_per_task: int,
     seed: int,
     families: list[str] | None = None,
+    eval_seed: int | None = None,
 ) -> FederatedData:
     """Build the synthetic federated data set (see the module docstring for the partition).
+
+    ``seed`` draws the clients' training data; ``eval_seed`` (default: ``seed``) the evaluation
+    set, so a grid that varies ``seed`` but not ``eval_seed`` scores every run on the same set.
 
     Raises DataError for a count below 1, an unknown or repeated family name, or a family without
     enough distinct instances for the requested sizes.
@@ -438,12 +443,14 @@ def build_synthetic(
     _check_count("train_per_client", train_per_client)
     _check_count("eval_per_task", eval_per_task)
     _check_seed(seed)
+    eval_seed = seed if eval_seed is None else eval_seed
+    _check_seed(eval_seed)
     names = _resolve_families(families)
     client_tasks = [names[i % len(names)] for i in range(num_clients)]
     eval_set: list[Example] = []
     taken: dict[str, set[str]] = {}  # per family: inputs already in eval or in a client's data
     for name in names:
-        ev = eval_examples(name, eval_per_task, seed)
+        ev = eval_examples(name, eval_per_task, eval_seed)
         eval_set.extend(ev)
         taken[name] = {e.input for e in ev}
 
