@@ -8,15 +8,17 @@ used at once in the dot product (project) or the axpy (rebuild). The block is wa
 is read once for all n seeds, so no n x chunk buffer exists and the extra memory is one tile per
 thread (plus n doubles per part for project's partial sums).
 
-Why a C++ extension and not the alternatives (measured by the issue author and here, 2 cores):
-* torch.compile (inductor) gave ~2x over the eager path but costs a first-call compile of tens of
-  seconds per shape family, recompiles on new K / d, and its generated loops cannot be told to
-  keep a tile in L1 across seeds;
+Why a C++ extension and not the alternatives (2 cores; the torch.compile and numba figures are
+the issue author's, not re-measured here):
+* torch.compile (inductor): 11.8 G entries/s for a Rademacher project, but a first-call compile
+  per shape family (its cost was not measured here) and no control over keeping a tile of the
+  update in L1 across a block's seeds;
 * numba: 3.3 G entries/s naive, and a new dependency;
 * C++ with gcc (present wherever torch's CPU wheel builds extensions) compiles once per source
-  text (cached under torch's extension directory, ~30 s the first time), vectorises the hash with
-  AVX-512 (``-march=native``) and the sign expansion with 8-lane accumulators, and parallelises
-  with torch's own ``at::parallel_for`` (no worker threads of our own). Summation order is fixed
+  text (cached under torch's extension directory; 40-50 s the first time on the loaded
+  machine), is written so that gcc can vectorise the sign expansion and the dot products
+  (independent lane accumulators, ``-O3 -march=native``; the vector code was not inspected),
+  and parallelises with torch's own ``at::parallel_for`` (no worker threads of our own). Summation order is fixed
   (parts of the block are summed in order), so results do not depend on the thread count.
 The GPU counterpart (Triton) is not written yet; on other devices and where the extension
 cannot be built, :mod:`ferret.projection` uses its reference path.
