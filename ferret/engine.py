@@ -184,8 +184,8 @@ def _check_k(cfg: RunConfig, params: Iterable[torch.Tensor], what: str) -> None:
 def _prepare(cfg: RunConfig, record: dict[str, Any]) -> tuple[Algorithm, torch.nn.Module, Any, list, EvalSet]:
     """Model, data, tokenised clients and eval set, and the set-up method: every check of the input
     that needs them (K, empty clients, max_length) fails here, before the run folder is touched."""
-    algo_cls = registry.resolve(cfg.method)
-    options = registry.options_for(cfg.method, cfg.method_options)
+    algo_cls = registry.resolve(cfg.method, cfg.trust_custom_method)
+    options = registry.options_for(cfg.method, cfg.method_options, cfg.trust_custom_method)
     data = load_federated_data(cfg)  # before the model: a data typo must not cost a download first
     model, tokenizer, model_info = load_model_and_tokenizer(
         cfg.model, dtype=cfg.dtype, device=cfg.device, seed=derive_seed(cfg.seed, "init") % 2**31,
