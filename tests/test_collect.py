@@ -44,7 +44,7 @@ def test_collect_joins_rows_with_grid_values_and_skips_invalid_runs(tmp_path, ca
     kept = collect([a, tmp_path / "f"])
     assert kept.loc[kept["run_id"] == "f", "status"].tolist() == ["failed"]
     err = capsys.readouterr().err
-    assert "c: status failed" in err and "d: no valid run.json" in err and "e: no valid run.json" in err
+    assert "c: status interrupted" in err and "d: no valid run.json" in err and "e: no valid run.json" in err
 
 
 def test_write_all_runs_roundtrips(tmp_path):
