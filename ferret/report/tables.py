@@ -64,13 +64,15 @@ def _main_cell(runs: pd.DataFrame) -> str:
     """Mean ± std over the runs that finished; diverged runs (status from run.json) are left out
     of the mean, since their last row is not a final result, and counted in the cell."""
     diverged = runs["status"].eq("diverged") if "status" in runs else pd.Series(False, index=runs.index)
-    text = _mean_std(runs.loc[~diverged, "rouge_l"], scale=100.0)
-    return text + (f" [{int(diverged.sum())} diverged]" if diverged.any() else "")
+    failed = runs["status"].eq("failed") if "status" in runs else pd.Series(False, index=runs.index)
+    text = _mean_std(runs.loc[~diverged & ~failed, "rouge_l"], scale=100.0)
+    return (text + (f" [{int(diverged.sum())} diverged]" if diverged.any() else "")
+            + (f" [{int(failed.sum())} failed]" if failed.any() else ""))
 
 
 def _loss_cell(runs: pd.DataFrame) -> str:
     """Final eval loss mean ± std over the runs that finished (diverged ones as in _main_cell)."""
-    finished = runs[~runs["status"].eq("diverged")] if "status" in runs else runs
+    finished = runs[~runs["status"].isin(["diverged", "failed"])] if "status" in runs else runs
     return _mean_std(finished["eval_loss"], digits=3)
 
 
@@ -251,7 +253,7 @@ def write_tables(df: pd.DataFrame, out: Path, target_loss: float | None = None,
     cost, target = cost_table(df, target_loss)
     tables = {"main": main_table(df, reference), "cost": cost.map(_fmt), "claims": claims_table(df, reference)}
     captions = {"main": "Final Rouge-L (%) and eval loss on held-out instances, mean ± std over seeds "
-                        "([k diverged]: runs that diverged, not in the mean), beside the paper's Rouge-L.",
+                        "([k diverged], [k failed]: runs that diverged or failed, not in the mean), beside the paper's Rouge-L.",
                 "cost": f"Cost per round; target eval loss {target:.3f}.",
                 "claims": "The paper's headline claims (Fig. 1) beside the same quantities from our runs."}
     written = {}
