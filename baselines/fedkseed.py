@@ -76,7 +76,7 @@ from dataclasses import dataclass
 
 import torch
 
-from baselines.fedzo import Direction, batch_loss, weight_decay_
+from baselines._zeroth_order import Direction, batch_loss, weight_decay_
 from ferret.algorithms.base import Algorithm, RoundContext, check_lr_option
 from ferret.comm import Message
 from ferret.seeding import generator

@@ -14,8 +14,9 @@ Per round:
     server:  P_{r+1} = sum_i p_i P_i
 
 Evaluation runs on the wrapped model: eval loss scores only the input positions
-(ferret/metrics.py), and generation batches prompts by length so that no padding sits between the
-virtual tokens and the prompt (peft ignores position_ids for prompt learning; ferret/engine.py).
+(ferret/metrics.py), and generation (ferret/generation.py) builds each left-padded batch as
+``[padding, virtual tokens, prompt]``, because peft ignores position_ids for prompt learning and
+padding between the virtual tokens and the prompt would move the prompt away from them.
 
 Deviations: local work is ``local_steps`` micro-batches with a constant learning rate; the prompt
 is float32 and travels as float32. Optimizer and learning rate as in baselines/fedptuning.py
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 import torch
 from peft import PeftConfig, PromptTuningConfig, PromptTuningInit, TaskType
 
-from baselines.fedit import PeftFedAvg, check_optimizer
+from baselines._peft import PeftFedAvg, check_optimizer
 from baselines.fedptuning import check_virtual_tokens
 from ferret.algorithms.base import check_lr_option
 

@@ -15,8 +15,9 @@ Per round:
 
 The wrapped model prepends ``num_virtual_tokens`` encoder outputs to every input (labels -100
 there). Evaluation runs on the wrapped model: eval loss scores only the input positions
-(ferret/metrics.py), and generation batches prompts by length so that no padding sits between the
-virtual tokens and the prompt (peft ignores position_ids for prompt learning; ferret/engine.py).
+(ferret/metrics.py), and generation (ferret/generation.py) builds each left-padded batch as
+``[padding, virtual tokens, prompt]``, because peft ignores position_ids for prompt learning and
+padding between the virtual tokens and the prompt would move the prompt away from them.
 
 Deviations: local work is ``local_steps`` micro-batches with a constant learning rate (FS-LLM
 counts ``local_update_steps`` batches too); the encoder, as in peft, is float32 and travels as
@@ -44,7 +45,7 @@ from dataclasses import dataclass
 import torch
 from peft import PeftConfig, PromptEncoderConfig, TaskType
 
-from baselines.fedit import PeftFedAvg, check_optimizer
+from baselines._peft import PeftFedAvg, check_optimizer
 from ferret.algorithms.base import check_lr_option
 
 _REPARAMETERIZATIONS = ("MLP", "LSTM")

@@ -41,8 +41,6 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from ferret.tracking import fault_pause
-
 FORMAT = 1
 FOLDER = "checkpoints"
 STATE, META = "state.safetensors", "meta.json"
@@ -120,7 +118,6 @@ def save(out: Path, round_: int, config: dict[str, Any], rows: list[dict[str, An
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=root))
     try:
         save_file(tensors, str(tmp / STATE))
-        fault_pause(f"checkpoint:{round_}")  # test-only: a kill here leaves a half-written checkpoint
         meta = {"format": FORMAT, "round": round_, "config": config, "rows": rows, "method": method_json,
                 "rng": rng_values, "extra": extra, "state_bytes": (tmp / STATE).stat().st_size}
         (tmp / META).write_text(json.dumps(meta))

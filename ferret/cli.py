@@ -9,25 +9,45 @@ before anything is loaded or written.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
 from ferret.config import ConfigError, default_config_text, describe, load_config
 from ferret.data.types import DataError
 from ferret.models import ModelError
+from ferret.outdir import AlreadyDone, OutDirError
+
+# Exit statuses of `ferret run`: 0 ok, diverged or already done; 1 failed (recorded in run.json, which
+# the workflow's train rule relies on); 2 bad input or an unusable --out (nothing written); 128 + the
+# signal number when SIGTERM/SIGINT interrupted the run (the checkpoints stay; rerun to resume).
+EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
-    from ferret.engine import run  # heavy imports only once the config is known to be good
+    from ferret.engine import Interrupted, one_line, run  # heavy imports only once the config is good
 
-    record = run(cfg, Path(args.out))
+    try:
+        record = run(cfg, Path(args.out), force=args.force)
+    except AlreadyDone as done:
+        print(f"{done.record.get('run_id')}: already done (status={done.record.get('status')}) in {args.out}")
+        return 0
+    except (ConfigError, ModelError, DataError, OutDirError):
+        raise
+    except (Exception, KeyboardInterrupt, Interrupted) as e:  # recorded in run.json by the engine
+        status = "interrupted" if isinstance(e, (KeyboardInterrupt, Interrupted)) else "failed"
+        print(f"ferret: {status}: {cfg.resolved_run_id()}: {one_line(e)} (traceback in {args.out}/traceback.log)",
+              file=sys.stderr)
+        if status == "failed":
+            return EXIT_FAILED
+        return 128 + (e.signum if isinstance(e, Interrupted) else signal.SIGINT)
     final = record.get("final", {})
     print(f"{record['run_id']}: status={record['status']} eval_loss {final.get('initial_eval_loss')} -> "
           f"{final.get('final_eval_loss')}, rouge_l {final.get('initial_rouge_l')} -> {final.get('final_rouge_l')}, "
           f"{record['wall_clock_s']} s; wrote {args.out}/metrics.csv and run.json")
     # A diverged run is a finished result (its rows and status are kept), not a failed job.
-    return 0 if record["status"] in ("ok", "diverged") else 1
+    return 0 if record["status"] in ("ok", "diverged") else EXIT_FAILED
 
 
 def _cmd_prepare_model(args: argparse.Namespace) -> int:
@@ -101,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run one federated experiment")
     p.add_argument("--config", help="YAML run config (default: the embedded default)")
     p.add_argument("--out", required=True, help="output folder for metrics.csv and run.json")
+    p.add_argument("--force", action="store_true",
+                   help="replace a finished run of another config in --out (moved to <out>/replaced/)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p.set_defaults(func=_cmd_run)
 
@@ -143,9 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, ModelError, DataError) as e:
+    except (ConfigError, ModelError, DataError, OutDirError) as e:
         print(f"ferret: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

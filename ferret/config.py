@@ -90,6 +90,8 @@ class RunConfig:
     checkpoint_every: int = field(default=1, metadata={"help": "checkpoint every N rounds under <out>/checkpoints "
                                                                "(a rerun resumes from it); 0 = never"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow custom model code (off by default)"})
+    trust_custom_method: bool = field(default=False, metadata={
+        "help": "allow method= / method_options keys naming an unregistered 'package.module:Class' (imports it)"})
     # Weights & Biases (never required: no key or no network means offline or off, never a failure)
     wandb_mode: str = field(default="auto", metadata={"help": "auto, online, offline or disabled"})
     wandb_project: str = field(default="", metadata={"help": "W&B project; empty: $WANDB_PROJECT or ferret-bench"})
@@ -181,13 +183,26 @@ def _apply(values: dict[str, Any], key: str, value: Any) -> None:
         values[head] = _coerce(key, value, _TYPES[head])
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that rejects a key given twice in one mapping (plain YAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, with one-line errors for a missing or malformed file."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.load(p.read_text(), Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -233,6 +248,8 @@ def validate(cfg: RunConfig) -> None:
                 "eval_every", "eval_batch_size", "max_new_tokens", "train_per_client", "eval_per_task", "num_tasks"):
         _check(getattr(cfg, key) > 0, key, getattr(cfg, key), "must be > 0")
     _check(0.0 < cfg.participation <= 1.0, "participation", cfg.participation, "must be in (0, 1]")
+    _check(int(cfg.num_clients * cfg.participation) >= 1, "participation", cfg.participation,
+           f"selects no client of num_clients={cfg.num_clients} (needs participation >= 1/num_clients)")
     _check(cfg.lr > 0, "lr", cfg.lr, "must be > 0")
     _check(cfg.slr > 0, "slr", cfg.slr, "must be > 0")
     _check(0.0 <= cfg.momentum < 1.0, "momentum", cfg.momentum, "must be in [0, 1)")
@@ -254,7 +271,7 @@ def validate(cfg: RunConfig) -> None:
         check_model_name(cfg.model)
         # Every method's options, not only the running one's: a grid shares one method_options.
         for name in dict.fromkeys([cfg.method, *cfg.method_options]):
-            registry.options_for(name, cfg.method_options)
+            registry.options_for(name, cfg.method_options, cfg.trust_custom_method)
     except (DataError, ModelError, registry.UnknownMethodError) as e:
         raise ConfigError(str(e)) from None
     _check_custom_code(cfg)

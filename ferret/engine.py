@@ -29,9 +29,11 @@ Faults and bad input:
 
 from __future__ import annotations
 
-import fnmatch
+import contextlib
 import math
-import os
+import shutil
+import signal
+import traceback
 import platform
 import resource
 import secrets
@@ -57,12 +59,18 @@ from ferret.generation import generate
 from ferret.metrics import example_losses, rouge_l
 from ferret.models import ModelError, load_model_and_tokenizer
 from ferret.seeding import derive_seed, generator
-from ferret.tracking import (CsvSink, Progress, WandbSink, fault_pause, remove_stale_temps, resolve_wandb_mode,
-                             write_json)
+from ferret.outdir import OutDirError, RunFolder
+from ferret.tracking import CsvSink, Progress, WandbSink, remove_stale_temps, resolve_wandb_mode, write_json
 
-# Test-only (tests/test_faults.py): FERRET_TEST_NAN="<round>" or "<run_id glob>@<round>" makes that
-# round's training loss NaN, to exercise the 'diverged' path end to end (also inside the workflow).
-NAN_ENV = "FERRET_TEST_NAN"
+TRACEBACK_LOG = "traceback.log"
+
+
+class Interrupted(BaseException):
+    """SIGTERM (SLURM pre-emption or time-out, scancel) or SIGINT: the run stops as 'interrupted'."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
 
 
 class DivergedError(RuntimeError):
@@ -71,12 +79,6 @@ class DivergedError(RuntimeError):
     def __init__(self, message: str, round_: int) -> None:
         super().__init__(message)
         self.round = round_
-
-
-def _injected_nan(run_id: str, round_: int) -> bool:
-    spec = os.environ.get(NAN_ENV, "")
-    pattern, _, at = spec.rpartition("@")
-    return bool(spec) and at.strip() == str(round_) and fnmatch.fnmatchcase(run_id, pattern or "*")
 
 
 @dataclass
@@ -182,8 +184,9 @@ def _check_k(cfg: RunConfig, params: Iterable[torch.Tensor], what: str) -> None:
 def _prepare(cfg: RunConfig, record: dict[str, Any]) -> tuple[Algorithm, torch.nn.Module, Any, list, EvalSet]:
     """Model, data, tokenised clients and eval set, and the set-up method: every check of the input
     that needs them (K, empty clients, max_length) fails here, before the run folder is touched."""
-    algo_cls = registry.resolve(cfg.method)
-    options = registry.options_for(cfg.method, cfg.method_options)
+    algo_cls = registry.resolve(cfg.method, cfg.trust_custom_method)
+    options = registry.options_for(cfg.method, cfg.method_options, cfg.trust_custom_method)
+    data = load_federated_data(cfg)  # before the model: a data typo must not cost a download first
     # The untuned model is one fixed model, like a pretrained checkpoint: a random-init model's
     # weights do not follow the run's seed, so every run of a grid starts from (and is scored at
     # round 0 on) the same weights.
@@ -193,7 +196,6 @@ def _prepare(cfg: RunConfig, record: dict[str, Any]) -> tuple[Algorithm, torch.n
     record["model"] = model_info
     # Before setup too: a full-parameter method would allocate K-sized state first.
     _check_k(cfg, (p for p in model.parameters() if p.requires_grad), f"model={cfg.model!r}")
-    data = load_federated_data(cfg)
     empty = [i for i, c in enumerate(data.clients) if not c]
     if empty:
         raise DataError(f"client {empty[0]} of dataset={cfg.dataset!r} has no training data "
@@ -209,11 +211,50 @@ def _prepare(cfg: RunConfig, record: dict[str, Any]) -> tuple[Algorithm, torch.n
     return algo, model, tokenizer, clients, ev
 
 
-def run(cfg: RunConfig, out: Path) -> dict[str, Any]:
-    """Run one federated experiment and write out/metrics.csv and out/run.json; return the summary.
+@contextlib.contextmanager
+def _signals_interrupt():
+    """SIGTERM raises :class:`Interrupted` in the main thread (SIGINT raises KeyboardInterrupt as
+    always). The exception unwinds through the atomic writers, which remove their temporaries, so
+    whatever point it hits is safe: the visible files and the latest checkpoint stay complete."""
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
 
-    Bad input raises ConfigError, DataError or ModelError before ``out`` is touched. A run resumes
-    from the latest valid checkpoint in ``out/checkpoints``; a diverged run returns status 'diverged'."""
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _check_free_disk(out: Path, algo: Algorithm) -> None:
+    """Room for one checkpoint (the method's tensors), checked before round 0."""
+    need = sum(v.numel() * v.element_size() for v in algo.state_dict().values() if isinstance(v, torch.Tensor))
+    free = shutil.disk_usage(out).free
+    if free < need + 2**20:
+        raise OutDirError(f"--out {out}: {free / 2**20:.1f} MiB free, a checkpoint needs {need / 2**20:.1f} MiB")
+
+
+def one_line(error: BaseException) -> str:
+    if isinstance(error, KeyboardInterrupt):
+        return "stopped by SIGINT"
+    if isinstance(error, Interrupted):
+        return str(error)
+    return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
+def run(cfg: RunConfig, out: Path, *, force: bool = False) -> dict[str, Any]:
+    """Run one federated experiment into the run folder ``out`` (ferret/outdir.py); return run.json's record.
+
+    Bad input raises ConfigError, DataError, ModelError or OutDirError before anything is published;
+    a folder holding this config's finished run raises outdir.AlreadyDone. A run resumes from the
+    latest valid checkpoint in ``out/checkpoints``; a diverged run returns status 'diverged'. Any
+    other exception (SIGTERM as :class:`Interrupted`, SIGINT as KeyboardInterrupt) is recorded as
+    status 'interrupted' or 'failed' with its first line, the traceback goes to out/traceback.log,
+    and the exception propagates."""
     t_start = time.perf_counter()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -223,56 +264,68 @@ def run(cfg: RunConfig, out: Path) -> dict[str, Any]:
     run_id = cfg.resolved_run_id()
     record: dict[str, Any] = {"run_id": run_id, "status": "running", "config": cfg.to_dict(),
                               **environment_info(device)}
-    try:
+    with RunFolder(out, cfg.to_dict(), force=force) as folder, _signals_interrupt():
+        stage = folder.staging
         algo, model, tokenizer, clients, ev = _prepare(cfg, record)
-    except (ConfigError, DataError, ModelError):
-        raise  # bad input: the CLI prints one line; nothing was written
-    except BaseException as e:
-        _finish(record, out, t_start, e)
-        raise
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(out, ("metrics.csv", "run.json"))  # left by a kill mid-write
-    resumed = checkpoint.latest(out, cfg.to_dict())
-    extra: dict[str, Any] = {"wandb_id": secrets.token_hex(4), "resumed_from": []}
-    if resumed is not None:
-        algo.load_state_dict(resumed.method_state)
-        checkpoint.restore_rng(resumed.rng["tensors"], resumed.rng["values"])
-        extra = {**resumed.extra, "resumed_from": [*resumed.extra.get("resumed_from", []), resumed.round]}
-        record["resumed_from"] = extra["resumed_from"]
-        print(f"ferret: {run_id}: resuming after round {resumed.round} from {out / checkpoint.FOLDER}",
-              file=sys.stderr, flush=True)
-    write_json(out / "run.json", record)
-    sinks: list[CsvSink | WandbSink] = [CsvSink(out / "metrics.csv", resumed.rows if resumed else ())]
-    record["wandb_mode"] = resolve_wandb_mode(cfg.wandb_mode)
-    wandb_sink = WandbSink(mode=record["wandb_mode"], project=cfg.wandb_project,
-                           entity=cfg.wandb_entity, group=cfg.experiment, job_type=cfg.method, name=run_id,
-                           config=cfg.to_dict(), folder=out, run_key=extra["wandb_id"])
-    sinks.append(wandb_sink)
-    error: BaseException | None = None
-    try:
-        summary = _federate(cfg, algo, model, tokenizer, clients, ev, sinks, run_id, device,
-                            out=out, resumed=resumed, extra=extra)
-        record["status"] = summary.pop("status")
-        record["final"] = summary
-    except DivergedError as e:
-        record["status"], record["error"], record["diverged_round"] = "diverged", str(e), e.round
-    except BaseException as e:
-        error = e
-        raise
-    finally:
-        _finish(record, out, t_start, error)
-        wandb_sink.finish({**record.get("final", {}), "wall_clock_s": record["wall_clock_s"]}, record["status"])
-        if record["status"] in ("ok", "diverged"):
-            checkpoint.clear(out)  # finished: nothing to resume (a rerun starts afresh)
+        _check_free_disk(out, algo)
+        remove_stale_temps(stage, ("metrics.csv", "run.json"))  # left by a kill mid-write
+        resumed = checkpoint.latest(out, cfg.to_dict())
+        extra: dict[str, Any] = {"wandb_id": secrets.token_hex(4), "resumed_from": []}
+        if resumed is not None:
+            algo.load_state_dict(resumed.method_state)
+            checkpoint.restore_rng(resumed.rng["tensors"], resumed.rng["values"])
+            extra = {**resumed.extra, "resumed_from": [*resumed.extra.get("resumed_from", []), resumed.round]}
+            record["resumed_from"] = extra["resumed_from"]
+            print(f"ferret: {run_id}: resuming after round {resumed.round} from {out / checkpoint.FOLDER}",
+                  file=sys.stderr, flush=True)
+        record["wandb_mode"] = resolve_wandb_mode(cfg.wandb_mode)
+        wandb_sink: WandbSink | None = None
+        error: BaseException | None = None
+        try:
+            write_json(stage / "run.json", record)
+            sinks: list[CsvSink | WandbSink] = [CsvSink(stage / "metrics.csv", resumed.rows if resumed else ())]
+            wandb_sink = WandbSink(mode=record["wandb_mode"], project=cfg.wandb_project,
+                                   entity=cfg.wandb_entity, group=cfg.experiment, job_type=cfg.method, name=run_id,
+                                   config=cfg.to_dict(), folder=out, run_key=extra["wandb_id"])
+            sinks.append(wandb_sink)
+            summary = _federate(cfg, algo, model, tokenizer, clients, ev, sinks, run_id, device,
+                                out=out, resumed=resumed, extra=extra)
+            record["status"] = summary.pop("status")
+            record["final"] = summary
+        except DivergedError as e:
+            record["status"], record["error"], record["diverged_round"] = "diverged", str(e), e.round
+        except BaseException as e:
+            error = e
+            raise
+        finally:
+            _finish(record, folder, t_start, error)
+            if wandb_sink is not None:
+                wandb_sink.finish({**record.get("final", {}), "wall_clock_s": record["wall_clock_s"]},
+                                  record["status"])
+            if record["status"] in ("ok", "diverged"):
+                checkpoint.clear(out)  # finished: nothing to resume
     return record
 
 
-def _finish(record: dict[str, Any], out: Path, t_start: float, error: BaseException | None) -> None:
-    """Write the final run.json; an error makes the status 'failed' with its first line."""
+def _finish(record: dict[str, Any], folder: RunFolder, t_start: float, error: BaseException | None) -> None:
+    """Record the final status and publish the run (ferret/outdir.py). An error makes the status
+    'interrupted' (a signal) or 'failed', with its first line; its traceback goes to traceback.log.
+    Writing may itself fail (a full disk): then the error that stopped the run is the one raised."""
     if error is not None:
-        record["status"], record["error"] = "failed", f"{type(error).__name__}: {error}".splitlines()[0]
+        record["status"] = "interrupted" if isinstance(error, (Interrupted, KeyboardInterrupt)) else "failed"
+        record["error"] = one_line(error)
     record["wall_clock_s"] = round(time.perf_counter() - t_start, 3)
-    write_json(out / "run.json", record)
+    try:
+        if error is not None:
+            record["traceback"] = str(folder.out / TRACEBACK_LOG)
+            (folder.out / TRACEBACK_LOG).write_text("".join(traceback.format_exception(error)))
+        write_json(folder.staging / "run.json", record)
+        folder.publish(record["status"])
+    except OSError as e:
+        if error is None:
+            raise
+        print(f"ferret: could not record status {record['status']} in {folder.out}: {one_line(e)}",
+              file=sys.stderr)
 
 
 def _federate(cfg: RunConfig, algo: Algorithm, model: torch.nn.Module, tokenizer: Any,
@@ -342,7 +395,7 @@ def _federate(cfg: RunConfig, algo: Algorithm, model: torch.nn.Module, tokenizer
                 algo.aggregate(ctx)
                 _sync(device)
             cum_bytes += up_bytes + down_bytes
-            train_loss = math.nan if _injected_nan(run_id, r) else sum(losses) / len(losses)
+            train_loss = sum(losses) / len(losses)
             row = {"run_id": run_id, "method": cfg.method, "round": r, "clients": len(sampled),
                    "train_loss": train_loss, "uplink_bytes": up_bytes, "downlink_bytes": down_bytes,
                    "uplink_bytes_per_client": up_bytes / len(sampled),
@@ -360,7 +413,6 @@ def _federate(cfg: RunConfig, algo: Algorithm, model: torch.nn.Module, tokenizer
             progress.update(row)
             if cfg.checkpoint_every and r % cfg.checkpoint_every == 0 and r < cfg.rounds:
                 checkpoint.save(out, r, cfg.to_dict(), rows, algo.state_dict(), extra or {})
-            fault_pause(f"round:{r}")  # test-only: a kill between rounds
     finally:
         progress.close()
     first, last = rows[0], (rows[-1] if len(rows) > 1 else {})

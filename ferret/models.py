@@ -1,4 +1,4 @@
-"""Load a causal language model and its tokenizer (DESIGN.md section 6).
+"""Load a causal language model and its tokenizer.
 
 Choices:
 
@@ -102,6 +102,9 @@ ALIASES: dict[str, dict[str, Any]] = {
     "llama-3b": {"kind": "hub", "hub_id": "openlm-research/open_llama_3b", "tokenizer_kwargs": {"use_fast": False}},
     "llama2-7b": {"kind": "hub", "hub_id": "meta-llama/Llama-2-7b-hf"},
     "llama2-13b": {"kind": "hub", "hub_id": "meta-llama/Llama-2-13b-hf"},
+    # the paper's Table 9 models (appendix C.3)
+    "llama3-8b": {"kind": "hub", "hub_id": "meta-llama/Meta-Llama-3-8B"},
+    "qwen2.5-7b": {"kind": "hub", "hub_id": "Qwen/Qwen2.5-7B"},
 }
 
 HUB_ENV = "FERRET_HUB_SMOLLM2"

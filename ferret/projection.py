@@ -7,6 +7,10 @@ generation and the two products on tensors only (it knows nothing of models).
 
 How the bases are generated, and why
 ------------------------------------
+* Two implementations of the products: fused kernels (:mod:`ferret.kernels.cpu`: each entry
+  made in registers and consumed at once, no chunk buffer; Rademacher, uniform, trunc_normal on
+  CPU) and the reference path in plain torch ops below (every basis, every device; the kernels
+  are tested against it bit for bit). Both use the bits described next.
 * Counter-based, not stateful: every basis entry is a pure function of (seed, block, index):
   splitmix64's finaliser applied to ``key + (w + 1) * golden`` for the 64-bit word w that holds
   the entry, where ``key = mix(mix(seed) ^ mix(block))``. Any chunk of any basis can therefore be
@@ -56,6 +60,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
+
+from ferret.kernels import cpu as fused_kernels
 
 BASES = ("rademacher", "uniform", "gaussian", "trunc_normal")
 
@@ -407,8 +413,13 @@ def generate(kind: str, keys: torch.Tensor, d: int, chunk_elems: int = DEFAULT_C
     _walk_spans(keys, d, chunk_elems, chunks)
 
 
-def project(x: torch.Tensor, keys: torch.Tensor, kind: str, chunk_elems: int = DEFAULT_CHUNK) -> torch.Tensor:
-    """Coordinates <x, v_k> of a flat float32 vector x on the bases of `keys`, shape (n,)."""
+def project(x: torch.Tensor, keys: torch.Tensor, kind: str, chunk_elems: int = DEFAULT_CHUNK,
+            fused: bool = True) -> torch.Tensor:
+    """Coordinates <x, v_k> of a flat float32 vector x on the bases of `keys`, shape (n,): by the
+    fused kernel (:mod:`ferret.kernels.cpu`) where one covers the basis and device, else (or with
+    ``fused=False``) by the reference path below, chunks of ``chunk_elems`` entries."""
+    if fused and fused_kernels.supports(kind, x):
+        return fused_kernels.project(x, keys, kind)
     d = x.numel()
 
     def chunks(lo: int, hi: int, step: int) -> torch.Tensor:
@@ -423,8 +434,11 @@ def project(x: torch.Tensor, keys: torch.Tensor, kind: str, chunk_elems: int = D
 
 
 def reconstruct(coef: torch.Tensor, keys: torch.Tensor, kind: str, out: torch.Tensor,
-                chunk_elems: int = DEFAULT_CHUNK) -> torch.Tensor:
-    """Add sum_k coef[k] v_k to the flat float32 vector `out` (in place) and return it."""
+                chunk_elems: int = DEFAULT_CHUNK, fused: bool = True) -> torch.Tensor:
+    """Add sum_k coef[k] v_k to the flat float32 vector `out` (in place) and return it (fused
+    kernel or reference path, as in :func:`project`)."""
+    if fused and out.is_contiguous() and fused_kernels.supports(kind, out):
+        return fused_kernels.reconstruct(coef, keys, kind, out)
     d = out.numel()
 
     def chunks(lo: int, hi: int, step: int) -> None:

@@ -7,10 +7,15 @@ import hashlib
 import torch
 
 
-def derive_seed(*parts: object) -> int:
-    """A stable 63-bit seed from the root seed and a tag path (never Python's salted hash)."""
+def seed64(*parts: object) -> int:
+    """A stable 64-bit seed from the root seed and a tag path (never Python's salted hash)."""
     digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+    return int.from_bytes(digest[:8], "little")
+
+
+def derive_seed(*parts: object) -> int:
+    """:func:`seed64` cut to 63 bits, because torch's manual_seed wants a non-negative int64."""
+    return seed64(*parts) & 0x7FFF_FFFF_FFFF_FFFF
 
 
 def generator(*parts: object) -> torch.Generator:

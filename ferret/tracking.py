@@ -19,8 +19,6 @@ import os
 import re
 import sys
 import tempfile
-import time
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,35 +31,24 @@ COLUMNS = [
 ]
 
 
-# -- test-only fault injection (tests/test_faults.py) ----------------------------------------------
-# FERRET_TEST_PAUSE=<point> makes the process print "ferret-test-pause pid=<pid> at=<point>" to stderr
-# and sleep there, so that a test can SIGKILL it at exactly that point. Points: "round:R" (engine,
-# after round R's checkpoint), "checkpoint:R" (checkpoint.py, state file written, not yet
-# published), "write:NAME#N" (below: the N-th atomic write of a file NAME, half of it written).
-# Unset, as always outside tests, a point costs one environment lookup.
-PAUSE_ENV = "FERRET_TEST_PAUSE"
-_WRITES: Counter[str] = Counter()
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
-def fault_pause(point: str) -> None:
-    if os.environ.get(PAUSE_ENV) != point:
-        return
-    print(f"ferret-test-pause pid={os.getpid()} at={point}", file=sys.stderr, flush=True)
-    time.sleep(300)
+# mkstemp creates 0600 files; a result file gets the mode a plain open() would give it (0644 under umask 022).
+_FILE_MODE = 0o666 & ~_umask()
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write text to path via a temporary sibling and rename (atomic on POSIX)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    _WRITES[path.name] += 1
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "w", newline="") as f:
-            half = len(text) // 2
-            f.write(text[:half])
-            f.flush()
-            fault_pause(f"write:{path.name}#{_WRITES[path.name]}")
-            f.write(text[half:])
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -95,7 +82,7 @@ class CsvSink:
         for row in rows:
             self._add(row)
         if self.rows:
-            self._write()
+            self.write()
 
     def _add(self, row: Mapping[str, Any]) -> None:
         unknown = set(row) - set(COLUMNS)
@@ -105,9 +92,9 @@ class CsvSink:
 
     def log(self, row: Mapping[str, Any]) -> None:
         self._add(row)
-        self._write()
+        self.write()
 
-    def _write(self) -> None:
+    def write(self) -> None:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
         writer.writeheader()

@@ -99,6 +99,19 @@ def _count_generated(monkeypatch):
         return real(kind, keys, start, length, d)
 
     monkeypatch.setattr(projection, "basis_chunk", spy)
+    fused = projection.fused_kernels  # the fused kernels make entries without basis_chunk
+    real_project, real_rebuild = fused.project, fused.reconstruct
+
+    def project_spy(x, keys, kind):
+        counter["entries"] += keys.shape[0] * x.numel()
+        return real_project(x, keys, kind)
+
+    def rebuild_spy(coef, keys, kind, out):
+        counter["entries"] += keys.shape[0] * out.numel()
+        return real_rebuild(coef, keys, kind, out)
+
+    monkeypatch.setattr(fused, "project", project_spy)
+    monkeypatch.setattr(fused, "reconstruct", rebuild_spy)
     return counter
 
 

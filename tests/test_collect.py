@@ -24,7 +24,7 @@ def _fake_run(folder, status="ok", **config):
 def test_collect_joins_rows_with_grid_values_and_skips_invalid_runs(tmp_path, capsys):
     a = _fake_run(tmp_path / "a", method="ferret", K=16, seed=0)
     b = _fake_run(tmp_path / "b", method="fedavg", K=64, seed=1, status="diverged")
-    failed = _fake_run(tmp_path / "c", status="failed")
+    failed = _fake_run(tmp_path / "c", status="interrupted")  # not a result: skipped
     missing = tmp_path / "d"
     missing.mkdir()
     (missing / "metrics.csv").write_text("run_id,round\nd,0\n")
@@ -37,8 +37,14 @@ def test_collect_joins_rows_with_grid_values_and_skips_invalid_runs(tmp_path, ca
     assert df.loc[df["run_id"] == "a", "K"].unique().tolist() == [16]
     assert df.loc[df["run_id"] == "b", "status"].unique().tolist() == ["diverged"]
     assert set(COLUMNS) <= set(df.columns)
+    # A failed run that finished no round is kept as one identity row, so the tables can mark it.
+    (tmp_path / "f").mkdir()
+    CsvSink(tmp_path / "f" / "metrics.csv").write()
+    write_json(tmp_path / "f" / "run.json", {"run_id": "f", "status": "failed", "config": RunConfig().to_dict()})
+    kept = collect([a, tmp_path / "f"])
+    assert kept.loc[kept["run_id"] == "f", "status"].tolist() == ["failed"]
     err = capsys.readouterr().err
-    assert "c: status failed" in err and "d: no valid run.json" in err and "e: no valid run.json" in err
+    assert "c: status interrupted" in err and "d: no valid run.json" in err and "e: no valid run.json" in err
 
 
 def test_write_all_runs_roundtrips(tmp_path):

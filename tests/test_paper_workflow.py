@@ -129,7 +129,7 @@ def test_settings_blocks_may_not_set_grid_axes(tmp_path):
     assert "num_clients" in proc.stderr + proc.stdout
 
 
-@pytest.mark.parametrize("alias", ["datajuicer-1.3b", "llama-3b", "llama2-7b", "llama2-13b"])
+@pytest.mark.parametrize("alias", ["datajuicer-1.3b", "llama-3b", "llama2-7b", "llama2-13b", "llama3-8b", "qwen2.5-7b"])
 def test_paper_model_aliases_resolve_to_hub_ids(alias, monkeypatch):
     check_model_name(alias)
     assert ALIASES[alias]["kind"] == "hub" and "/" in ALIASES[alias]["hub_id"]

@@ -41,11 +41,11 @@ def test_basis_moments_match_declared_variance(kind):
 def test_project_and_reconstruct_are_chunking_invariant():
     x = torch.randn(5000)
     keys = P.stream_keys(torch.arange(7), 1)
-    g_small = P.project(x, keys, "rademacher", chunk_elems=7 * 64)
-    g_big = P.project(x, keys, "rademacher", chunk_elems=1 << 20)
+    g_small = P.project(x, keys, "rademacher", chunk_elems=7 * 64, fused=False)
+    g_big = P.project(x, keys, "rademacher", chunk_elems=1 << 20, fused=False)
     torch.testing.assert_close(g_small, g_big)
-    r_small = P.reconstruct(g_small, keys, "rademacher", torch.zeros(5000), chunk_elems=7 * 64)
-    r_big = P.reconstruct(g_small, keys, "rademacher", torch.zeros(5000), chunk_elems=1 << 20)
+    r_small = P.reconstruct(g_small, keys, "rademacher", torch.zeros(5000), chunk_elems=7 * 64, fused=False)
+    r_big = P.reconstruct(g_small, keys, "rademacher", torch.zeros(5000), chunk_elems=1 << 20, fused=False)
     torch.testing.assert_close(r_small, r_big)
 
 
@@ -56,9 +56,9 @@ def test_workspace_chunks_equal_freshly_generated_bases(kind):
     keys = P.stream_keys(torch.arange(5), 2)
     V = P.basis_chunk(kind, keys, 0, d, d).double()
     x, c = torch.randn(d), torch.randn(5)
-    torch.testing.assert_close(P.project(x, keys, kind, chunk_elems=5 * 128).double(), V @ x.double(),
+    torch.testing.assert_close(P.project(x, keys, kind, chunk_elems=5 * 128, fused=False).double(), V @ x.double(),
                                rtol=1e-4, atol=1e-5)  # fp32 accumulation
-    rebuilt = P.reconstruct(c, keys, kind, torch.zeros(d), chunk_elems=5 * 128).double()
+    rebuilt = P.reconstruct(c, keys, kind, torch.zeros(d), chunk_elems=5 * 128, fused=False).double()
     torch.testing.assert_close(rebuilt, V.T @ c.double(), rtol=1e-4, atol=1e-6)
 
 
@@ -84,12 +84,12 @@ def test_cpu_worker_threads_give_the_one_thread_result(monkeypatch):
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        g1 = P.project(x, keys, "rademacher", chunk)
-        r1 = P.reconstruct(coef, keys, "rademacher", torch.zeros(d), chunk)
+        g1 = P.project(x, keys, "rademacher", chunk, fused=False)
+        r1 = P.reconstruct(coef, keys, "rademacher", torch.zeros(d), chunk, fused=False)
         torch.set_num_threads(2)
-        g2 = P.project(x, keys, "rademacher", chunk)
-        assert torch.equal(g2, P.project(x, keys, "rademacher", chunk))
-        r2 = P.reconstruct(coef, keys, "rademacher", torch.zeros(d), chunk)
+        g2 = P.project(x, keys, "rademacher", chunk, fused=False)
+        assert torch.equal(g2, P.project(x, keys, "rademacher", chunk, fused=False))
+        r2 = P.reconstruct(coef, keys, "rademacher", torch.zeros(d), chunk, fused=False)
         assert torch.get_num_threads() == 2
         assert P._WORKERS is not None and P._WORKERS.n == 2
 
@@ -98,7 +98,7 @@ def test_cpu_worker_threads_give_the_one_thread_result(monkeypatch):
 
         monkeypatch.setattr(P, "basis_chunk", broken)
         with pytest.raises(RuntimeError, match="chunk failed"):
-            P.project(x, keys, "rademacher", chunk)
+            P.project(x, keys, "rademacher", chunk, fused=False)
     finally:
         torch.set_num_threads(threads)
     torch.testing.assert_close(g1, g2, rtol=1e-5, atol=1e-4)
@@ -166,8 +166,8 @@ def test_chunks_never_exceed_the_budget(monkeypatch):
 
     monkeypatch.setattr(P, "basis_chunk", spy)
     keys = P.stream_keys(torch.arange(n), 0)
-    coef = P.project(torch.randn(d), keys, "rademacher", chunk_elems=budget)
-    P.reconstruct(coef, keys, "rademacher", torch.zeros(d), chunk_elems=budget)
+    coef = P.project(torch.randn(d), keys, "rademacher", chunk_elems=budget, fused=False)
+    P.reconstruct(coef, keys, "rademacher", torch.zeros(d), chunk_elems=budget, fused=False)
     assert max(shapes) <= budget < n * d
     assert sum(shapes) == 2 * n * d  # every entry generated exactly once per pass
 
@@ -248,3 +248,50 @@ def test_cuda_project_and_rebuild_match_cpu():
     r_cpu = P.reconstruct(g_cpu, keys, "rademacher", torch.zeros(50_000))
     r_gpu = P.reconstruct(g_cpu.cuda(), keys.cuda(), "rademacher", torch.zeros(50_000, device="cuda")).cpu()
     torch.testing.assert_close(r_cpu, r_gpu, rtol=1e-4, atol=1e-5)
+
+
+# --- fused kernels (ferret.kernels.cpu) against the reference path --------------------------------
+
+FUSED_SIZES = [(4097, 5), (65, 1), (1000, 3), (2048, 2), (70_001, 7)]  # d not a multiple of 64, tiny, one seed
+
+
+@pytest.mark.parametrize("kind", P.BASES)
+@pytest.mark.parametrize("d,n", FUSED_SIZES)
+def test_fused_bases_are_bit_identical_and_products_match_reference(kind, d, n):
+    """Rebuilding one basis (one-hot coefficients, zero output) gives its entries exactly (1 * v + 0
+    rounds to v): every entry the fused kernel makes equals the reference's bits. Project and a
+    general rebuild agree with the reference to fp32 summation error. Bases without a kernel
+    (gaussian, trunc_normal below d = 2048) take the reference path and must still agree."""
+    from ferret.kernels import cpu as F
+
+    keys = P.stream_keys(torch.arange(100, 100 + n), 3)
+    ref = P.basis_chunk(kind, keys, 0, d, d).clone()
+    for k in range(n):
+        onehot = torch.zeros(n)
+        onehot[k] = 1.0
+        v = P.reconstruct(onehot, keys, kind, torch.zeros(d))
+        assert torch.equal(v.view(torch.int32), ref[k].view(torch.int32)), (kind, d, n, k)
+    x, c = torch.randn(d), torch.randn(n)
+    scale = float(ref.abs().max()) * math.sqrt(d)
+    torch.testing.assert_close(P.project(x, keys, kind), P.project(x, keys, kind, fused=False),
+                               rtol=1e-5, atol=2e-6 * scale)
+    torch.testing.assert_close(P.reconstruct(c, keys, kind, torch.ones(d)),
+                               P.reconstruct(c, keys, kind, torch.ones(d), fused=False), rtol=1e-5, atol=1e-6)
+    if kind in F.FUSED_BASES and (kind != "trunc_normal" or d >= 2048):
+        assert F.supports(kind, x)  # the kernel, not the reference, was under test
+
+
+def test_fused_project_does_not_depend_on_the_thread_count():
+    """Partial sums over a fixed partition of the block, summed in order: the same bits on 1 and 2
+    threads."""
+    d, n = 300_007, 9
+    x, keys = torch.randn(d), P.stream_keys(torch.arange(n), 1)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = [P.project(x, keys, k) for k in ("rademacher", "trunc_normal")]
+        torch.set_num_threads(2)
+        two = [P.project(x, keys, k) for k in ("rademacher", "trunc_normal")]
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(one, two))

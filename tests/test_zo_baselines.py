@@ -290,3 +290,29 @@ def test_method_lr_overrides_the_run_lr(cls, options):
     assert updates[0] == pytest.approx(100 * updates[1], rel=1e-3)  # same direction, lr 1e-2 vs 1e-4
     with pytest.raises(ValueError, match="lr=-1"):
         options(lr=-1)
+
+
+# -- regression: weight_decay > 0 once raised NameError (the name rule `decays` had been deleted) ---
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_weight_decay_round_runs_and_spares_biases_and_norms(tiny, name):
+    """One round with weight_decay > 0: finite loss, and the official rule decays matrices only."""
+    from baselines._zeroth_order import decays, weight_decay_
+    model, tokenizer = tiny
+    model = copy.deepcopy(model)
+    cfg = load_config(None, tiny_overrides(method=METHODS[name], lr=LR, batch_size=1, local_steps=1,
+                                           weight_decay=0.1))
+    algo = registry.resolve(METHODS[name])(cfg, registry.options_for(METHODS[name], cfg.method_options))
+    model = algo.setup(model, tokenizer)
+    data = build_synthetic(cfg.num_clients, cfg.train_per_client, cfg.eval_per_task, cfg.seed)
+    examples = [tokenize_example(tokenizer, ex, cfg.max_length) for ex in data.clients[0]]
+    ctx = RoundContext(round=1, rounds=cfg.rounds, seed=cfg.seed, device=CPU)
+    algo.load_global(model)
+    batches = client_batches(examples, cfg, 1, 0, tokenizer.pad_token_id, CPU)
+    assert math.isfinite(algo.local_train(model, batches, 0, ctx))
+
+    names = ["layers.0.weight", "layers.0.bias", "layer_norm.weight", "final_layernorm.weight"]
+    params = [torch.ones(2) for _ in names]
+    weight_decay_(params, names, lr=0.5, wd=0.1)
+    assert [p[0].item() for p in params] == [pytest.approx(0.95), 1.0, 1.0, 1.0]
+    assert [decays(n) for n in names] == [True, False, False, False]

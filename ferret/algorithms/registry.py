@@ -1,7 +1,11 @@
 """Method names -> implementing classes. The only place that maps a name to code.
 
-A config's ``method`` is a key below or any ``"package.module:Class"`` import path, so users
-add a method by writing one class in one file (see README, "Adding a method").
+A config's ``method`` is a key below or a ``"package.module:Class"`` import path, so users add a
+method by writing one class in one file (see README, "Adding a method"). Importing a module runs
+its code, so a path other than a registered one is imported only when the config opts in with
+``trust_custom_method: true`` (as ``trust_remote_code`` guards model code), and the class must be
+an :class:`~ferret.algorithms.base.Algorithm` subclass. Without the opt-in nothing is imported,
+neither at validation nor during ``snakemake -n``.
 """
 
 from __future__ import annotations
@@ -28,26 +32,40 @@ class UnknownMethodError(ValueError):
     """An unknown method name or an unimportable class path."""
 
 
-def resolve(name: str) -> type:
-    """The class registered under ``name`` (or found at ``module:Class``)."""
-    path = METHODS.get(name)
-    if path is None and ":" not in name:
+def check_name(name: str, trust_custom_method: bool = False) -> None:
+    """Raise UnknownMethodError for an unknown name or an untrusted class path; imports nothing."""
+    if name in METHODS or name in METHODS.values():
+        return
+    if ":" not in name:
         close = difflib.get_close_matches(name, list(METHODS), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise UnknownMethodError(f"unknown method '{name}'{hint}; known: {', '.join(METHODS)}")
-    module_name, _, class_name = (path or name).partition(":")
+    if not trust_custom_method:
+        raise UnknownMethodError(f"method '{name}' is a custom class path: its module is imported (and runs) "
+                                 "only with trust_custom_method: true")
+
+
+def resolve(name: str, trust_custom_method: bool = False) -> type:
+    """The class registered under ``name`` (or, when trusted, found at ``module:Class``)."""
+    from ferret.algorithms.base import Algorithm
+
+    check_name(name, trust_custom_method)
+    module_name, _, class_name = METHODS.get(name, name).partition(":")
     try:
-        return getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as e:
-        raise UnknownMethodError(f"method '{name}' cannot be imported: {e}") from None
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except Exception as e:  # noqa: BLE001 - any error of user code is one line naming the method
+        raise UnknownMethodError(f"method '{name}' cannot be imported: {type(e).__name__}: "
+                                 f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Algorithm)):
+        raise UnknownMethodError(f"method '{name}' is not an Algorithm subclass (got {type(cls).__name__})")
+    return cls
 
 
-def options_for(name: str, method_options: dict[str, Any]) -> Any:
+def options_for(name: str, method_options: dict[str, Any], trust_custom_method: bool = False) -> Any:
     """Build and validate the method's Options from ``method_options[name]`` (a mapping)."""
     for key in method_options:
-        if key not in METHODS and ":" not in key:
-            raise UnknownMethodError(f"method_options.{key}: unknown method '{key}'")
-    cls = resolve(name)
+        check_name(key, trust_custom_method)
+    cls = resolve(name, trust_custom_method)
     raw = method_options.get(name) or {}
     if not isinstance(raw, dict):
         raise UnknownMethodError(f"method_options.{name}={raw!r}: expected a mapping")

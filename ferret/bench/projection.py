@@ -10,6 +10,8 @@ shaped model (:func:`model_shapes`, ``group_blocks``):
 (b) :func:`ferret.projection.project` and :func:`~ferret.projection.reconstruct` per block, for
     each basis in ``--bases``: the fastest of ``repeats`` calls of each (the first, cold call also
     gives the peak extra memory);
+(f) the same two passes by the fused kernels (:mod:`ferret.kernels.cpu`; the reference path
+    where no kernel covers the basis), ``f_*_over_b`` = (b) time / (f) time;
 (c) the floor: generating the K x d entries of the same basis alone (the fastest over three chunk
     sizes), and one read of d floats (memory bandwidth).
 
@@ -44,7 +46,9 @@ from ferret.bench.official import official_project, official_rebuild
 
 COLUMNS = ["d", "K", "basis", "blocks", "status", "a_s", "a_seeds", "b_project_s", "b_rebuild_s", "b_s", "c_s",
            "c_chunk", "mem_pass_s", "mem_gbps", "a_geps", "b_project_geps", "b_rebuild_geps", "c_geps",
-           "a_over_b", "b_over_c", "peak_extra_mb", "bound_mb", "mem_ok", "a_peak_mb", "agree", "agree_z"]
+           "a_over_b", "b_over_c", "peak_extra_mb", "bound_mb", "mem_ok", "a_peak_mb", "agree", "agree_z",
+           "f_project_s", "f_rebuild_s", "f_project_geps", "f_rebuild_geps", "f_project_over_b", "f_rebuild_over_b",
+           "a_over_f", "f_peak_extra_mb"]
 
 
 def model_shapes(d: int) -> list[int]:
@@ -109,8 +113,8 @@ def calibrate(bases: list[str], device: torch.device, chunk_elems: int) -> Rates
     ours = {}
     for basis in bases:
         keys = P.stream_keys(torch.arange(32, device=device), 0)
-        P.project(x, keys, basis, chunk_elems)  # warm-up
-        _, t, _ = run_measured(lambda: P.project(x, keys, basis, chunk_elems), device)
+        P.project(x, keys, basis, chunk_elems, fused=False)  # warm-up (b: the reference path)
+        _, t, _ = run_measured(lambda: P.project(x, keys, basis, chunk_elems, fused=False), device)
         ours[basis] = 32 * x.numel() / t
     return Rates(official=2 * x.numel() / t_a, ours=ours)
 
@@ -118,13 +122,15 @@ def calibrate(bases: list[str], device: torch.device, chunk_elems: int) -> Rates
 def predicted_seconds(d: int, K: int, bases: list[str], rates: Rates, official_s: float, repeats: int) -> float:
     """(a) capped at official_s, and per basis 2 x repeats passes of (b) + 3 floor candidates."""
     a = min(official_s, 2 * K * d / rates.official) + 2 * d / rates.official  # >= 1 seed
-    return a + sum((2 * repeats + 3) * K * d / rates.ours[b] for b in bases)
+    return a + sum((4 * repeats + 3) * K * d / rates.ours[b] for b in bases)
 
 
 def _ours(blocks: list[torch.Tensor], seeds: torch.Tensor, basis: str, chunk: int, device: torch.device,
-          repeats: int = 3, clip_norm: float = 10.0) -> dict[str, Any]:
+          repeats: int = 3, clip_norm: float = 10.0, fused: bool = False) -> dict[str, Any]:
+    """(b) the reference path, or with ``fused`` (f) the fused kernels (keys as b_*)."""
     def project() -> torch.Tensor:
-        return torch.stack([P.project(x, P.stream_keys(seeds, b), basis, chunk) for b, x in enumerate(blocks)], 1)
+        return torch.stack([P.project(x, P.stream_keys(seeds, b), basis, chunk, fused=fused)
+                            for b, x in enumerate(blocks)], 1)
 
     def rebuild() -> list[torch.Tensor]:
         outs = list(torch.zeros(sum(x.numel() for x in blocks), device=device).split([x.numel() for x in blocks]))
@@ -132,7 +138,7 @@ def _ours(blocks: list[torch.Tensor], seeds: torch.Tensor, basis: str, chunk: in
             coef = torch.ones(seeds.numel(), device=device)
             v_norm = math.sqrt(out.numel() * P.basis_variance(basis, out.numel()))
             coef = coef * torch.clamp(clip_norm / (coef.abs() * v_norm + 1e-8), max=1.0)
-            P.reconstruct(coef, P.stream_keys(seeds, b), basis, out, chunk)
+            P.reconstruct(coef, P.stream_keys(seeds, b), basis, out, chunk, fused=fused)
         return outs
 
     P.release_buffers()  # the cold call's peak includes making the buffers that walks keep
@@ -182,6 +188,7 @@ def measure_point(d: int, K: int, bases: list[str], device: torch.device, chunk:
     rows = []
     for basis in bases:
         b = _ours(blocks, seeds, basis, chunk, device, repeats)
+        f = _ours(blocks, seeds, basis, chunk, device, repeats, fused=True)
         c_s, c_chunk = _floor(blocks, seeds, basis, chunk)
         b_s = b["b_project_s"] + b["b_rebuild_s"]
         row = {"d": d, "K": K, "basis": basis, "blocks": len(sizes), "status": "ok",
@@ -191,7 +198,13 @@ def measure_point(d: int, K: int, bases: list[str], device: torch.device, chunk:
                "b_project_geps": K * d / b["b_project_s"] / 1e9, "b_rebuild_geps": K * d / b["b_rebuild_s"] / 1e9,
                "c_geps": K * d / c_s / 1e9, "a_over_b": a["a_s"] / b_s, "b_over_c": b_s / (2 * c_s),
                "peak_extra_mb": b["peak_extra_mb"], "bound_mb": 4 * (2 * chunk + d) / 2**20,
-               "a_peak_mb": a["a_peak_mb"]}
+               "a_peak_mb": a["a_peak_mb"],
+               "f_project_s": f["b_project_s"], "f_rebuild_s": f["b_rebuild_s"],
+               "f_project_geps": K * d / f["b_project_s"] / 1e9, "f_rebuild_geps": K * d / f["b_rebuild_s"] / 1e9,
+               "f_project_over_b": b["b_project_s"] / f["b_project_s"],
+               "f_rebuild_over_b": b["b_rebuild_s"] / f["b_rebuild_s"],
+               "a_over_f": a["a_s"] / (f["b_project_s"] + f["b_rebuild_s"]),
+               "f_peak_extra_mb": f["peak_extra_mb"]}
         row["mem_ok"] = bool(row["peak_extra_mb"] < row["bound_mb"]) if math.isfinite(row["peak_extra_mb"]) else None
         if basis == "trunc_normal":  # the official law: must agree with (a)
             row["agree"], row["agree_z"] = agreement(za, _normalised(b["coords"], blocks), a["rho"], b["rho"], max(sizes))

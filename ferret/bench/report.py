@@ -48,6 +48,9 @@ def projection_figure(rows: list[dict[str, Any]], out: Path, name: str = "bench_
             g = g.sort_values("K")
             line = ax.plot(g["K"], g["b_s"], "-s", label=f"(b) ferret-bench, {basis}")[0]
             ax.plot(g["K"], 2 * g["c_s"], ":", color=line.get_color(), label=f"(c) 2 x RNG floor, {basis}")
+            if "f_project_s" in g:
+                ax.plot(g["K"], g["f_project_s"] + g["f_rebuild_s"], "--^", color=line.get_color(),
+                        label=f"(f) fused, {basis}")
         ax.set(xscale="log", yscale="log", xlabel="K (seeds)", ylabel="project + rebuild (s)", title=f"d = {d:.0e}")
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].legend(fontsize=7)

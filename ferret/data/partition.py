@@ -21,18 +21,17 @@ seed and a tag path, so partitions are identical across processes and machines.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Hashable, Sequence
 
 import numpy as np
 
 from ferret.data.types import DataError
+from ferret.seeding import seed64
 
 
 def rng(*parts: object) -> np.random.Generator:
     """A NumPy generator seeded from the root seed and a tag path (never Python's salted hash)."""
-    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+    return np.random.default_rng(seed64(*parts))
 
 
 def task_partition(labels: Sequence[Hashable]) -> tuple[list[Hashable], list[list[int]]]:

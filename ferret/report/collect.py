@@ -2,8 +2,10 @@
 
 Each row is one round of one run, with the run's grid values (experiment, method, model, data
 set, num_clients, K, seed, ...) and its status from run.json. A run folder without a readable
-run.json, or whose status is neither ``ok`` nor ``diverged``, is reported and skipped, so a run
-that crashed mid-write can never pass for a finished one.
+run.json, or whose status is neither ``ok``, ``diverged`` nor ``failed``, is reported and skipped,
+so a run that crashed mid-write or was interrupted can never pass for a finished one. A failed run
+keeps the rows it finished (one identity row when it finished none) with status ``failed``, so the
+tables can mark it as they mark diverged runs.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def _run_frame(folder: Path) -> pd.DataFrame | None:
     except (OSError, ValueError, KeyError) as e:
         print(f"collect: skipping {folder}: no valid run.json ({e})", file=sys.stderr)
         return None
-    if status not in ("ok", "diverged"):
+    if status not in ("ok", "diverged", "failed"):
         print(f"collect: skipping {folder}: status {status}", file=sys.stderr)
         return None
     try:
@@ -37,6 +39,9 @@ def _run_frame(folder: Path) -> pd.DataFrame | None:
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         print(f"collect: skipping {folder}: unreadable metrics.csv ({e})", file=sys.stderr)
         return None
+    if frame.empty and status == "failed":
+        frame = pd.DataFrame([{"run_id": record.get("run_id"), "method": config.get("method")}],
+                             columns=frame.columns)
     grid = {k: config.get(k) for k in GRID_COLUMNS if k != "method"}
     frame = frame.assign(**grid, status=status)
     return frame

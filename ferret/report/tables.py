@@ -2,7 +2,7 @@
 
 * Main table (Table 1 shape): one row per method configuration; per data set / model three
   columns: final Rouge-L (%) and final eval loss, each mean ± std over seeds (n = number of
-  seeds), and the paper's Rouge-L (``table1_rouge_l.csv``; "n/a" where it gives none).
+  seeds), and the paper's Rouge-L (``table{2,3,9}_rouge_l.csv``; "n/a" where it gives none).
 * Cost table: per configuration, per-round local compute and encode seconds per client,
   aggregation seconds per round, bytes up and down per client per round, total bytes of the
   run, and the rounds needed to reach a target eval loss (default: the highest final eval loss
@@ -64,24 +64,28 @@ def _main_cell(runs: pd.DataFrame) -> str:
     """Mean ± std over the runs that finished; diverged runs (status from run.json) are left out
     of the mean, since their last row is not a final result, and counted in the cell."""
     diverged = runs["status"].eq("diverged") if "status" in runs else pd.Series(False, index=runs.index)
-    text = _mean_std(runs.loc[~diverged, "rouge_l"], scale=100.0)
-    return text + (f" [{int(diverged.sum())} diverged]" if diverged.any() else "")
+    failed = runs["status"].eq("failed") if "status" in runs else pd.Series(False, index=runs.index)
+    text = _mean_std(runs.loc[~diverged & ~failed, "rouge_l"], scale=100.0)
+    return (text + (f" [{int(diverged.sum())} diverged]" if diverged.any() else "")
+            + (f" [{int(failed.sum())} failed]" if failed.any() else ""))
 
 
 def _loss_cell(runs: pd.DataFrame) -> str:
     """Final eval loss mean ± std over the runs that finished (diverged ones as in _main_cell)."""
-    finished = runs[~runs["status"].eq("diverged")] if "status" in runs else runs
+    finished = runs[~runs["status"].isin(["diverged", "failed"])] if "status" in runs else runs
     return _mean_std(finished["eval_loss"], digits=3)
 
 
 def read_reference(folder: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(claims, Table 1 Rouge-L) from the reference folder; empty frames when it is absent."""
+    """(claims, the paper's Rouge-L cells of Tables 2, 3 and 9) from the reference folder; empty
+    frames when it is absent."""
     folder = REFERENCE if folder is None else Path(folder)
     claims = folder / "claims.csv"
-    table1 = folder / "table1_rouge_l.csv"
-    return (pd.read_csv(claims) if claims.is_file() else pd.DataFrame(columns=["claim", "baseline", "paper_value"]),
-            pd.read_csv(table1) if table1.is_file() else pd.DataFrame(
-                columns=["dataset", "model", "method", "rouge_l_mean", "rouge_l_std"]))
+    tables = [pd.read_csv(f) for f in (folder / f"table{n}_rouge_l.csv" for n in (2, 3, 9)) if f.is_file()]
+    rouge = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(
+        columns=["dataset", "model", "method", "rouge_l_mean", "rouge_l_std"])
+    return (pd.read_csv(claims, dtype={"paper_value": str}) if claims.is_file()
+            else pd.DataFrame(columns=["claim", "baseline", "paper_value"]), rouge)
 
 
 def _paper_cell(table1: pd.DataFrame, dataset: str, model: str, method: str) -> str:
@@ -135,6 +139,14 @@ def _compute_ratio(base: pd.DataFrame, ours: pd.DataFrame) -> float:
     return _per_round(base, ["t_local_s", "t_encode_s"], True) / _per_round(ours, ["t_local_s", "t_encode_s"], True)
 
 
+def _local_ratio(base: pd.DataFrame, ours: pd.DataFrame) -> float:
+    return _per_round(base, ["t_local_s"], True) / _per_round(ours, ["t_local_s"], True)
+
+
+def _aggregation_ratio(base: pd.DataFrame, ours: pd.DataFrame) -> float:
+    return _per_round(base, ["t_aggregate_s"], False) / _per_round(ours, ["t_aggregate_s"], False)
+
+
 def _bytes_ratio(base: pd.DataFrame, ours: pd.DataFrame) -> float:
     cols = ["uplink_bytes_per_client", "downlink_bytes_per_client"]
     return _per_round(base, cols, False) / _per_round(ours, cols, False)
@@ -166,6 +178,8 @@ def _points(value: float) -> str:
 # rows), how the value is printed)
 MEASURES: dict[str, tuple[Callable[[pd.DataFrame, pd.DataFrame], float], Callable[[float], str]]] = {
     "computation": (_compute_ratio, _times),
+    "local": (_local_ratio, _times),
+    "aggregation": (_aggregation_ratio, _times),
     "rounds": (_rounds_ratio, _times),
     "communication": (_bytes_ratio, _times),
     "score": (_score_gap, _points),
@@ -178,14 +192,15 @@ def claims_table(df: pd.DataFrame, reference: Path | None = None, method: str = 
     rows = []
     for _, claim in claims.iterrows():
         measure, show = MEASURES.get(claim["claim"], (None, _times))
-        paper = claim.get("paper_value")
-        paper_cell = show(float(paper)) if not pd.isna(paper) else str(claim.get("paper_text", "–"))
+        paper = claim.get("paper_value")  # as printed: "6.0", "10^6", or empty ("comparable")
+        paper_cell = (show(float(paper.replace("10^", "1e"))) if not pd.isna(paper)
+                      else f"{claim.get('paper_baseline_abs', '–')} vs {claim.get('paper_ferret_abs', '–')}")
         for dataset, model in sorted(set(zip(df["dataset"], df["model"]))):
             here = df[(df["dataset"] == dataset) & (df["model"] == model)]
             base, ours = main_config_runs(here, claim["baseline"]), main_config_runs(here, method)
             value = measure(base, ours) if measure and not base.empty and not ours.empty else math.nan
             rows.append({"claim": claim["claim"], "vs": claim["baseline"], "setting": f"{dataset} / {model}",
-                         "paper": paper_cell, "measured": show(value), "measured as": claim.get("measured_as", "")})
+                         "paper": paper_cell, "measured": show(value), "measured as": claim.get("definition", "")})
     return pd.DataFrame(rows, columns=["claim", "vs", "setting", "paper", "measured", "measured as"]).set_index("claim")
 
 
@@ -238,7 +253,7 @@ def write_tables(df: pd.DataFrame, out: Path, target_loss: float | None = None,
     cost, target = cost_table(df, target_loss)
     tables = {"main": main_table(df, reference), "cost": cost.map(_fmt), "claims": claims_table(df, reference)}
     captions = {"main": "Final Rouge-L (%) and eval loss on held-out instances, mean ± std over seeds "
-                        "([k diverged]: runs that diverged, not in the mean), beside the paper's Rouge-L.",
+                        "([k diverged], [k failed]: runs that diverged or failed, not in the mean), beside the paper's Rouge-L.",
                 "cost": f"Cost per round; target eval loss {target:.3f}.",
                 "claims": "The paper's headline claims (Fig. 1) beside the same quantities from our runs."}
     written = {}

@@ -4,7 +4,12 @@
 # `shadow:` directive is used, so the folder outlives a killed job. Rerunning the job (after a
 # failure, or with --rerun-incomplete after Snakemake itself was killed; the local profile sets it)
 # resumes from the latest checkpoint and rewrites both outputs. A diverged run exits 0 with status
-# 'diverged' in run.json, so the other jobs and the reports go on; a failed run exits non-zero.
+# 'diverged' in run.json, so the other jobs and the reports go on. A failed run (exit 1) has
+# published run.json (status 'failed', its error) and the rows it finished: the job records that
+# status instead of failing, so collect, tables and figures still run and mark it, and Snakemake
+# keeps its run.json. Rerun it with `snakemake --forcerun <its run.json>` once the cause is fixed.
+# Anything else (bad input, an interrupted or killed run: exit 2, 128+signal) fails the job, and
+# the next workflow run resumes it from its checkpoints.
 
 
 rule train:
@@ -28,3 +33,4 @@ rule train:
         "../envs/ferret.yaml"
     shell:
         "{params.ferret} run --out {params.folder} {params.overrides} threads={threads} > {log} 2>&1"
+        " || [ $? -eq 1 ]"
