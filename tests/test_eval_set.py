@@ -19,7 +19,7 @@ def test_eval_set_ignores_seed_and_num_clients() -> None:
     base = _eval_set(seed=0, num_clients=12)
     assert len(base) == 12 * 4  # num_tasks x eval_per_task of the embedded default
     for seed in (1, 7):
-        for num_clients in (3, 12, 24):
+        for num_clients in (4, 12, 24):
             assert _eval_set(seed=seed, num_clients=num_clients) == base
     # ...while the training data do follow the seed, and eval_seed picks another set.
     cfg = lambda seed: load_config(None, [f"seed={seed}"])  # noqa: E731
