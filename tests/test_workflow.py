@@ -73,7 +73,8 @@ BAD = [
 @pytest.mark.parametrize("change,named", BAD)
 def test_bad_config_fails_validation_before_any_job(tmp_path, change, named):
     cfg = yaml.safe_load((ROOT / "workflow/configs/smoke.yaml").read_text())
-    cfg.update(yaml.safe_load(change))
+    for key, value in yaml.safe_load(change).items():  # nested like Snakemake merges config files
+        cfg[key] = {**cfg[key], **value} if isinstance(value, dict) else value
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(cfg))
     proc = _snakemake("-n", "--cores", "1", "--configfile", str(bad))
