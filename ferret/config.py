@@ -82,6 +82,9 @@ class RunConfig:
     rouge_every: int = field(default=0, metadata={"help": "Rouge-L every N rounds; 0 = before training and at the end"})
     eval_batch_size: int = field(default=16, metadata={"help": "batch size for evaluation and generation"})
     max_new_tokens: int = field(default=16, metadata={"help": "greedy generation length for Rouge-L"})
+    untuned: str = field(default="", metadata={"help": "folder of `ferret eval-untuned` for this model and eval set: "
+                                                      "round 0 is read from it instead of re-evaluated; empty = "
+                                                      "evaluate round 0 in the run"})
     # execution
     seed: int = field(default=0, metadata={"help": "root seed: sampling, data order, init and all shared seeds"})
     device: str = field(default="cpu", metadata={"help": "cpu, cuda or cuda:N"})

@@ -11,15 +11,19 @@ from rouge_score import rouge_scorer
 _SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 
 
+def rouge_l_scores(predictions: Sequence[str], references: Sequence[str]) -> list[float]:
+    """Rouge-L F-measure (0..1) of each prediction against its reference (kept per example so the
+    reports can pair two methods example by example)."""
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
+    return [_SCORER.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references)]
+
+
 def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float:
     """Mean Rouge-L F-measure (0..1) of predictions against references, as the official code
     scores its final evaluation (per example, then averaged)."""
-    if len(predictions) != len(references):
-        raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
-    if not references:
-        return float("nan")
-    scores = [_SCORER.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references)]
-    return sum(scores) / len(scores)
+    scores = rouge_l_scores(predictions, references)
+    return sum(scores) / len(scores) if scores else float("nan")
 
 
 @torch.no_grad()

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 FINISHED = ("ok", "diverged")
-OUTPUTS = ("metrics.csv", "run.json")
+OUTPUTS = ("examples.csv", "metrics.csv", "run.json")  # published in this order, run.json last
 LOCK, STAGING, REPLACED = ".lock", ".staging", "replaced"
 # Config keys that cannot change a run's numbers: a finished run under other values is still "done".
 IGNORED_KEYS = frozenset({"threads", "checkpoint_every", "wandb_mode", "wandb_project", "wandb_entity"})
@@ -168,6 +168,8 @@ class RunFolder:
             from ferret.tracking import CsvSink
 
             CsvSink(staged_csv).write()
+        if (self.staging / "examples.csv").exists():  # per-example scores; absent before round 0
+            os.replace(self.staging / "examples.csv", self.out / "examples.csv")
         os.replace(staged_csv, self.out / "metrics.csv")
         os.replace(self.staging / "run.json", self.out / "run.json")
         _fsync_dir(self.out)
