@@ -38,7 +38,8 @@ def test_main_table_is_final_rouge_mean_std_over_seeds(df):
 
 def test_main_table_has_final_eval_loss_mean_std_beside_rouge(df):
     t = tables.main_table(df)
-    assert list(t.columns) == [ROUGE, LOSS]  # the paper did not run the synthetic set: no paper column
+    # the paper did not run the synthetic set: no paper column; no per-example scores: no paired columns
+    assert list(t.columns) == [ROUGE, f"{SETTING}: Rouge-L 95% t", LOSS, f"{SETTING}: eval loss 95% t"]
     final = tables.final_rows(df)
     fedavg = final[final["method"] == "fedavg"]["eval_loss"]
     assert t.loc["fedavg", LOSS] == f"{fedavg.mean():.3f} ± {fedavg.std():.3f} (n=2)"
