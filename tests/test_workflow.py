@@ -66,7 +66,7 @@ BAD = [
     ("seeds: [0, 1]\nbogus_key: 1", "bogus_key"),
     ("settings: {rounds: 2, lerning_rate: 0.1}", "lerning_rate"),
     ("settings: {participation: 1.5}", "participation=1.5"),
-    ("settings: {train_per_client: 400}", "too few distinct instances"),  # found before any job
+    ("settings: {train_per_client: 100000}", "too few distinct instances"),  # found before any job
 ]
 
 
