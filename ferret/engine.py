@@ -12,6 +12,11 @@ Per round r = 1..R (round 0 evaluates the untuned model):
     algo.aggregate()
     evaluate every eval_every rounds (loss) / rouge_every rounds and at the end (Rouge-L)
 
+Every evaluation also writes its per-example scores to examples.csv (the reports' paired tests).
+With ``untuned=DIR`` (a ``ferret eval-untuned`` folder, ferret/untuned.py) round 0 is read from
+the shared evaluation of the untuned model instead of recomputed, when this method's model at
+init is that model.
+
 Determinism: the root seed derives the client sample, every client's batch order, the model
 init (tiny) and, inside the methods, every shared-randomness seed; the same config gives the
 same metrics.csv on the same hardware, timing columns aside.
@@ -350,11 +355,13 @@ def evaluate_untuned(cfg: RunConfig, out: Path) -> dict[str, Any]:
     model, tokenizer, _, ev = _load_base(cfg, record)
     with Timer() as t_eval:
         means, per_example = score(model, tokenizer, ev, cfg, device, loss=True, rouge=True)
+    probe = eval_losses(model, ev, cfg, tokenizer.pad_token_id, device, limit=1)[0]  # what runs recompute
     row = {"round": 0, "clients": 0, "uplink_bytes": 0, "downlink_bytes": 0, "cum_bytes": 0, **means,
            "t_eval_s": t_eval.seconds}
     out.mkdir(parents=True, exist_ok=True)
     CsvSink(out / untuned.EXAMPLES, [{"round": 0, **e} for e in per_example], columns=EXAMPLE_COLUMNS)
-    record = {"identity": untuned.identity(cfg.to_dict(), ev.examples), "row": row, "model": record["model"],
+    record = {"identity": untuned.identity(cfg.to_dict(), ev.examples), "row": row, "probe_loss": probe,
+              "model": record["model"],
               **environment_info(device)}
     write_json(out / untuned.RECORD, record)  # last: its presence means the folder is complete
     return record
@@ -384,9 +391,9 @@ def _finish(record: dict[str, Any], folder: RunFolder, t_start: float, error: Ba
 def _federate(cfg: RunConfig, algo: Algorithm, model: torch.nn.Module, tokenizer: Any,
               clients: list[list[dict[str, list[int]]]], ev: EvalSet, sinks: list[CsvSink | WandbSink],
               run_id: str, device: torch.device, *, out: Path, resumed: checkpoint.Checkpoint | None = None,
-              extra: dict[str, Any] | None = None, shared: tuple[dict, list[dict]] | None = None) -> dict[str, Any]:
+              extra: dict[str, Any] | None = None, shared: tuple[dict, list[dict], float] | None = None) -> dict[str, Any]:
     """The rounds after ``resumed`` (all of them without), checkpointing every ``checkpoint_every``.
-    ``shared``: the untuned evaluation's (round-0 row, per-example rows) (ferret/untuned.py)."""
+    ``shared``: the untuned evaluation's (round-0 row, per-example rows, probe loss) (ferret/untuned.py)."""
     extra = extra if extra is not None else {}
     pad_id = tokenizer.pad_token_id
     weights = [1.0 if cfg.equal_weight else float(len(c)) for c in clients]
@@ -422,13 +429,14 @@ def _federate(cfg: RunConfig, algo: Algorithm, model: torch.nn.Module, tokenizer
         if not math.isfinite(row.get("eval_loss", 0.0)):
             raise DivergedError(f"eval loss is {row['eval_loss']} at round {round_}", round_)
 
-    def shared_round0(row: dict[str, Any], shared_row: dict[str, Any], shared_examples: list[dict]) -> bool:
-        """Round 0 from the shared untuned evaluation, when this run's model at init is that model."""
+    def shared_round0(row: dict[str, Any], shared_row: dict[str, Any], shared_examples: list[dict],
+                      probe: float) -> bool:
+        """Round 0 from the shared untuned evaluation, when this run's model at init is that model:
+        the first eval example's loss, alone in a batch, must equal the untuned model's exactly."""
         with Timer() as t_check:
             algo.load_global(model)
-            n = min(cfg.eval_batch_size, len(ev.examples))
-            mine = eval_losses(model, ev, cfg, pad_id, device, limit=n)
-        if mine != [e["eval_loss"] for e in shared_examples[:n]]:
+            mine = eval_losses(model, ev, cfg, pad_id, device, limit=1)[0]
+        if mine != probe:
             print(f"ferret: {run_id}: this method's model at init differs from the untuned model of "
                   f"{cfg.untuned}; evaluating round 0 here", file=sys.stderr, flush=True)
             extra["round0"] = "own: the model at init differs from the base model"

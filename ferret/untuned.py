@@ -11,7 +11,8 @@ method, seed and client count of a grid: ``ferret eval-untuned`` computes them o
 and ``ferret run untuned=<folder>`` takes its round-0 row from there. The run checks, before it
 uses the folder, that the identity matches its own (model, dtype, device, eval settings and the
 hash of the eval set's contents) — a mismatch is a wiring error — and that its own model at
-round 0 gives exactly the stored per-example losses on the first eval batch; a method whose
+round 0 gives exactly the stored loss of the first eval example alone in a batch (the probe:
+cheap, and bit-exact for the same weights); a method whose
 model at init differs from the base model (prompt tuning prepends virtual tokens) fails that check
 and evaluates round 0 itself.
 """
@@ -57,8 +58,8 @@ def identity(config: dict[str, Any], eval_examples: Sequence[Example]) -> dict[s
             "eval_examples": len(eval_examples)}
 
 
-def load(folder: Path, config: dict[str, Any], eval_examples: Sequence[Example]) -> tuple[dict, list[dict]]:
-    """(round-0 row, per-example rows) of ``folder``, after checking it was made for this eval."""
+def load(folder: Path, config: dict[str, Any], eval_examples: Sequence[Example]) -> tuple[dict, list[dict], float]:
+    """(round-0 row, per-example rows, probe loss) of ``folder``, after checking it was made for this eval."""
     try:
         record = json.loads((folder / RECORD).read_text())
         with open(folder / EXAMPLES, newline="") as f:
@@ -73,7 +74,7 @@ def load(folder: Path, config: dict[str, Any], eval_examples: Sequence[Example])
         if theirs.get("eval_set") != mine["eval_set"]:
             changed.append("eval set contents")
         raise ConfigError(f"untuned={folder}: made for another evaluation (differs in {', '.join(changed)})")
-    return record["row"], [_typed(row) for row in examples]
+    return record["row"], [_typed(row) for row in examples], float(record["probe_loss"])
 
 
 def _typed(row: dict[str, str]) -> dict[str, Any]:

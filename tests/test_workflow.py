@@ -56,8 +56,9 @@ def test_dry_run_lists_every_job_of_the_grid(name):
     # smoke: 9 methods x 2 seeds + 3 new K values + 2 new client counts
     assert n_train == {"default": 22, "smoke": 23}[name]
     assert counts["prepare_model"] == 1 and counts["collect"] == 1 and counts["tables"] == 1
+    assert counts["eval_untuned"] == 1  # one model, one data set, one eval set: round 0 evaluated once
     assert counts["figure"] == 5
-    assert counts["total"] == n_train + 9  # + prepare, collect, tables, 5 figures, all
+    assert counts["total"] == n_train + 10  # + prepare, untuned, collect, tables, 5 figures, all
 
 
 BAD = [

@@ -3,6 +3,7 @@ import itertools
 import re
 import shlex
 import sys
+from types import SimpleNamespace  # a train job's wildcards, for an eval_untuned job
 
 import yaml
 from snakemake.utils import validate
@@ -120,6 +121,31 @@ def run_runtime(wildcards):
 
 def run_files(name):
     return [f"{RUNS}/{rid}/{name}" for rid in GRID]
+
+
+def _untuned_folders():
+    """run id -> its untuned-evaluation folder (results/untuned/<key>, ferret/untuned.py), and
+    folder key -> one grid point that names it (the eval_untuned job runs with its settings)."""
+    from ferret.config import load_config
+    from ferret.untuned import folder_key
+
+    folders, points = {}, {}
+    for rid, point in GRID.items():
+        key = folder_key(load_config(None, shlex.split(run_overrides(point))).to_dict())
+        folders[rid] = f"results/untuned/{key}"
+        points.setdefault(key, point)
+    return folders, points
+
+
+UNTUNED, UNTUNED_POINTS = _untuned_folders()
+
+
+def untuned_model_marker(wildcards):
+    return model_marker(SimpleNamespace(run_id=run_id(UNTUNED_POINTS[wildcards.key])))
+
+
+def untuned_gpus(wildcards):
+    return gpus(SimpleNamespace(run_id=run_id(UNTUNED_POINTS[wildcards.key])))
 
 
 def final_outputs():
