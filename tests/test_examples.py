@@ -24,10 +24,11 @@ def _cfg(**extra: object):
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
-    """One untuned evaluation, two Ferret seeds and one prompt-tuning run reading it."""
+    """One untuned evaluation, two Ferret seeds, a LoRA run and a prompt-tuning run reading it."""
     root = tmp_path_factory.mktemp("shared")
     engine.evaluate_untuned(_cfg(), root / "untuned")
-    for name, extra in {"s0": {"seed": 0}, "s1": {"seed": 1}, "prompt": {"method": "fedprompt"}}.items():
+    for name, extra in {"s0": {"seed": 0}, "s1": {"seed": 1}, "lora": {"method": "fedit"},
+                        "prompt": {"method": "fedprompt"}}.items():
         engine.run(_cfg(untuned=str(root / "untuned"), run_id=name, **extra), root / name)
     return root
 
@@ -49,7 +50,7 @@ def test_seeds_share_the_untuned_round_0_to_every_digit(shared):
     for column in ("eval_loss", "rouge_l"):
         assert rows["s0"].loc[0, column] == rows["s1"].loc[0, column] == untuned[column]
     assert rows["s0"].loc[2, "train_loss"] != rows["s1"].loc[2, "train_loss"]  # the runs themselves differ
-    for n in ("s0", "s1"):
+    for n in ("s0", "s1", "lora"):  # LoRA starts with B = 0: the base model exactly
         assert json.loads((shared / n / "run.json").read_text())["final"]["round0"].startswith("shared")
 
 
@@ -73,3 +74,14 @@ def test_collect_gathers_examples_with_grid_values(shared):
     assert set(df["run_id"]) == {"s0", "s1", "prompt"}
     assert {"seed", "K", "num_clients", "dataset", "model"} <= set(df.columns)
     assert len(df) == 3 * 2 * 4  # 3 runs x rounds {0, 2} x 4 examples
+
+
+def test_eval_untuned_command_writes_the_folder_and_rejects_bad_input(tmp_path, capsys):
+    from ferret.cli import main
+
+    overrides = tiny_overrides(**SMALL)
+    assert main(["eval-untuned", "--out", str(tmp_path / "u"), *overrides]) == 0
+    record = json.loads((tmp_path / "u" / "untuned.json").read_text())
+    assert record["identity"]["eval_examples"] == 4 and "probe_loss" in record
+    assert main(["eval-untuned", "--out", str(tmp_path / "bad"), *overrides, "eval_per_task=0"]) == 2
+    assert "eval_per_task" in capsys.readouterr().err and not (tmp_path / "bad").exists()
