@@ -39,7 +39,8 @@ FINISHED = ("ok", "diverged")
 OUTPUTS = ("examples.csv", "metrics.csv", "run.json")  # published in this order, run.json last
 LOCK, STAGING, REPLACED = ".lock", ".staging", "replaced"
 # Config keys that cannot change a run's numbers: a finished run under other values is still "done".
-IGNORED_KEYS = frozenset({"threads", "checkpoint_every", "wandb_mode", "wandb_project", "wandb_entity"})
+# `untuned` only says where round 0 comes from; a run uses it only when it is bit-for-bit its own.
+IGNORED_KEYS = frozenset({"threads", "checkpoint_every", "wandb_mode", "wandb_project", "wandb_entity", "untuned"})
 
 
 class OutDirError(RuntimeError):

@@ -85,3 +85,10 @@ def test_eval_untuned_command_writes_the_folder_and_rejects_bad_input(tmp_path, 
     assert record["identity"]["eval_examples"] == 4 and "probe_loss" in record
     assert main(["eval-untuned", "--out", str(tmp_path / "bad"), *overrides, "eval_per_task=0"]) == 2
     assert "eval_per_task" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_where_round_0_came_from_does_not_make_a_finished_run_another_config(shared):
+    from ferret.outdir import AlreadyDone
+
+    with pytest.raises(AlreadyDone):  # s0 ran with untuned=...; the same run without it is the same run
+        engine.run(_cfg(run_id="s0", seed=0), shared / "s0")
