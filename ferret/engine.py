@@ -417,12 +417,14 @@ def _federate(cfg: RunConfig, algo: Algorithm, model: torch.nn.Module, tokenizer
 
     def evaluate(round_: int, row: dict[str, Any]) -> None:
         final = round_ == cfg.rounds
+        loss = round_ == 0 or final or round_ % cfg.eval_every == 0
+        rouge = round_ == 0 or final or bool(cfg.rouge_every and round_ % cfg.rouge_every == 0)
+        means: dict[str, float] = {}
         with Timer() as t_eval:
-            algo.load_global(model)
-            means, per_example = score(
-                model, tokenizer, ev, cfg, device, loss=round_ == 0 or final or round_ % cfg.eval_every == 0,
-                rouge=round_ == 0 or final or bool(cfg.rouge_every and round_ % cfg.rouge_every == 0))
-            row.update(means)
+            if loss or rouge:  # loading the global model costs time too (FedAvg: a full copy)
+                algo.load_global(model)
+                means, per_example = score(model, tokenizer, ev, cfg, device, loss=loss, rouge=rouge)
+                row.update(means)
         row["t_eval_s"] = t_eval.seconds
         if means:
             log_examples([{"run_id": run_id, "method": cfg.method, "round": round_, **e} for e in per_example])
