@@ -1,11 +1,18 @@
-# Tables and figures: pure functions of results/all_runs.csv, one job each.
+# Tables and figures: pure functions of results/all_runs.csv, one job each. Their outputs are
+# flagged for `snakemake --report report.html` (captions in workflow/report/; the figures' PDFs
+# are left out since the report shows the PNGs).
+
+
+report: "../report/workflow.rst"
 
 
 rule tables:
     input:
         "results/all_runs.csv",
     output:
-        expand("results/tables/{table}.{ext}", table=TABLES, ext=("md", "tex")),
+        [report(f"results/tables/{table}.md", caption=f"../report/table_{table}.rst", category="Tables")
+         for table in TABLES],
+        expand("results/tables/{table}.tex", table=TABLES),
     params:
         ferret=FERRET,
         experiment=EXPERIMENT,
@@ -23,7 +30,7 @@ rule figure:
     input:
         "results/all_runs.csv",
     output:
-        png="figures/{figure}.png",
+        png=report("figures/{figure}.png", caption="../report/figure.rst", category="Figures"),
         pdf="figures/{figure}.pdf",
     params:
         ferret=FERRET,
