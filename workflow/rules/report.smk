@@ -6,6 +6,14 @@
 report: "../report/workflow.rst"
 
 
+# On a cluster these read one CSV for seconds: they run where Snakemake runs rather than as
+# scheduler jobs (each of which would start Snakemake twice and wait for a status check).
+localrules:
+    collect,
+    tables,
+    figure,
+
+
 rule tables:
     input:
         "results/all_runs.csv",
