@@ -1,4 +1,5 @@
-"""`snakemake --report`: one self-contained HTML file with every table and figure and its caption."""
+"""`snakemake --report`: one self-contained HTML file with every table and figure and its caption,
+built from the session's smoke workflow (shared with tests/test_slurm.py, to run the grid once)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,18 @@ import time
 import pytest
 
 from ferret.report.figures import FIGURES
-from workflow_copy import copy_workflow, reduced_smoke, snakemake
+from workflow_copy import snakemake
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    folder = copy_workflow(tmp_path_factory.mktemp("report"), reduced_smoke("report"))
+def report(slurm_smoke):
+    """The report of the session's smoke workflow (tests/slurm_smoke.py: run once, on SLURM)."""
+    folder = slurm_smoke.folder
+    assert slurm_smoke.pass2[0] == 0, slurm_smoke.pass2[1][-3000:]
     t0 = time.monotonic()
-    proc = snakemake(folder, "--cores", "2")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    t1 = time.monotonic()
     proc = snakemake(folder, "--report", "report.html")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    print(f"grid {t1 - t0:.0f} s, report {time.monotonic() - t1:.0f} s")
+    print(f"snakemake --report: {time.monotonic() - t0:.0f} s")
     return folder, (folder / "report.html").read_text()
 
 
