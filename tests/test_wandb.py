@@ -15,7 +15,7 @@ import pytest
 
 from ferret.config import load_config
 from ferret.engine import run
-from ferret.tracking import X_AXES, log_report, resolve_wandb_mode
+from ferret.tracking import X_AXES, WandbSink, log_report, resolve_wandb_mode
 
 from conftest import tiny_overrides
 
@@ -128,6 +128,17 @@ def test_charts_plot_against_round_with_bytes_and_wall_clock_as_x_axes(offline_r
     assert {"round", "cum_bytes", "elapsed_s"} == set(X_AXES)
     (default_axis,) = [m for m in metrics if m.get("glob_name") == "*"]
     assert default_axis["step_metric"] == "round"
+
+
+def test_a_resumed_run_continues_the_wall_clock_axis(no_key, tmp_path):
+    before = [{"round": 0, "t_round_s": None}, {"round": 1, "t_round_s": 2.5}]  # a checkpoint's rows
+    sink = WandbSink(mode="offline", project="", entity="", group="g", job_type="ferret", name="r",
+                     config={}, folder=tmp_path, run_key="resumed1", rows=before)
+    sink.log({"round": 2, "t_round_s": 1.25, "cum_bytes": 10})
+    sink.finish({}, "ok")
+    (offline,) = (tmp_path / "wandb").glob("offline-run-*")
+    (item,) = [h["item"] for h in of_type(read_back(offline), "history")]
+    assert (item["round"], item["elapsed_s"]) == (2, 3.75)
 
 
 def test_report_run_carries_its_tables_and_figures(no_key, tmp_path):

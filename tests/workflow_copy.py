@@ -1,4 +1,4 @@
-"""A copy of the workflow with a reduced smoke grid (tests/test_snakemake_report.py, tests/test_slurm.py).
+"""A copy of the workflow with a reduced smoke grid (tests/slurm_smoke.py).
 
 Two methods, one seed, three rounds of the tiny model: every rule of the workflow runs (prepare,
 train, collect, tables, figures) in about a minute on two cores. The grid becomes the copy's
