@@ -9,6 +9,10 @@ set -euo pipefail
 
 install() {
     if command -v slurmctld >/dev/null && command -v munged >/dev/null; then return 0; fi
+    if [ "$(id -u)" != 0 ]; then
+        echo "slurm_single_node.sh: slurm-wlm and munge are not installed, and apt-get needs root" >&2
+        return 1
+    fi
     # No systemd here: keep the packages' maintainer scripts from trying to start services.
     local policy=/usr/sbin/policy-rc.d created=""
     if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; created=1; fi
@@ -89,7 +93,8 @@ CONF
 }
 
 stop() {
-    local state=$1 name pid
+    local state name pid
+    state=$(cd "$1" && pwd)
     for name in slurmd slurmctld munged; do
         [ -f "$state/$name.pid" ] || continue
         pid=$(cat "$state/$name.pid")
@@ -98,6 +103,7 @@ stop() {
         kill -9 "$pid" 2>/dev/null || true
         rm -f "$state/$name.pid"
     done
+    if [ "$(readlink /etc/slurm/slurm.conf 2>/dev/null)" = "$state/slurm.conf" ]; then rm -f /etc/slurm/slurm.conf; fi
 }
 
 case "${1:-}" in
