@@ -6,7 +6,7 @@ rule collect:
         metrics=run_files("metrics.csv"),
         records=run_files("run.json"),
     output:
-        "results/all_runs.csv",
+        report("results/all_runs.csv", caption="../report/all_runs.rst", category="Data"),
     params:
         ferret=FERRET,
         folders=[f"{RUNS}/{rid}" for rid in GRID],
