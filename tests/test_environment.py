@@ -63,3 +63,12 @@ def test_installs_the_project_with_its_test_and_slurm_extras():
     pip = _pip_lines(_environment())
     editable = [line for line in pip if line.startswith("-e ")]
     assert editable == ["-e .[test,slurm]"]
+
+
+def test_the_rules_conda_env_takes_the_same_route():
+    env = yaml.safe_load((ROOT / "workflow/envs/ferret.yaml").read_text())
+    assert env["channels"] == ["conda-forge"]
+    pip = _pip_lines(env)
+    constraints = _pins((ROOT / "constraints-cpu.txt").read_text().splitlines())
+    assert _pins(pip)["torch"] == constraints["torch"]
+    assert "-c ../../constraints-cpu.txt" in pip  # relative to workflow/envs/, as conda resolves it
