@@ -324,7 +324,8 @@ def run(cfg: RunConfig, out: Path, *, force: bool = False) -> dict[str, Any]:
             sinks: list[CsvSink | WandbSink] = [CsvSink(stage / "metrics.csv", resumed.rows if resumed else ())]
             wandb_sink = WandbSink(mode=record["wandb_mode"], project=cfg.wandb_project,
                                    entity=cfg.wandb_entity, group=cfg.experiment, job_type=cfg.method, name=run_id,
-                                   config=cfg.to_dict(), folder=out, run_key=extra["wandb_id"])
+                                   config=cfg.to_dict(), folder=out, run_key=extra["wandb_id"],
+                                   rows=resumed.rows if resumed else ())
             sinks.append(wandb_sink)
             summary = _federate(cfg, algo, model, tokenizer, clients, ev, sinks, run_id, device,
                                 out=out, resumed=resumed, extra=extra, shared=shared)

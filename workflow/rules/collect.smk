@@ -7,7 +7,7 @@ rule collect:
         metrics=run_files("metrics.csv"),
         records=run_files("run.json"),
     output:
-        runs="results/all_runs.csv",
+        runs=report("results/all_runs.csv", caption="../report/all_runs.rst", category="Data"),
         examples="results/all_examples.csv",
     params:
         ferret=FERRET,

@@ -140,12 +140,27 @@ def _untuned_folders():
 UNTUNED, UNTUNED_POINTS = _untuned_folders()
 
 
-def untuned_model_marker(wildcards):
-    return model_marker(SimpleNamespace(run_id=run_id(UNTUNED_POINTS[wildcards.key])))
+
+
+def _untuned_as_run(wildcards):
+    """An eval_untuned job's wildcards as those of a train job of its model (for the helpers above)."""
+    return SimpleNamespace(run_id=run_id(UNTUNED_POINTS[wildcards.key]))
 
 
 def untuned_gpus(wildcards):
-    return gpus(SimpleNamespace(run_id=run_id(UNTUNED_POINTS[wildcards.key])))
+    return gpus(_untuned_as_run(wildcards))
+
+
+def untuned_mem_mb(wildcards):
+    return run_mem_mb(_untuned_as_run(wildcards))
+
+
+def untuned_runtime(wildcards):
+    return run_runtime(_untuned_as_run(wildcards))
+
+
+def untuned_model_marker(wildcards):
+    return model_marker(_untuned_as_run(wildcards))
 
 
 def final_outputs():

@@ -31,6 +31,9 @@ rule eval_untuned:
         "logs/untuned/{key}.log",
     threads: config.get("threads_per_run", 1)
     resources:
+        # the same model in memory as its runs, so the same request (mem_mb, runtime, gpu)
+        mem_mb=untuned_mem_mb,
+        runtime=untuned_runtime,
         gpu=untuned_gpus,
     wildcard_constraints:
         key="[A-Za-z0-9_.-]+",
@@ -56,6 +59,10 @@ rule train:
         f"logs/train/{EXPERIMENT}/{{run_id}}.log",
     threads: config.get("threads_per_run", 1)
     resources:
+        # From the grid's model_settings.<model>.resources (common.smk): the SLURM profile passes
+        # them to sbatch (--mem, --time, --gpus); locally only gpu counts, against --resources gpu=N.
+        mem_mb=run_mem_mb,
+        runtime=run_runtime,
         gpu=gpus,
     wildcard_constraints:
         run_id="[A-Za-z0-9_.-]+",
