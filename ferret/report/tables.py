@@ -201,39 +201,34 @@ def main_config_runs(df: pd.DataFrame, method: str) -> pd.DataFrame:
     return rows[(rows["K"] == k) & (rows["num_clients"] == n)]
 
 
-def _per_round(runs: pd.DataFrame, columns: list[str], per_client: bool) -> float:
-    trained = runs[runs["round"] >= 1]
-    values = trained[columns].sum(axis=1, min_count=1)
-    return float((values / trained["clients"] if per_client else values).mean())
+def _trained(run: pd.DataFrame) -> pd.DataFrame:
+    return run[run["round"] >= 1]
 
 
-def _compute_ratio(base: pd.DataFrame, ours: pd.DataFrame) -> float:
-    return _per_round(base, ["t_local_s", "t_encode_s"], True) / _per_round(ours, ["t_local_s", "t_encode_s"], True)
+def _local_s(run: pd.DataFrame) -> float:
+    t = _trained(run)  # local update incl. the client's encoding (Ferret's projection), per client
+    return float(((t["t_local_s"].fillna(0) + t["t_encode_s"].fillna(0)) / t["clients"]).mean())
 
 
-def _local_ratio(base: pd.DataFrame, ours: pd.DataFrame) -> float:
-    return _per_round(base, ["t_local_s"], True) / _per_round(ours, ["t_local_s"], True)
+def _aggregation_s(run: pd.DataFrame) -> float:
+    return float(_trained(run)["t_aggregate_s"].mean())
 
 
-def _aggregation_ratio(base: pd.DataFrame, ours: pd.DataFrame) -> float:
-    return _per_round(base, ["t_aggregate_s"], False) / _per_round(ours, ["t_aggregate_s"], False)
+def _overall_s(run: pd.DataFrame) -> float:
+    return _local_s(run) + _aggregation_s(run)  # App. C.2: overall = local + aggregation
 
 
-def _bytes_ratio(base: pd.DataFrame, ours: pd.DataFrame) -> float:
-    cols = ["uplink_bytes_per_client", "downlink_bytes_per_client"]
-    return _per_round(base, cols, False) / _per_round(ours, cols, False)
+def _rounds_run(run: pd.DataFrame) -> float:
+    return float(run["round"].max())  # Fig. 1 / App. C.2 count the rounds RUN, not rounds to a target
 
 
-def _rounds_ratio(base: pd.DataFrame, ours: pd.DataFrame) -> float:
-    # The target is the eval loss both reach: the higher of their mean final losses.
-    target = max(final_rows(base)["eval_loss"].mean(), final_rows(ours)["eval_loss"].mean())
-    rounds = [pd.Series([rounds_to_target(r, target) for _, r in runs.groupby("run_id")]).mean(skipna=False)
-              for runs in (base, ours)]
-    return rounds[0] / rounds[1] if rounds[1] else math.nan
+def _params_per_round(run: pd.DataFrame) -> float:
+    t = _trained(run)  # the paper's unit: 16-bit parameters, up + down, per client; ours measured bytes / 2
+    return float((t["uplink_bytes_per_client"].fillna(0) + t["downlink_bytes_per_client"].fillna(0)).mean()) / 2.0
 
 
-def _score_gap(base: pd.DataFrame, ours: pd.DataFrame) -> float:
-    return 100.0 * (final_rows(ours)["rouge_l"].mean() - final_rows(base)["rouge_l"].mean())
+def _final_rouge(run: pd.DataFrame) -> float:
+    return 100.0 * float(final_rows(run)["rouge_l"].iloc[0])
 
 
 def _times(value: float) -> str:
@@ -246,34 +241,68 @@ def _points(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:+.1f} pts"
 
 
-# claim key (results/reference/claims.csv) -> (how our runs measure it from (baseline rows, Ferret
-# rows), how the value is printed)
-MEASURES: dict[str, tuple[Callable[[pd.DataFrame, pd.DataFrame], float], Callable[[float], str]]] = {
-    "computation": (_compute_ratio, _times),
-    "local": (_local_ratio, _times),
-    "aggregation": (_aggregation_ratio, _times),
-    "rounds": (_rounds_ratio, _times),
-    "communication": (_bytes_ratio, _times),
-    "score": (_score_gap, _points),
+def _abs(iv: stats.Interval) -> str:
+    if iv.n == 0:
+        return "–"
+    fmt = (lambda v: f"{v:.3g}")
+    return fmt(iv.mean) + (f" [{fmt(iv.low)}, {fmt(iv.high)}]" if iv.n >= 2 else "") + f" (n={iv.n})"
+
+
+# claim key (results/reference/claims.csv) -> (the per-run quantity, by the paper's definition;
+# True when the claim is a ratio baseline / Ferret, False for a difference Ferret - baseline)
+MEASURES: dict[str, tuple[Callable[[pd.DataFrame], float], bool]] = {
+    "computation": (_overall_s, True),
+    "local": (_local_s, True),
+    "aggregation": (_aggregation_s, True),
+    "rounds": (_rounds_run, True),
+    "communication": (_params_per_round, True),
+    "score": (_final_rouge, False),
 }
 
 
+def _per_run(runs: pd.DataFrame, quantity: Callable[[pd.DataFrame], float]) -> stats.Interval:
+    finished = runs[~runs["status"].isin(["diverged", "failed"])] if "status" in runs else runs
+    return stats.t_interval([quantity(run) for _, run in finished.groupby("run_id")])
+
+
+def _direction(ratio_claim: bool, base: stats.Interval, ours: stats.Interval, value: float) -> str:
+    """Whether our runs point the way the paper's claim does (Ferret cheaper; or 'comparable')."""
+    if math.isnan(value):
+        return "–"
+    if ratio_claim:
+        if value > 1 and not (base.n >= 2 and ours.n >= 2 and base.low <= ours.high):
+            return "yes"
+        return "yes (intervals overlap)" if value > 1 else "no"
+    overlap = base.n >= 2 and ours.n >= 2 and base.low <= ours.high and ours.low <= base.high
+    return "yes (intervals overlap)" if overlap else ("yes (Ferret higher)" if value > 0 else "no")
+
+
 def claims_table(df: pd.DataFrame, reference: Path | None = None, method: str = "ferret") -> pd.DataFrame:
-    """The paper's headline claims beside the same quantities from our runs, per data set / model."""
+    """The paper's headline claims beside the same quantities from our runs, per data set / model:
+    both sides' absolute numbers (ours: mean [95% t interval over seeds]) and the ratio or difference."""
     claims, _ = read_reference(reference)
     rows = []
     for _, claim in claims.iterrows():
-        measure, show = MEASURES.get(claim["claim"], (None, _times))
+        quantity, ratio_claim = MEASURES[claim["claim"]]
+        show = _times if ratio_claim else _points
         paper = claim.get("paper_value")  # as printed: "6.0", "10^6", or empty ("comparable")
-        paper_cell = (show(float(paper.replace("10^", "1e"))) if not pd.isna(paper)
-                      else f"{claim.get('paper_baseline_abs', '–')} vs {claim.get('paper_ferret_abs', '–')}")
+        paper_cell = show(float(paper.replace("10^", "1e"))) if not pd.isna(paper) else "comparable"
         for dataset, model in sorted(set(zip(df["dataset"], df["model"]))):
             here = df[(df["dataset"] == dataset) & (df["model"] == model)]
-            base, ours = main_config_runs(here, claim["baseline"]), main_config_runs(here, method)
-            value = measure(base, ours) if measure and not base.empty and not ours.empty else math.nan
+            base_runs, our_runs = main_config_runs(here, claim["baseline"]), main_config_runs(here, method)
+            base, ours = _per_run(base_runs, quantity), _per_run(our_runs, quantity)
+            value = math.nan
+            if base.n and ours.n:
+                value = (base.mean / ours.mean if ours.mean else math.nan) if ratio_claim else ours.mean - base.mean
             rows.append({"claim": claim["claim"], "vs": claim["baseline"], "setting": f"{dataset} / {model}",
-                         "paper": paper_cell, "measured": show(value), "measured as": claim.get("definition", "")})
-    return pd.DataFrame(rows, columns=["claim", "vs", "setting", "paper", "measured", "measured as"]).set_index("claim")
+                         "paper": paper_cell, "paper baseline": claim.get("paper_baseline_abs", "–"),
+                         "paper Ferret": claim.get("paper_ferret_abs", "–"),
+                         "ours baseline": _abs(base), "ours Ferret": _abs(ours), "measured": show(value),
+                         "direction holds": _direction(ratio_claim, base, ours, value),
+                         "measured as": claim.get("definition", "")})
+    columns = ["claim", "vs", "setting", "paper", "paper baseline", "paper Ferret", "ours baseline",
+               "ours Ferret", "measured", "direction holds", "measured as"]
+    return pd.DataFrame(rows, columns=columns).set_index("claim")
 
 
 def rounds_to_target(run: pd.DataFrame, target: float) -> float:
@@ -324,8 +353,12 @@ def write_tables(df: pd.DataFrame, out: Path, target_loss: float | None = None,
     """Write main, cost and claims tables (.md and .tex) under out/ and return the .md paths.
     ``examples`` (all_examples.csv) adds the main table's paired differences from Ferret."""
     cost, target = cost_table(df, target_loss)
+    from ferret.report import paper  # paper.py builds on this module's helpers
+
     tables = {"main": main_table(df, reference, examples), "cost": cost.map(_fmt),
-              "claims": claims_table(df, reference)}
+              "claims": claims_table(df, reference),
+              "paper_rouge": paper.rouge_comparison(df, reference).map(_fmt),
+              "paper_cost": paper.cost_comparison(df, reference).map(_fmt)}
     paired = ("Δ: Rouge-L difference from Ferret's main configuration on the same eval examples (seeds "
               "averaged per example, paired t-test over examples) with its 95% t interval; * : p < 0.05. "
               if examples is not None else "No per-example scores (all_examples.csv): no paired differences. ")
@@ -333,7 +366,14 @@ def write_tables(df: pd.DataFrame, out: Path, target_loss: float | None = None,
                         "95% Student-t interval over seeds ([k diverged], [k failed]: runs that diverged or failed, "
                         f"not in the mean). {paired}Beside the paper's Rouge-L. {main_note(df, examples)}",
                 "cost": f"Cost per round; target eval loss {target:.3f}.",
-                "claims": "The paper's headline claims (Fig. 1) beside the same quantities from our runs."}
+                "claims": "The paper's headline claims (Fig. 1, App. C.2) by its own definitions: both sides' "
+                          "absolute numbers (ours: mean [95% Student-t interval over seeds] (n runs)) and the "
+                          "ratio baseline / Ferret (difference for the score).",
+                "paper_rouge": "Final Rouge-L (%) beside the paper's (Tables 2, 3, 9), cell by cell: difference and "
+                               "verdict in units of the combined standard error sqrt(s²/n + s_paper²/n_paper).",
+                "paper_cost": "Cost per round per client in the paper's shape (Tables 4, 5, 10): seconds, parameters "
+                              "exchanged (16-bit, up + down: measured bytes / 2) and measured bytes, and multiples of "
+                              "Ferret's beside the paper's."}
     written = {}
     for name, table in tables.items():
         md = out / f"{name}.md"

@@ -16,7 +16,7 @@ EXPERIMENT = config["experiment"]
 RUNS = f"results/runs/{EXPERIMENT}"
 PREPARED_ALIASES = {"smollm2-135m", "tiny"}  # models converted or cached once by their own rule
 FIGURES = ["convergence_round", "convergence_bytes", "convergence_time", "ablation_k", "ablation_clients"]
-TABLES = ["main", "cost", "claims"]
+TABLES = ["main", "cost", "claims", "paper_rouge", "paper_cost"]
 AXES = ("method", "model", "dataset", "num_clients", "K", "seed")
 AXIS_KEYS = {"method": "methods", "model": "models", "dataset": "datasets", "num_clients": "num_clients",
              "K": "K", "seed": "seeds"}  # grid axis -> its config key
