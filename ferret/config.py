@@ -12,7 +12,6 @@ dataclass, resolved through the registry, so this module never names a method.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 import re
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ferret.hints import did_you_mean
 
 
 class ConfigError(ValueError):
@@ -144,9 +145,7 @@ def _coerce(key: str, value: Any, kind: type) -> Any:
 
 
 def _unknown_key(key: str, known: typing.Iterable[str]) -> ConfigError:
-    close = difflib.get_close_matches(key, list(known), n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return ConfigError(f"unknown config key '{key}'{hint}")
+    return ConfigError(f"unknown config key '{key}'{did_you_mean(key, known)}")
 
 
 def _parse_override(item: str) -> tuple[str, Any]:

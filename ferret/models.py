@@ -31,7 +31,6 @@ Choices:
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -45,6 +44,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ferret.hints import did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover - only for annotations
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -153,9 +154,9 @@ def check_model_name(name: str) -> None:
     if "/" not in name:
         # Bare hub names exist ("gpt2"), but one close to an alias is almost surely a typo
         # that would otherwise surface only as a slow network failure.
-        close = difflib.get_close_matches(name, list(ALIASES), n=1, cutoff=0.75)
-        if close:
-            raise ModelError(f"unknown model alias: {name} (did you mean {close[0]}?)")
+        hint = did_you_mean(name, ALIASES, cutoff=0.75)
+        if hint:
+            raise ModelError(f"unknown model alias: {name}{hint}")
 
 
 def _torch_dtype(dtype: str) -> Any:
