@@ -14,6 +14,7 @@ import dataclasses
 import importlib
 from typing import Any
 
+from ferret.coercion import coerce
 from ferret.hints import did_you_mean
 
 METHODS: dict[str, str] = {
@@ -74,11 +75,8 @@ def options_for(name: str, method_options: dict[str, Any], trust_custom_method: 
         if key not in fields:
             raise UnknownMethodError(f"unknown option method_options.{name}.{key}{did_you_mean(key, fields)}")
         kind = type(fields[key].default)
-        if kind in (int, float) and isinstance(value, str):
-            try:
-                value = kind(value)
-            except ValueError:
-                raise UnknownMethodError(f"method_options.{name}.{key}={value!r}: expected {kind.__name__}") from None
+        if kind in (int, float) and isinstance(value, str):  # YAML 1.1 reads '1e-3' as a string
+            value = coerce(f"method_options.{name}.{key}", value, kind, UnknownMethodError)
         values[key] = value
     try:
         return cls.Options(**values)
