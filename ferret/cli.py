@@ -13,7 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
-from ferret.config import ConfigError, default_config_text, describe, load_config
+from ferret.config import ConfigError, RunConfig, default_config_text, describe, load_config
 from ferret.data.types import DataError
 from ferret.models import ModelError
 from ferret.outdir import AlreadyDone, OutDirError
@@ -127,7 +127,8 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 
 
 def _report_wandb_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--wandb-mode", default="disabled", choices=("auto", "online", "offline", "disabled"),
+    # The run config's default, so `ferret tables` by hand logs as the workflow's runs do.
+    p.add_argument("--wandb-mode", default=RunConfig.wandb_mode, choices=("auto", "online", "offline", "disabled"),
                    help="also log the outputs to W&B (the workflow passes its wandb.mode)")
     p.add_argument("--experiment", default="default", help="W&B group of the report run")
 
