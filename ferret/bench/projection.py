@@ -10,14 +10,13 @@ shaped model (:func:`model_shapes`, ``group_blocks``):
 (b) :func:`ferret.projection.project` and :func:`~ferret.projection.reconstruct` per block, for
     each basis in ``--bases``: the fastest of ``repeats`` calls of each (the first, cold call also
     gives the peak extra memory);
-(f) the same two passes by the fused kernels (:mod:`ferret.kernels.cpu`; the reference path
-    where no kernel covers the basis), ``f_*_over_b`` = (b) time / (f) time;
+(f) the same two passes by the fused kernels (:mod:`ferret.kernels.cpu` on CPU,
+    :mod:`ferret.kernels.triton` on CUDA; the reference path where no kernel covers the basis), ``f_*_over_b`` = (b) time / (f) time;
 (c) the floor: generating the K x d entries of the same basis alone (the fastest over three chunk
     sizes), and one read of d floats (memory bandwidth).
 
-Fastest-of-n, as timeit recommends: on a shared machine single calls vary (see
-:class:`ferret.projection._Workers` for the episodes that made the projection use its own worker
-threads). Each point's measured rates replace the start-up calibration in predicting the next
+Fastest-of-n, as timeit recommends: on a shared machine single calls vary (episodes of several
+seconds at a quarter of the speed were seen on the 2-core machine). Each point's measured rates replace the start-up calibration in predicting the next
 points' time.
 
 Ratios: ``a_over_b`` = (a project + a rebuild) / (b project + b rebuild); ``b_over_c`` = (b project
@@ -141,9 +140,7 @@ def _ours(blocks: list[torch.Tensor], seeds: torch.Tensor, basis: str, chunk: in
             P.reconstruct(coef, P.stream_keys(seeds, b), basis, out, chunk, fused=fused)
         return outs
 
-    P.release_buffers()  # the cold call's peak includes making the buffers that walks keep
     coords, t_p, m_p = run_measured(project, device)
-    P.release_buffers()
     outs, t_r, m_r = run_measured(rebuild, device)
     t_p = min(t_p, best_seconds(project, device, repeats - 1))
     t_r = min(t_r, best_seconds(rebuild, device, repeats - 1))
