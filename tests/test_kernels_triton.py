@@ -43,6 +43,8 @@ for kind, d, n in json.loads(sys.argv[1]):
     out.append({"bits_equal": bool(torch.equal(ref.view(torch.int32), mine.view(torch.int32))),
                 "project_err": float((p - p_ref).abs().max()), "project_scale": float(p_ref.abs().max()),
                 "rebuild_err": float((r - r_ref).abs().max()), "rebuild_scale": float(r_ref.abs().max())})
+from ferret.bench import floor_triton
+out.append({"floor_rate": floor_triton.rate(torch.device("cpu"), 4, 3, programs=2)})
 print(json.dumps(out))
 """
 
@@ -72,3 +74,7 @@ def test_a_wrong_basis_is_refused_in_one_line():
             "T.project(torch.zeros(100), torch.zeros(1, dtype=torch.int64), 'gaussian')")
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "no Triton kernel for basis 'gaussian'" in proc.stderr
+
+
+def test_gpu_floor_microbench_runs_and_reports_a_rate(results):
+    assert results[-1]["floor_rate"] > 0
