@@ -6,14 +6,18 @@ Derivation (lane ops: one 32-bit integer or float operation on one SIMD / GPU la
   2 multiplies = 11 64-bit ops), counted as 2 lane ops each (a 64-bit lane is two 32-bit lanes
   wide; 64-bit multiplies are dearer still, so this is a lower bound) = 22 lane ops per word;
   a word holds 64 Rademacher entries or 2 float entries.
-* per entry, the least work that turns its bits into the product's term:
-  Rademacher: shift the bit to the sign, mask it, xor it onto x (or the coefficient), add = 4;
-  float bases: and, or (mantissa into [1, 2)), subtract 1.5, scale, multiply-add = 5, plus 3
-  (two multiplies and a multiply-add) for trunc_normal's cubic term where it is kept.
+* per entry, the least work that turns its bits into the product's term, on an ISA with a
+  three-input logic op (AVX-512's vpternlogd, a GPU's LOP3):
+  Rademacher: shift the bit to the sign position, merge it into x's (or the coefficient's) sign
+  (mask and xor in one logic op), add = 3;
+  float bases: mantissa bits into [1, 2) (and + or in one logic op), u * scale - 1.5 * scale
+  (one multiply-add), the product's multiply-add = 3, plus 3 (two multiplies and a multiply-add)
+  for trunc_normal's cubic term where it is kept. Without such an op each merge costs 2, so the
+  floor is then lower than the true one (still a floor).
 * floor seconds = max(one read of the d floats at the measured memory rate,
   K d (per-entry ops + hash ops / entries per word) / peak lane-op rate).
 The peak rate comes from :func:`lane_op_rate`: a chain of shift / xor / add on values held in
-registers (no memory traffic), on every CPU thread or on enough GPU programs to fill the device.
+registers (no memory traffic), on every CPU thread (8-lane vectors, as gcc vectorises the kernels) or on enough GPU programs to fill the device.
 """
 
 from __future__ import annotations
@@ -32,24 +36,27 @@ _SOURCE = r"""
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <cstdint>
-// 256 independent uint32 chains per thread, 64 at a time (vectorised, held in registers);
-// the result is returned so that the compiler cannot drop the work.
+// 12 independent chains of 8 uint32 lanes per thread in named vector variables (gcc vector
+// extensions), so they stay in registers: a plain array of chains went through the stack and
+// measured half the rate. The result is returned so that the compiler cannot drop the work.
+typedef uint32_t v8 __attribute__((vector_size(32)));
+#define STEP(x) x = (x ^ (x >> 3)) + 0x9E3779B9u;
 int64_t chain(int64_t iters) {
   const int64_t threads = at::get_num_threads();
   std::vector<uint64_t> sums(threads, 0);
   at::parallel_for(0, threads, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      uint64_t s = 0;
-      for (int b = 0; b < 4; ++b) {  // 64 chains at a time: few enough to stay in registers
-        uint32_t v[64];
-        for (int j = 0; j < 64; ++j) v[j] = (uint32_t)((64 * b + j) * 2654435761u + t);
-        for (int64_t i = 0; i < iters / 4; ++i) {
-#pragma GCC unroll 64
-          for (int j = 0; j < 64; ++j) v[j] = (v[j] ^ (v[j] >> 3)) + 0x9E3779B9u;
-        }
-        for (int j = 0; j < 64; ++j) s += v[j];
+      v8 a[12];
+      for (int j = 0; j < 12; ++j) for (int l = 0; l < 8; ++l) a[j][l] = (uint32_t)(t * 96 + j * 8 + l);
+      v8 a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3], a4 = a[4], a5 = a[5];
+      v8 a6 = a[6], a7 = a[7], a8 = a[8], a9 = a[9], a10 = a[10], a11 = a[11];
+      for (int64_t i = 0; i < iters; ++i) {
+        STEP(a0) STEP(a1) STEP(a2) STEP(a3) STEP(a4) STEP(a5) STEP(a6) STEP(a7) STEP(a8) STEP(a9) STEP(a10) STEP(a11)
       }
-      sums[t] = s;
+      v8 s = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;
+      uint64_t total = 0;
+      for (int l = 0; l < 8; ++l) total += s[l];
+      sums[t] = total;
     }
   });
   uint64_t s = 0;
@@ -58,6 +65,7 @@ int64_t chain(int64_t iters) {
 }
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) { m.def("chain", &chain); }
 """
+_LANES_PER_THREAD = 96  # 12 chains x 8 lanes in the source above
 
 
 @functools.lru_cache(maxsize=1)
@@ -72,9 +80,9 @@ def _cpu_module():
 def ops_per_entry(kind: str, d: int) -> float:
     """Lane ops to generate and use one entry of a basis for a block of d (see the module text)."""
     if kind == "rademacher":
-        return 4 + _HASH_LANE_OPS / 64
+        return 3 + _HASH_LANE_OPS / 64
     cubic = float_law(kind, d)[3]
-    return 5 + (3 if cubic else 0) + _HASH_LANE_OPS / 2
+    return 3 + (3 if cubic else 0) + _HASH_LANE_OPS / 2
 
 
 def _cpu_rate(iters: int) -> float:
@@ -82,7 +90,7 @@ def _cpu_rate(iters: int) -> float:
     _cpu_module().chain(16)  # load and warm up
     t0 = time.perf_counter()
     _cpu_module().chain(iters)
-    return threads * 256 * (iters // 4 * 4) * _OPS_PER_STEP / (time.perf_counter() - t0)
+    return threads * _LANES_PER_THREAD * iters * _OPS_PER_STEP / (time.perf_counter() - t0)
 
 
 def _cuda_rate(device: torch.device, iters: int) -> float:
@@ -91,7 +99,7 @@ def _cuda_rate(device: torch.device, iters: int) -> float:
     return floor_triton.rate(device, iters, _OPS_PER_STEP)
 
 
-def lane_op_rate(device: torch.device, iters: int = 4_000_000) -> float:
+def lane_op_rate(device: torch.device, iters: int = 20_000_000) -> float:
     """Measured peak 32-bit lane ops per second of `device` (the best of three runs)."""
     measure = _cpu_rate if device.type == "cpu" else functools.partial(_cuda_rate, device)
     return max(measure(iters) for _ in range(3))
