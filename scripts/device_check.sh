@@ -28,7 +28,7 @@ step() {  # step NAME SECONDS COMMAND...: run, log to $out/NAME.log, remember a 
 if [ "$device" = cuda ]; then
   # CUDA tests: bases equal to the CPU's, fused (Triton) products vs the reference, then the
   # interpreter tests (the same kernels' source, on CPU) as a cross-check.
-  step tests 150 "$py" -m pytest -q -x tests/test_projection.py -k "cuda or fused" tests/test_kernels_triton.py
+  step tests 150 "$py" -m pytest -q -x tests/test_projection.py -k "cuda or fused or triton" tests/test_kernels_triton.py
   step bench_projection 270 "$py" -m ferret bench projection --device cuda --d 10000000,100000000 \
     --K 256,1024 --bases rademacher,trunc_normal --budget-s 240 --official-s 20 --repeats 3 \
     --out "$out" --figures "$out"
