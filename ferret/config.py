@@ -53,6 +53,9 @@ class RunConfig:
     # local training (the official code's semantics: local_steps counts micro-batches,
     # one optimizer step every n_accum of them)
     local_steps: int = field(default=4, metadata={"help": "local micro-batches per round"})
+    local_epochs: int = field(default=0, metadata={"help": "N > 0: N passes over the client's data per round "
+                                                           "instead of local_steps (the paper's 'one local "
+                                                           "epoch'); 0 = local_steps"})
     batch_size: int = field(default=4, metadata={"help": "examples per micro-batch"})
     n_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
     lr: float = field(default=1e-3, metadata={"help": "client learning rate"})
@@ -225,6 +228,10 @@ def validate(cfg: RunConfig) -> None:
     _check(cfg.slr > 0, "slr", cfg.slr, "must be > 0")
     _check(0.0 <= cfg.momentum < 1.0, "momentum", cfg.momentum, "must be in [0, 1)")
     _check(cfg.weight_decay >= 0, "weight_decay", cfg.weight_decay, "must be >= 0")
+    _check(cfg.local_epochs >= 0, "local_epochs", cfg.local_epochs, "must be >= 0 (0 = use local_steps)")
+    # An epoch's micro-batch count depends on the client, so no n_accum can be checked to divide it.
+    _check(cfg.local_epochs == 0 or cfg.n_accum == 1, "n_accum", cfg.n_accum,
+           f"must be 1 with local_epochs={cfg.local_epochs} (an epoch's length varies by client)")
     _check(cfg.rouge_every >= 0, "rouge_every", cfg.rouge_every, "must be >= 0")
     _check(cfg.threads >= 0, "threads", cfg.threads, "must be >= 0")
     _check(cfg.checkpoint_every >= 0, "checkpoint_every", cfg.checkpoint_every, "must be >= 0 (0 = never)")

@@ -111,14 +111,20 @@ def collate(items: list[dict[str, list[int]]], pad_id: int, device: torch.device
 
 def client_batches(data: list[dict[str, list[int]]], cfg: RunConfig, round_: int, client: int,
                    pad_id: int, device: torch.device) -> list[dict[str, torch.Tensor]]:
-    """local_steps micro-batches of batch_size, walking seeded permutations of the client's data."""
+    """local_steps micro-batches of batch_size, walking seeded permutations of the client's data;
+    with local_epochs = N > 0, N whole permutations instead (the last micro-batch may be smaller)."""
     g = generator(cfg.seed, "batches", round_, client)
-    need = cfg.local_steps * cfg.batch_size
     order: list[int] = []
-    while len(order) < need:
-        order += torch.randperm(len(data), generator=g).tolist()
+    if cfg.local_epochs:
+        for _ in range(cfg.local_epochs):
+            order += torch.randperm(len(data), generator=g).tolist()
+        steps = -(-len(order) // cfg.batch_size)
+    else:
+        steps = cfg.local_steps
+        while len(order) < steps * cfg.batch_size:
+            order += torch.randperm(len(data), generator=g).tolist()
     return [collate([data[i] for i in order[s * cfg.batch_size : (s + 1) * cfg.batch_size]], pad_id, device)
-            for s in range(cfg.local_steps)]
+            for s in range(steps)]
 
 
 def sample_clients(cfg: RunConfig, round_: int) -> list[int]:

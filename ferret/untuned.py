@@ -35,7 +35,8 @@ RECORD, EXAMPLES = "untuned.json", "examples.csv"
 # score; the content check below catches the rest).
 TRAINING_KEYS = frozenset({
     "method", "experiment", "run_id", "num_clients", "participation", "rounds", "equal_weight", "local_steps",
-    "batch_size", "n_accum", "lr", "momentum", "weight_decay", "grad_clip", "K", "slr", "method_options",
+    "local_epochs", "batch_size", "n_accum", "lr", "momentum", "weight_decay", "grad_clip", "K", "slr",
+    "method_options",
     "seed", "threads", "checkpoint_every", "trust_custom_method", "wandb_mode", "wandb_project",
     "wandb_entity", "eval_every", "rouge_every", "untuned"})
 

@@ -58,11 +58,16 @@ GRID = _points()
 
 def run_settings(point):
     """Shared `ferret run` keys of one grid point: settings < dataset_settings[data set] <
-    model_settings[model].settings < method_settings[method] (the schema keeps axes out of them)."""
+    model_settings[model].settings < method_settings[method] < each matching entry of `overrides`
+    in order (the schema keeps axes out of them)."""
     items = dict(config.get("settings", {}))
     items.update(config.get("dataset_settings", {}).get(point["dataset"], {}))
     items.update(config.get("model_settings", {}).get(point["model"], {}).get("settings", {}))
     items.update(config.get("method_settings", {}).get(point["method"], {}))
+    for override in config.get("overrides", []):
+        # An entry applies where every axis it lists holds the point's value (e.g. Ferret on Dolly).
+        if all(point[axis] in override[key] for axis, key in AXIS_KEYS.items() if key in override):
+            items.update(override["settings"])
     return items
 
 
