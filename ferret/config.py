@@ -78,6 +78,9 @@ class RunConfig:
                                                                   "0 = IID (official --iid dir0.5)"})
     eval_category: str = field(default="summarization", metadata={"help": "dolly: category held out for zero-shot "
                                                                           "evaluation (official --zerotask 7)"})
+    codealpaca_split: str = field(default="iid", metadata={"help": "codealpaca: iid (seeded IID clients) or "
+                                                                    "language (the paper's nine clients, one per "
+                                                                    "programming language)"})
     eval_seed: int = field(default=0, metadata={"help": "seed of the held-out eval set (synthetic), apart from "
                                                         "`seed` so every run of a grid is scored on the same set"})
     eval_limit: int = field(default=0, metadata={"help": "real data sets: at most this many eval instances "

@@ -40,7 +40,7 @@ def _dolly(cfg: Any) -> FederatedData:
 def _codealpaca(cfg: Any) -> FederatedData:
     from ferret.data.codealpaca import load_codealpaca
 
-    return load_codealpaca(cfg.data_path, cfg.num_clients, cfg.seed)
+    return load_codealpaca(cfg.data_path, cfg.num_clients, cfg.seed, split=cfg.codealpaca_split)
 
 
 def _gsm8k(cfg: Any) -> FederatedData:
@@ -72,6 +72,15 @@ def _check_real(cfg: Any) -> None:
         raise DataError(f"dataset={cfg.dataset} needs data_path (a local path or a Hugging Face dataset id)")
     if getattr(cfg, "eval_limit", 0) < 0:
         raise DataError(f"eval_limit={cfg.eval_limit}: must be >= 0 (0 = all)")
+    if cfg.dataset == "codealpaca":
+        from ferret.data.codealpaca import CLIENT_LANGUAGES, SPLITS
+
+        split = getattr(cfg, "codealpaca_split", "iid")
+        if split not in SPLITS:
+            raise DataError(f"codealpaca_split={split!r}: must be one of {', '.join(SPLITS)}")
+        if split == "language" and cfg.num_clients != len(CLIENT_LANGUAGES):
+            raise DataError(f"codealpaca_split=language makes {len(CLIENT_LANGUAGES)} clients (one per language), "
+                            f"got num_clients={cfg.num_clients}")
     if cfg.dataset == "dolly" and not cfg.dirichlet_alpha >= 0:
         raise DataError(f"dirichlet_alpha={cfg.dirichlet_alpha}: must be >= 0 (0 = IID)")
 
