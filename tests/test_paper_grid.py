@@ -188,3 +188,20 @@ def test_codealpaca_language_split_needs_nine_clients_and_every_language(codealp
     from ferret.data.types import DataError
     with pytest.raises(DataError, match="pascal"):
         load_codealpaca(str(sample), 9, seed=0, split="language")
+
+
+@pytest.mark.parametrize("override, named", [
+    ({"methods": ["ferret"], "settings": {"num_clients": 5}}, "num_clients"),  # a grid axis
+    ({"datasets": ["dolly"], "settings": {"slr": -3}}, "slr=-3"),  # ferret's own check
+    ({"methods": ["ferret"], "setings": {"rounds": 2}}, "setings"),  # a typo
+])
+def test_bad_override_fails_before_any_job(tmp_path, override, named):
+    cfg = yaml.safe_load(PAPER.read_text())
+    cfg["overrides"] = [*cfg["overrides"], override]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(bad)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert named in proc.stdout + proc.stderr
+    assert "Job stats" not in proc.stdout + proc.stderr
