@@ -24,8 +24,11 @@ import yaml
 
 from ferret.config import ConfigError, load_config
 from ferret.data.codealpaca import CLIENT_LANGUAGES, DROPPED, HOLDOUT, language, load_codealpaca
-from ferret.engine import client_batches
+import ferret.engine as engine
+from ferret.data.types import DataError
+from ferret.engine import client_batches, run
 
+from conftest import tiny_overrides
 from test_data_loaders import shared_data
 from test_paper_workflow import _expected_points, _job_count, _train_commands
 
@@ -185,7 +188,6 @@ def test_codealpaca_language_split_needs_nine_clients_and_every_language(codealp
     with pytest.raises(ConfigError, match="codealpaca_split='bylang'"):
         load_config(None, ["dataset=codealpaca", f"data_path={codealpaca_with_pascal}", "codealpaca_split=bylang"])
     sample = shared_data() / "codealpaca/codealpaca.json"  # no Pascal record in the real sample
-    from ferret.data.types import DataError
     with pytest.raises(DataError, match="pascal"):
         load_codealpaca(str(sample), 9, seed=0, split="language")
 
@@ -205,3 +207,19 @@ def test_bad_override_fails_before_any_job(tmp_path, override, named):
     assert proc.returncode != 0
     assert named in proc.stdout + proc.stderr
     assert "Job stats" not in proc.stdout + proc.stderr
+
+
+def test_a_run_with_local_epochs_trains_each_sampled_client_one_pass(tmp_path, monkeypatch):
+    """Through the engine: every sampled client's round is ceil(its examples / batch_size) micro-batches."""
+    seen: list[tuple[int, int]] = []
+    real = engine.client_batches
+
+    def spy(data, cfg, *args, **kwargs):
+        out = real(data, cfg, *args, **kwargs)
+        seen.append((len(data), len(out)))
+        return out
+
+    monkeypatch.setattr(engine, "client_batches", spy)
+    cfg = load_config(None, tiny_overrides(method="fedavg", rounds=2, local_epochs=1, local_steps=1, batch_size=3))
+    assert run(cfg, tmp_path)["status"] == "ok"
+    assert seen and all(n_batches == -(-n // 3) and n_batches > 1 for n, n_batches in seen)
