@@ -82,7 +82,8 @@ def test_dry_run_lists_the_full_paper_grid(dry_run):
     assert got == expected
     # the paper's eight methods: FedKSeed-Pro has no row in its tables
     assert {p[0] for p in got} == set(registry.METHODS) - {"fedkseed-pro"}
-    assert {p[1] for p in got} == {"datajuicer-1.3b", "llama-3b", "llama2-7b", "llama2-13b", "llama3-8b", "qwen2.5-7b"}
+    assert {p[1] for p in got} == {"datajuicer-1.3b", "llama-3b", "llama2-7b", "llama2-13b",
+                                   "llama3-8b", "qwen2.5-7b"}
     assert {p[2] for p in got} == {"natural-instructions", "dolly", "codealpaca", "gsm8k"}
     k_ablation = {p[4] for p in got if p[0] == "ferret" and p[1] == "datajuicer-1.3b" and p[2] == "natural-instructions"}
     assert k_ablation == set(cfg["ablations"]["K"]["values"])
@@ -109,7 +110,8 @@ def test_each_run_gets_its_data_model_and_method_settings(dry_run):
     assert (ferret["rounds"], ferret["local_steps"], ferret["n_accum"], ferret["lr"], ferret["slr"]) == \
         ("12", "40", "4", "0.0001", "10.0")  # scripts/ferret.sh
     kseed = runs["fedkseed_llama2-13b_gsm8k_N3_K4096_s0"]
-    assert (kseed["local_steps"], kseed["max_new_tokens"], kseed["method_options.fedkseed.lr"]) == ("200", "256", "3e-07")
+    assert (kseed["local_steps"], kseed["max_new_tokens"], kseed["method_options.fedkseed.lr"]) == \
+        ("200", "256", "3e-07")
     dolly = runs["fedavg_llama-3b_dolly_N200_K200_s1"]
     assert (dolly["rounds"], dolly["dirichlet_alpha"], dolly["eval_category"]) == ("60", "0.5", "summarization")
 

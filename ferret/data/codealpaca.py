@@ -90,7 +90,8 @@ def load_codealpaca(source: str, num_clients: int, seed: int, split: str = "iid"
         parts = [[train[j] for j in by_lang[lang]] for lang in CLIENT_LANGUAGES]
         names = list(CLIENT_LANGUAGES)
     else:
-        parts = [[train[j] for j in part] for part in iid_partition(len(train), num_clients, rng(seed, NAME, "partition"))]
+        cuts = iid_partition(len(train), num_clients, rng(seed, NAME, "partition"))
+        parts = [[train[j] for j in part] for part in cuts]
         names = [f"client{c}" for c in range(num_clients)]
 
     def example(i: int) -> Example:
