@@ -56,8 +56,8 @@ def test_dry_run_lists_every_job_of_the_grid(name):
     # smoke: 9 methods x 2 seeds + 3 new K values + 2 new client counts
     assert n_train == {"default": 22, "smoke": 23}[name]
     assert counts["prepare_model"] == 1 and counts["collect"] == 1 and counts["tables"] == 1
-    assert counts["figure"] == 5
-    assert counts["total"] == n_train + 9  # + prepare, collect, tables, 5 figures, all
+    assert counts["figure"] == 6
+    assert counts["total"] == n_train + 10  # + prepare, collect, tables, 6 figures, all
 
 
 BAD = [

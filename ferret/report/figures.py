@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 
 from ferret.algorithms.registry import METHODS  # noqa: E402
 from ferret.report.stats import t_interval  # noqa: E402
-from ferret.report.tables import final_rows, main_config_runs, with_labels  # noqa: E402
+from ferret.report.tables import REFERENCE, final_rows, main_config_runs, with_labels  # noqa: E402
 
 plt.rcParams.update({"pdf.fonttype": 42, "ps.fonttype": 42})  # embedded TrueType, not Type 3
 
@@ -132,7 +132,63 @@ def ablation_clients(df: pd.DataFrame) -> plt.Figure:
     return _ablation(df, "ferret", "num_clients", False, "Ferret: number of clients")
 
 
+FIGURE1_METHODS = ("fedavg", "fedkseed", "ferret")
+
+
+def figure1_values(df: pd.DataFrame) -> pd.DataFrame:
+    """Per Figure-1 method present in ``df`` (main configuration, mean over seeds): seconds per
+    communicated round, uplink bytes per client per round, rounds run, final Rouge-L in %."""
+    rows = []
+    for method in FIGURE1_METHODS:
+        runs = main_config_runs(df, method) if method in set(df["method"]) else df.iloc[0:0]
+        if runs.empty:
+            continue
+        trained = runs[runs["round"] >= 1]
+        per_run = trained.groupby("run_id").agg(sec=("t_round_s", "mean"), up=("uplink_bytes_per_client", "mean"),
+                                                rounds=("round", "max"))
+        final = final_rows(runs)
+        rows.append({"method": method, "seconds_per_round": per_run["sec"].mean(),
+                     "uplink_bytes_per_round": per_run["up"].mean(), "rounds": per_run["rounds"].mean(),
+                     "rouge_l": 100 * final["rouge_l"].mean()})
+    return pd.DataFrame(rows, columns=["method", "seconds_per_round", "uplink_bytes_per_round", "rounds", "rouge_l"])
+
+
+def figure1(df: pd.DataFrame, reference: Path | None = None) -> plt.Figure:
+    """The shape of the paper's Figure 1: per method, seconds per round, communication per round
+    (log), rounds and Rouge-L; ours (hatched) beside the paper's LLaMA-3B values
+    (results/reference/figure1.csv). The paper counts parameters, we count encoded uplink bytes per
+    client, so that panel's two bars share an axis but not a unit (its label says so)."""
+    path = (reference or REFERENCE) / "figure1.csv"
+    paper = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=["method"])
+    paper = paper.assign(params=10.0 ** paper["log10_params"]) if "log10_params" in paper else paper
+    ours = figure1_values(df).set_index("method")
+    paper = paper.drop_duplicates("method").set_index("method")
+    panels = [("seconds_per_round", "seconds_per_round", "seconds per round", False),
+              ("uplink_bytes_per_round", "params", "per round: ours uplink bytes/client, paper parameters", True),
+              ("rounds", "rounds", "rounds", False),
+              ("rouge_l", "rouge_l", "Rouge-L (%)", False)]
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.6))
+    xs = range(len(FIGURE1_METHODS))
+    for ax, (ours_col, paper_col, label, log) in zip(axes, panels):
+        for i, method in enumerate(FIGURE1_METHODS):
+            st = style(method)
+            if method in paper.index and paper_col in paper:
+                ax.bar(i - 0.2, paper.loc[method, paper_col], width=0.4, color=st["color"], label=f"{method} (paper)")
+            if method in ours.index:
+                ax.bar(i + 0.2, ours.loc[method, ours_col], width=0.4, color=st["color"], alpha=0.5, hatch="//",
+                       label=f"{method} (ours)")
+        ax.set_xticks(list(xs), FIGURE1_METHODS)
+        ax.set_ylabel(label, fontsize=8)
+        if log:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3, axis="y")
+    axes[0].legend(fontsize=6)
+    fig.suptitle("Figure 1 shape: paper (solid, LLaMA-3B) beside ours (hatched)")
+    return fig
+
+
 FIGURES: dict[str, Callable[[pd.DataFrame], plt.Figure]] = {
+    "figure1": figure1,
     "convergence_round": convergence_round,
     "convergence_bytes": convergence_bytes,
     "convergence_time": convergence_time,
