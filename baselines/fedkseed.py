@@ -78,6 +78,7 @@ import torch
 
 from baselines._zeroth_order import Direction, batch_loss, weight_decay_
 from ferret.algorithms.base import Algorithm, RoundContext, check_lr_option
+from ferret.algorithms.missed_rounds import take_missed
 from ferret.comm import Message
 from ferret.seeding import generator
 
@@ -151,10 +152,8 @@ class FedKSeed(Algorithm):
 
     # -- the round ----------------------------------------------------------------------------------
     def downlink(self, client: int, ctx: RoundContext) -> Message:
-        since = self.last_sync.get(client, 0)
-        missed = self.history[since:]
-        tensors = {"rounds": torch.arange(since + 1, since + 1 + len(missed), dtype=torch.int32)}
-        if client not in self.last_sync:
+        first, missed, tensors = take_missed(self.last_sync, client, self.history)
+        if first:
             tensors["seeds"] = self.seeds
         if missed:
             if self.options.downlink == "merged":
@@ -172,7 +171,6 @@ class FedKSeed(Algorithm):
             tensors["index"] = index.to(self.index_dtype)
             tensors["grad"] = grad
         self._add_downlink(tensors)
-        self.last_sync[client] = len(self.history)
         return Message(tensors)
 
     def _add_downlink(self, tensors: dict[str, torch.Tensor]) -> None:

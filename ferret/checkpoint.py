@@ -46,7 +46,8 @@ FOLDER = "checkpoints"
 STATE, META = "state.safetensors", "meta.json"
 # Config keys that change how a run executes or logs, never its numbers: a checkpoint written under
 # other values of these is still resumed.
-RESUME_IGNORES = frozenset({"threads", "checkpoint_every", "wandb_mode", "wandb_project", "wandb_entity"})
+RESUME_IGNORES = frozenset({"threads", "checkpoint_every", "wandb_mode", "wandb_project", "wandb_entity",
+                            "untuned"})  # where round 0 came from; it is in the checkpoint's rows already
 _NAME = re.compile(r"^round-(\d{6})$")
 
 

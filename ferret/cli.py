@@ -1,4 +1,4 @@
-"""Command line: ``ferret run | prepare-model | show-config | collect | tables | figures | bench``.
+"""Command line: ``ferret run | eval-untuned | prepare-model | show-config | collect | tables | figures | bench``.
 
 ``ferret run [--config PATH] --out DIR [key=value ...]``: precedence is dataclass defaults <
 YAML file (or the embedded default run config when --config is absent) < key=value overrides.
@@ -13,7 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
-from ferret.config import ConfigError, default_config_text, describe, load_config
+from ferret.config import ConfigError, RunConfig, default_config_text, describe, load_config
 from ferret.data.types import DataError
 from ferret.models import ModelError
 from ferret.outdir import AlreadyDone, OutDirError
@@ -50,6 +50,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0 if record["status"] in ("ok", "diverged") else EXIT_FAILED
 
 
+def _cmd_eval_untuned(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    from ferret.engine import evaluate_untuned
+
+    record = evaluate_untuned(cfg, Path(args.out))
+    row = record["row"]
+    print(f"untuned {cfg.model} on {cfg.dataset} ({record['identity']['eval_examples']} eval examples): "
+          f"eval_loss {row.get('eval_loss')}, rouge_l {row.get('rouge_l')}, {row['t_eval_s']:.1f} s; wrote {args.out}")
+    return 0
+
+
 def _cmd_prepare_model(args: argparse.Namespace) -> int:
     from ferret.models import prepare_model
 
@@ -63,11 +74,14 @@ def _cmd_show_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_collect(args: argparse.Namespace) -> int:
-    from ferret.report.collect import write_all_runs
+    from ferret.report.collect import write_all_examples, write_all_runs
 
     runs = [Path(p) for p in args.runs] or sorted(p.parent for p in Path(args.runs_root).glob("*/run.json"))
     df = write_all_runs(runs, Path(args.out))
     print(f"collect: {df['run_id'].nunique()} runs, {len(df)} rows -> {args.out}")
+    examples_out = Path(args.examples_out) if args.examples_out else Path(args.out).with_name("all_examples.csv")
+    ex = write_all_examples(runs, examples_out)
+    print(f"collect: {ex['run_id'].nunique()} runs' per-example scores, {len(ex)} rows -> {examples_out}")
     return 0
 
 
@@ -82,7 +96,11 @@ def _read_all_runs(path: str):  # noqa: ANN202 - pandas is imported lazily
 def _cmd_tables(args: argparse.Namespace) -> int:
     from ferret.report.tables import write_tables
 
-    written = write_tables(_read_all_runs(args.input), Path(args.out), args.target_loss)
+    examples_path = Path(args.examples) if args.examples else Path(args.input).with_name("all_examples.csv")
+    examples = _read_all_runs(str(examples_path)) if examples_path.is_file() else None
+    if examples is None:
+        print(f"tables: no {examples_path}: the main table has no paired differences", file=sys.stderr)
+    written = write_tables(_read_all_runs(args.input), Path(args.out), args.target_loss, examples=examples)
     for path in written.values():
         print(path.read_text())
     _log_report(args, "tables", sorted(Path(args.out).glob("*.*")))
@@ -109,7 +127,8 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 
 
 def _report_wandb_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--wandb-mode", default="disabled", choices=("auto", "online", "offline", "disabled"),
+    # The run config's default, so `ferret tables` by hand logs as the workflow's runs do.
+    p.add_argument("--wandb-mode", default=RunConfig.wandb_mode, choices=("auto", "online", "offline", "disabled"),
                    help="also log the outputs to W&B (the workflow passes its wandb.mode)")
     p.add_argument("--experiment", default="default", help="W&B group of the report run")
 
@@ -126,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p.set_defaults(func=_cmd_run)
 
+    p = sub.add_parser("eval-untuned", help="evaluate the untuned model once; runs read round 0 from it (untuned=DIR)")
+    p.add_argument("--config", help="YAML run config (default: the embedded default)")
+    p.add_argument("--out", required=True, help="output folder for examples.csv and untuned.json")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (training keys are ignored)")
+    p.set_defaults(func=_cmd_eval_untuned)
+
     p = sub.add_parser("prepare-model", help="convert the embedded SmolLM2-135M to safetensors once")
     p.add_argument("--alias", default="smollm2-135m")
     p.set_defaults(func=_cmd_prepare_model)
@@ -134,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="*", help="run folders (default: every folder under --runs-root)")
     p.add_argument("--runs-root", default="results/runs")
     p.add_argument("--out", default="results/all_runs.csv")
+    p.add_argument("--examples-out", default="", help="per-example scores (default: all_examples.csv beside --out)")
     p.set_defaults(func=_cmd_collect)
 
     p = sub.add_parser("tables", help="main and cost tables (Markdown, LaTeX) from all_runs.csv")
@@ -141,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/tables")
     p.add_argument("--target-loss", type=float, default=None,
                    help="eval loss for the rounds-to-target column (default: highest final eval loss)")
+    p.add_argument("--examples", default="",
+                   help="per-example scores for the paired differences (default: all_examples.csv beside --input)")
     _report_wandb_args(p)
     p.set_defaults(func=_cmd_tables)
 

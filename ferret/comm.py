@@ -3,8 +3,11 @@
 A :class:`Message` holds named tensors and a few JSON-able scalars. :func:`encode` turns it into
 the bytes a deployment would send: one safetensors blob (an 8-byte header length, a JSON header
 with dtypes/shapes/offsets and the scalars under ``__metadata__``, then the raw tensor bytes).
-The engine logs ``len(encode(msg))`` for every message in both directions and hands the
-*decoded* copy to the receiver, so what is counted is exactly what is used.
+The engine logs ``len(encode(msg))`` for every message in both directions. The uplink is
+decoded and the *decoded* copy is what the server aggregates, so what is counted is what is used.
+The downlink is counted, not applied: the engine encodes it for its size and then resets the
+client's working copy from the server's global weights (``load_global``), which equals the replayed
+downlink by construction; the methods' ``replay`` checks that equality in the tests.
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ dataclass, resolved through the registry, so this module never names a method.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 import re
@@ -23,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ferret.coercion import coerce
+from ferret.hints import did_you_mean
 
 
 class ConfigError(ValueError):
@@ -82,6 +84,9 @@ class RunConfig:
     rouge_every: int = field(default=0, metadata={"help": "Rouge-L every N rounds; 0 = before training and at the end"})
     eval_batch_size: int = field(default=16, metadata={"help": "batch size for evaluation and generation"})
     max_new_tokens: int = field(default=16, metadata={"help": "greedy generation length for Rouge-L"})
+    untuned: str = field(default="", metadata={"help": "folder of `ferret eval-untuned` for this model and eval set: "
+                                                      "round 0 is read from it instead of re-evaluated; empty = "
+                                                      "evaluate round 0 in the run"})
     # execution
     seed: int = field(default=0, metadata={"help": "root seed: sampling, data order, init and all shared seeds"})
     device: str = field(default="cpu", metadata={"help": "cpu, cuda or cuda:N"})
@@ -111,42 +116,8 @@ _WANDB_MODES = ("auto", "online", "offline", "disabled")
 _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
-def _coerce(key: str, value: Any, kind: type) -> Any:
-    """Convert a YAML or command-line value to the field's type, or fail naming it."""
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-    elif kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-    elif kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)  # also accepts '1e-3', which YAML 1.1 reads as a string
-            except ValueError:
-                pass
-    elif kind is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-    elif kind is dict:
-        if isinstance(value, dict):
-            return dict(value)
-    raise ConfigError(f"{key}={value!r}: expected {kind.__name__}")
-
-
 def _unknown_key(key: str, known: typing.Iterable[str]) -> ConfigError:
-    close = difflib.get_close_matches(key, list(known), n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return ConfigError(f"unknown config key '{key}'{hint}")
+    return ConfigError(f"unknown config key '{key}'{did_you_mean(key, known)}")
 
 
 def _parse_override(item: str) -> tuple[str, Any]:
@@ -180,7 +151,7 @@ def _apply(values: dict[str, Any], key: str, value: Any) -> None:
             value = float(value)
         node[leaf] = value
     else:
-        values[head] = _coerce(key, value, _TYPES[head])
+        values[head] = coerce(key, value, _TYPES[head], ConfigError)
 
 
 class UniqueKeyLoader(yaml.SafeLoader):

@@ -12,6 +12,11 @@ Per round r = 1..R (round 0 evaluates the untuned model):
     algo.aggregate()
     evaluate every eval_every rounds (loss) / rouge_every rounds and at the end (Rouge-L)
 
+Every evaluation also writes its per-example scores to examples.csv (the reports' paired tests).
+With ``untuned=DIR`` (a ``ferret eval-untuned`` folder, ferret/untuned.py) round 0 is read from
+the shared evaluation of the untuned model instead of recomputed, when this method's model at
+init is that model.
+
 Determinism: the root seed derives the client sample, every client's batch order, the model
 init (tiny) and, inside the methods, every shared-randomness seed; the same config gives the
 same metrics.csv on the same hardware, timing columns aside.
@@ -56,11 +61,13 @@ from ferret.data.prompts import prompt_ids, tokenize_example
 from ferret.data.registry import load_federated_data
 from ferret.data.types import DataError, Example, Metric
 from ferret.generation import generate
-from ferret.metrics import example_losses, rouge_l
+from ferret.metrics import example_losses, rouge_l_scores
 from ferret.models import ModelError, load_model_and_tokenizer
 from ferret.seeding import derive_seed, generator
 from ferret.outdir import OutDirError, RunFolder
-from ferret.tracking import CsvSink, Progress, WandbSink, remove_stale_temps, resolve_wandb_mode, write_json
+from ferret import untuned
+from ferret.tracking import (EXAMPLE_COLUMNS, CsvSink, Progress, WandbSink, remove_stale_temps, resolve_wandb_mode,
+                             write_json)
 
 TRACEBACK_LOG = "traceback.log"
 
@@ -120,13 +127,36 @@ def sample_clients(cfg: RunConfig, round_: int) -> list[int]:
 
 
 @torch.no_grad()
-def eval_loss(model: torch.nn.Module, ev: EvalSet, cfg: RunConfig, pad_id: int, device: torch.device) -> float:
-    """Mean over examples of the per-example token loss (the official batch-1 eval loss)."""
+def eval_losses(model: torch.nn.Module, ev: EvalSet, cfg: RunConfig, pad_id: int, device: torch.device,
+                limit: int | None = None) -> list[float]:
+    """Per-example token loss of the first ``limit`` eval examples (all by default), in batches
+    of eval_batch_size; their mean is the official batch-1 eval loss."""
     model.eval()
-    losses = []
-    for s in range(0, len(ev.tokenized), cfg.eval_batch_size):
-        losses.append(example_losses(model, collate(ev.tokenized[s : s + cfg.eval_batch_size], pad_id, device)))
-    return torch.cat(losses).mean().item()
+    items = ev.tokenized[:limit]
+    losses = [example_losses(model, collate(items[s : s + cfg.eval_batch_size], pad_id, device))
+              for s in range(0, len(items), cfg.eval_batch_size)]
+    return torch.cat(losses).tolist()
+
+
+def score(model: torch.nn.Module, tokenizer: Any, ev: EvalSet, cfg: RunConfig, device: torch.device, *,
+          loss: bool, rouge: bool) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Eval loss and/or Rouge-L (+ the data set's metrics): (their means, one row per example)."""
+    means: dict[str, float] = {}
+    per_example: list[dict[str, Any]] = [{"example": i, "task": ex.task} for i, ex in enumerate(ev.examples)]
+    if loss:
+        losses = eval_losses(model, ev, cfg, tokenizer.pad_token_id, device)
+        means["eval_loss"] = sum(losses) / len(losses)
+        for row, value in zip(per_example, losses):
+            row["eval_loss"] = value
+    if rouge:
+        references = [ex.output for ex in ev.examples]
+        predictions = generate(model, tokenizer, ev.prompts, cfg.eval_batch_size, cfg.max_new_tokens, device)
+        scores = rouge_l_scores(predictions, references)
+        means["rouge_l"] = sum(scores) / len(scores) if scores else math.nan
+        for row, value in zip(per_example, scores):
+            row["rouge_l"] = value
+        means.update({name: fn(predictions, references) for name, fn in ev.metrics.items()})
+    return means, per_example
 
 
 def _peak_mem_mb(device: torch.device) -> float:
@@ -181,11 +211,8 @@ def _check_k(cfg: RunConfig, params: Iterable[torch.Tensor], what: str) -> None:
         raise ConfigError(f"K={cfg.K}: larger than the {n} trainable parameters of {what}")
 
 
-def _prepare(cfg: RunConfig, record: dict[str, Any]) -> tuple[Algorithm, torch.nn.Module, Any, list, EvalSet]:
-    """Model, data, tokenised clients and eval set, and the set-up method: every check of the input
-    that needs them (K, empty clients, max_length) fails here, before the run folder is touched."""
-    algo_cls = registry.resolve(cfg.method, cfg.trust_custom_method)
-    options = registry.options_for(cfg.method, cfg.method_options, cfg.trust_custom_method)
+def _load_base(cfg: RunConfig, record: dict[str, Any]) -> tuple[torch.nn.Module, Any, Any, EvalSet]:
+    """The untuned model, its tokenizer, the federated data and the tokenised eval set."""
     data = load_federated_data(cfg)  # before the model: a data typo must not cost a download first
     # The untuned model is one fixed model, like a pretrained checkpoint: a random-init model's
     # weights do not follow the run's seed, so every run of a grid starts from (and is scored at
@@ -194,6 +221,17 @@ def _prepare(cfg: RunConfig, record: dict[str, Any]) -> tuple[Algorithm, torch.n
         cfg.model, dtype=cfg.dtype, device=cfg.device, seed=derive_seed(0, "init") % 2**31,
         trust_remote_code=cfg.trust_remote_code)
     record["model"] = model_info
+    ev = EvalSet(data.eval, [tokenize_example(tokenizer, ex, cfg.max_length) for ex in data.eval],
+                 [prompt_ids(tokenizer, ex, cfg.max_length) for ex in data.eval], data.metrics)
+    return model, tokenizer, data, ev
+
+
+def _prepare(cfg: RunConfig, record: dict[str, Any]) -> tuple[Algorithm, torch.nn.Module, Any, list, EvalSet]:
+    """Model, data, tokenised clients and eval set, and the set-up method: every check of the input
+    that needs them (K, empty clients, max_length) fails here, before the run folder is touched."""
+    algo_cls = registry.resolve(cfg.method, cfg.trust_custom_method)
+    options = registry.options_for(cfg.method, cfg.method_options, cfg.trust_custom_method)
+    model, tokenizer, data, ev = _load_base(cfg, record)
     # Before setup too: a full-parameter method would allocate K-sized state first.
     _check_k(cfg, (p for p in model.parameters() if p.requires_grad), f"model={cfg.model!r}")
     empty = [i for i, c in enumerate(data.clients) if not c]
@@ -201,8 +239,6 @@ def _prepare(cfg: RunConfig, record: dict[str, Any]) -> tuple[Algorithm, torch.n
         raise DataError(f"client {empty[0]} of dataset={cfg.dataset!r} has no training data "
                         f"({len(empty)} of {len(data.clients)} clients are empty)")
     clients = [[tokenize_example(tokenizer, ex, cfg.max_length) for ex in c] for c in data.clients]
-    ev = EvalSet(data.eval, [tokenize_example(tokenizer, ex, cfg.max_length) for ex in data.eval],
-                 [prompt_ids(tokenizer, ex, cfg.max_length) for ex in data.eval], data.metrics)
     record["data"] = {"name": data.name, "clients": len(clients), "client_tasks": data.client_tasks,
                       "train_examples": sum(map(len, clients)), "eval_examples": len(ev.examples)}
     algo: Algorithm = algo_cls(cfg, options)
@@ -267,8 +303,10 @@ def run(cfg: RunConfig, out: Path, *, force: bool = False) -> dict[str, Any]:
     with RunFolder(out, cfg.to_dict(), force=force) as folder, _signals_interrupt():
         stage = folder.staging
         algo, model, tokenizer, clients, ev = _prepare(cfg, record)
+        # A folder made for another model or eval set is bad input: refused before anything is written.
+        shared = untuned.load(Path(cfg.untuned), cfg.to_dict(), ev.examples) if cfg.untuned else None
         _check_free_disk(out, algo)
-        remove_stale_temps(stage, ("metrics.csv", "run.json"))  # left by a kill mid-write
+        remove_stale_temps(stage, ("examples.csv", "metrics.csv", "run.json"))  # left by a kill mid-write
         resumed = checkpoint.latest(out, cfg.to_dict())
         extra: dict[str, Any] = {"wandb_id": secrets.token_hex(4), "resumed_from": []}
         if resumed is not None:
@@ -286,10 +324,11 @@ def run(cfg: RunConfig, out: Path, *, force: bool = False) -> dict[str, Any]:
             sinks: list[CsvSink | WandbSink] = [CsvSink(stage / "metrics.csv", resumed.rows if resumed else ())]
             wandb_sink = WandbSink(mode=record["wandb_mode"], project=cfg.wandb_project,
                                    entity=cfg.wandb_entity, group=cfg.experiment, job_type=cfg.method, name=run_id,
-                                   config=cfg.to_dict(), folder=out, run_key=extra["wandb_id"])
+                                   config=cfg.to_dict(), folder=out, run_key=extra["wandb_id"],
+                                   rows=resumed.rows if resumed else ())
             sinks.append(wandb_sink)
             summary = _federate(cfg, algo, model, tokenizer, clients, ev, sinks, run_id, device,
-                                out=out, resumed=resumed, extra=extra)
+                                out=out, resumed=resumed, extra=extra, shared=shared)
             record["status"] = summary.pop("status")
             record["final"] = summary
         except DivergedError as e:
@@ -304,6 +343,28 @@ def run(cfg: RunConfig, out: Path, *, force: bool = False) -> dict[str, Any]:
                                   record["status"])
             if record["status"] in ("ok", "diverged"):
                 checkpoint.clear(out)  # finished: nothing to resume
+    return record
+
+
+def evaluate_untuned(cfg: RunConfig, out: Path) -> dict[str, Any]:
+    """Evaluate the untuned model once into ``out`` (ferret/untuned.py): examples.csv, then
+    untuned.json with the identity runs check and the round-0 row they share. Returns the record."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device)
+    record: dict[str, Any] = {}
+    model, tokenizer, _, ev = _load_base(cfg, record)
+    with Timer() as t_eval:
+        means, per_example = score(model, tokenizer, ev, cfg, device, loss=True, rouge=True)
+    probe = eval_losses(model, ev, cfg, tokenizer.pad_token_id, device, limit=1)[0]  # what runs recompute
+    row = {"round": 0, "clients": 0, "uplink_bytes": 0, "downlink_bytes": 0, "cum_bytes": 0, **means,
+           "t_eval_s": t_eval.seconds}
+    out.mkdir(parents=True, exist_ok=True)
+    CsvSink(out / untuned.EXAMPLES, [{"round": 0, **e} for e in per_example], columns=EXAMPLE_COLUMNS)
+    record = {"identity": untuned.identity(cfg.to_dict(), ev.examples), "row": row, "probe_loss": probe,
+              "model": record["model"],
+              **environment_info(device)}
+    write_json(out / untuned.RECORD, record)  # last: its presence means the folder is complete
     return record
 
 
@@ -332,39 +393,71 @@ def _finish(record: dict[str, Any], folder: RunFolder, t_start: float, error: Ba
 def _federate(cfg: RunConfig, algo: Algorithm, model: torch.nn.Module, tokenizer: Any,
               clients: list[list[dict[str, list[int]]]], ev: EvalSet, sinks: list[CsvSink | WandbSink],
               run_id: str, device: torch.device, *, out: Path, resumed: checkpoint.Checkpoint | None = None,
-              extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The rounds after ``resumed`` (all of them without), checkpointing every ``checkpoint_every``."""
+              extra: dict[str, Any] | None = None, shared: tuple[dict, list[dict], float] | None = None) -> dict[str, Any]:
+    """The rounds after ``resumed`` (all of them without), checkpointing every ``checkpoint_every``.
+    ``shared``: the untuned evaluation's (round-0 row, per-example rows, probe loss) (ferret/untuned.py)."""
+    extra = extra if extra is not None else {}
     pad_id = tokenizer.pad_token_id
-    references = [ex.output for ex in ev.examples]
     weights = [1.0 if cfg.equal_weight else float(len(c)) for c in clients]
     start = resumed.round if resumed is not None else 0
     progress = Progress(cfg.rounds, desc=f"{run_id}", initial=start)
     rows: list[dict[str, Any]] = list(resumed.rows) if resumed is not None else []  # raw values, for checkpoints
+    # Per-example rows go to examples.csv beside metrics.csv; a checkpoint keeps them (in its
+    # `extra`) so a resumed run writes the same file.
+    example_rows: list[dict[str, Any]] = list((resumed.extra if resumed is not None else {}).get("examples", []))
+    metrics_csv = next(s for s in sinks if isinstance(s, CsvSink)).path
+    examples_sink = CsvSink(metrics_csv.with_name("examples.csv"), example_rows, columns=EXAMPLE_COLUMNS)
 
     def log(row: dict[str, Any]) -> None:
         rows.append(dict(row))
         for sink in sinks:
             sink.log(row)
 
+    def log_examples(new: list[dict[str, Any]]) -> None:
+        example_rows.extend(new)
+        examples_sink.log_many(new)
+
     def evaluate(round_: int, row: dict[str, Any]) -> None:
         final = round_ == cfg.rounds
+        loss = round_ == 0 or final or round_ % cfg.eval_every == 0
+        rouge = round_ == 0 or final or bool(cfg.rouge_every and round_ % cfg.rouge_every == 0)
+        means: dict[str, float] = {}
         with Timer() as t_eval:
-            algo.load_global(model)
-            if round_ == 0 or final or round_ % cfg.eval_every == 0:
-                row["eval_loss"] = eval_loss(model, ev, cfg, pad_id, device)
-            if round_ == 0 or final or (cfg.rouge_every and round_ % cfg.rouge_every == 0):
-                predictions = generate(model, tokenizer, ev.prompts, cfg.eval_batch_size, cfg.max_new_tokens, device)
-                row["rouge_l"] = rouge_l(predictions, references)
-                row.update({name: fn(predictions, references) for name, fn in ev.metrics.items()})
+            if loss or rouge:  # loading the global model costs time too (FedAvg: a full copy)
+                algo.load_global(model)
+                means, per_example = score(model, tokenizer, ev, cfg, device, loss=loss, rouge=rouge)
+                row.update(means)
         row["t_eval_s"] = t_eval.seconds
+        if means:
+            log_examples([{"run_id": run_id, "method": cfg.method, "round": round_, **e} for e in per_example])
         if not math.isfinite(row.get("eval_loss", 0.0)):
             raise DivergedError(f"eval loss is {row['eval_loss']} at round {round_}", round_)
+
+    def shared_round0(row: dict[str, Any], shared_row: dict[str, Any], shared_examples: list[dict],
+                      probe: float) -> bool:
+        """Round 0 from the shared untuned evaluation, when this run's model at init is that model:
+        the first eval example's loss, alone in a batch, must equal the untuned model's exactly."""
+        with Timer() as t_check:
+            algo.load_global(model)
+            mine = eval_losses(model, ev, cfg, pad_id, device, limit=1)[0]
+        if mine != probe:
+            print(f"ferret: {run_id}: this method's model at init differs from the untuned model of "
+                  f"{cfg.untuned}; evaluating round 0 here", file=sys.stderr, flush=True)
+            extra["round0"] = "own: the model at init differs from the base model"
+            return False
+        row.update({k: v for k, v in shared_row.items() if k not in row and k != "t_eval_s"})
+        row["t_eval_s"] = t_check.seconds  # this run's cost: the check, not the shared evaluation
+        log_examples([{**e, "run_id": run_id, "method": cfg.method} for e in shared_examples])
+        extra["round0"] = f"shared: {cfg.untuned}"
+        return True
 
     try:
         if start == 0:
             row0: dict[str, Any] = {"run_id": run_id, "method": cfg.method, "round": 0, "clients": 0,
                                     "uplink_bytes": 0, "downlink_bytes": 0, "cum_bytes": 0}
-            evaluate(0, row0)
+            if not (shared and shared_round0(row0, *shared)):
+                extra.setdefault("round0", "evaluated in this run")
+                evaluate(0, row0)
             row0["peak_mem_mb"] = _peak_mem_mb(device)
             log(row0)
         cum_bytes = rows[-1]["cum_bytes"]
@@ -413,11 +506,12 @@ def _federate(cfg: RunConfig, algo: Algorithm, model: torch.nn.Module, tokenizer
             log(row)
             progress.update(row)
             if cfg.checkpoint_every and r % cfg.checkpoint_every == 0 and r < cfg.rounds:
-                checkpoint.save(out, r, cfg.to_dict(), rows, algo.state_dict(), extra or {})
+                checkpoint.save(out, r, cfg.to_dict(), rows, algo.state_dict(),
+                                {**extra, "examples": example_rows})
     finally:
         progress.close()
     first, last = rows[0], (rows[-1] if len(rows) > 1 else {})
-    return {"status": "ok", "rounds": cfg.rounds,
+    return {"status": "ok", "rounds": cfg.rounds, "round0": extra.get("round0"),
             "initial_eval_loss": first.get("eval_loss"), "initial_rouge_l": first.get("rouge_l"),
             "final_eval_loss": last.get("eval_loss"), "final_rouge_l": last.get("rouge_l"),
             "final_train_loss": last.get("train_loss"), "total_bytes": cum_bytes,

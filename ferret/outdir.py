@@ -37,13 +37,14 @@ from pathlib import Path
 from typing import Any
 
 FINISHED = ("ok", "diverged")
-OUTPUTS = ("metrics.csv", "run.json")
+OUTPUTS = ("examples.csv", "metrics.csv", "run.json")  # published in this order, run.json last
 LOCK, STAGING, REPLACED = ".lock", ".staging", "replaced"
 # Config keys that cannot change a run's numbers: a finished run under other values is still "done".
 # Bytes held in .staging/.reserve: a disk that the run fills still has room for run.json and the
 # traceback of the failure (release_reserve), so a full disk ends with status 'failed', not 'running'.
 RESERVE_BYTES = 512 * 1024
-IGNORED_KEYS = frozenset({"threads", "checkpoint_every", "wandb_mode", "wandb_project", "wandb_entity"})
+# `untuned` only says where round 0 comes from; a run uses it only when it is bit-for-bit its own.
+IGNORED_KEYS = frozenset({"threads", "checkpoint_every", "wandb_mode", "wandb_project", "wandb_entity", "untuned"})
 
 
 class OutDirError(RuntimeError):
@@ -178,6 +179,8 @@ class RunFolder:
             from ferret.tracking import CsvSink
 
             CsvSink(staged_csv).write()
+        if (self.staging / "examples.csv").exists():  # per-example scores; absent before round 0
+            os.replace(self.staging / "examples.csv", self.out / "examples.csv")
         os.replace(staged_csv, self.out / "metrics.csv")
         os.replace(self.staging / "run.json", self.out / "run.json")
         _fsync_dir(self.out)

@@ -7,24 +7,21 @@ generation and the two products on tensors only (it knows nothing of models).
 
 How the bases are generated, and why
 ------------------------------------
-* Two implementations of the products: fused kernels (:mod:`ferret.kernels.cpu`: each entry
-  made in registers and consumed at once, no chunk buffer; Rademacher, uniform, trunc_normal on
-  CPU) and the reference path in plain torch ops below (every basis, every device; the kernels
-  are tested against it bit for bit). Both use the bits described next.
+* Two implementations of the products: fused kernels (each entry made in registers and consumed
+  at once, no chunk buffer: :mod:`ferret.kernels.cpu` on CPU, :mod:`ferret.kernels.triton` on
+  CUDA; Rademacher, uniform, trunc_normal) and the reference path in plain torch ops below
+  (every basis, every device; the kernels are tested against it bit for bit). Both use the bits
+  described next. The reference is kept plain on purpose: it is the definition the kernels are
+  checked against and the fallback where no kernel exists, not a fast path (the worker threads,
+  reused buffers and look-ahead hashing it once had to be fast are gone with the kernels).
 * Counter-based, not stateful: every basis entry is a pure function of (seed, block, index):
   splitmix64's finaliser applied to ``key + (w + 1) * golden`` for the 64-bit word w that holds
   the entry, where ``key = mix(mix(seed) ^ mix(block))``. Any chunk of any basis can therefore be
   generated on its own, in any order, on CPU or GPU, with identical integer bits everywhere
   (wrapping 64-bit and 32-bit integer arithmetic is the same on both). A K x d matrix is never
-  materialised: `project` and `reconstruct` walk the block in chunks of ``chunk_elems // n``
-  columns (multiples of 64) generated into one reused workspace (plus a 1 MiB scratch), so the
-  extra memory is about one chunk, n x chunk entries, and no allocation happens per chunk; both
-  products are fp32 matrix-vector products on the chunk (bf16 GEMV is ~7x slower than fp32 on CPU).
-  Rademacher hashes are computed 8 chunks ahead (a quarter of a chunk's bytes), because hashing
-  one chunk's few words took ~15 small ops whose fixed cost was half the time of a 1M-entry chunk.
-  On CPU with several torch threads, spans of 8 chunks go to single-threaded worker threads
-  (:class:`_Workers`), each with chunks of chunk_elems / workers entries, rather than every op
-  forking and joining torch's threads (see the class for the measurement).
+  materialised: the reference walks the block in chunks of ``chunk_elems // n`` columns
+  (multiples of 64), so the extra memory is a few chunk-sized temporaries; both products are
+  fp32 matrix-vector products on the chunk (bf16 GEMV is ~7x slower than fp32 on CPU).
 * Bits per entry, chosen for speed (the hash, with its two 64-bit multiplies that CPUs do not
   vectorise, costs ~2-5 ns per word on one core; a 32-bit bit operation ~0.05-0.1 ns):
     - ``rademacher``: 64 signs per word. Entry 32 h + j of a word is bit j of its 32-bit half h,
@@ -53,15 +50,11 @@ from __future__ import annotations
 
 import functools
 import math
-import queue
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from types import ModuleType
 
 import torch
 
-from ferret.kernels import cpu as fused_kernels
+from ferret.kernels import cpu as fused_kernels  # CPU kernels; CUDA's are imported on first use
 
 BASES = ("rademacher", "uniform", "gaussian", "trunc_normal")
 
@@ -82,99 +75,12 @@ _M34, _M37, _M33 = (1 << 34) - 1, (1 << 37) - 1, (1 << 33) - 1
 _SIGN32 = -(1 << 31)  # int32 with only the sign bit set
 _MANTISSA22 = 0x007FFFFE  # 22 random bits above the lowest mantissa bit
 _ONE_ODD = 0x3F800001  # exponent of 1.0 and the lowest mantissa bit: u = 1 + odd * 2^-23
-_MIX_PIECE = 1 << 17  # words of scratch (1 MiB): stays in L2 and bounds the temporaries
 _SHIFTS: dict[torch.device, torch.Tensor] = {}
-_LOCAL = threading.local()  # per-thread state: buffers, the active walk, whether a worker; never returned
-
-
-_BUFFERS: list[dict] = []  # every thread's buffers, for release_buffers()
-_SPAN_CHUNKS = 8  # Rademacher hashes computed ahead, in chunks; also the chunks per worker job
-
-
-def _thread_buffer(name: str, numel: int, device: torch.device) -> torch.Tensor:
-    """This thread's grow-only int64 buffer `name`, reused across chunks, spans and calls
-    (allocating ~10 MiB per span cost page faults and fragmented the heap)."""
-    cache = _LOCAL.__dict__.get("buffers")
-    if cache is None:
-        cache = _LOCAL.buffers = {}
-        _BUFFERS.append(cache)
-    buf = cache.get((name, device))
-    if buf is None or buf.numel() < numel:
-        cache.pop((name, device), None)  # free the smaller one before making the larger
-        buf = cache[(name, device)] = torch.empty(numel, dtype=torch.int64, device=device)
-    return buf[:numel]
-
-
-def _scratch(device: torch.device) -> torch.Tensor:
-    """A reusable int64 buffer of _MIX_PIECE words, so that generating a chunk allocates nothing
-    but the chunk itself (no per-chunk temporaries for the allocator to fragment)."""
-    return _thread_buffer("scratch", _MIX_PIECE, device)
-
-
-def release_buffers() -> None:
-    """Free the buffers kept between calls (one chunk's entries in all, a quarter of that in
-    hashes, and a 1 MiB scratch per thread); the next call makes them again. Not during a call."""
-    for cache in _BUFFERS:
-        cache.clear()
-
-
-class _Walk:
-    """What one project / reconstruct / generate walk reuses from chunk to chunk: the buffer every
-    chunk is generated into, and (Rademacher) the hashes of several chunks' words at once, so that
-    a chunk costs a few large ops instead of the ~15 small ones of hashing it (measured: at 1M
-    entries per chunk, per-chunk op overhead was half the time). A walk nested in another one on
-    the same thread gets buffers of its own."""
-
-    def __init__(self, keys: torch.Tensor, step: int, ahead_words: int, nested: bool) -> None:
-        n, device = keys.shape[0], keys.device
-        self.keys = keys
-        self.ahead_words = ahead_words
-        self._nested = nested
-        self.workspace = self._allocate("workspace", n * (step + 128) // 2 + 1)
-        self._words_buffer: torch.Tensor | None = None
-        self.words: torch.Tensor | None = None  # (n, count) hashes of words [first_word, first_word + count)
-        self.first_word = 0
-
-    def _allocate(self, name: str, numel: int) -> torch.Tensor:
-        if self._nested:
-            return torch.empty(numel, dtype=torch.int64, device=self.keys.device)
-        return _thread_buffer(name, numel, self.keys.device)
-
-    def words_buffer(self) -> torch.Tensor:
-        """n x ahead_words int64 for the look-ahead hashes, made on first use (Rademacher only)."""
-        if self._words_buffer is None:
-            self._words_buffer = self._allocate("words", self.keys.shape[0] * self.ahead_words)
-        return self._words_buffer
-
-
-@contextmanager
-def _walk(keys: torch.Tensor, step: int) -> Iterator[None]:
-    """Inside project/reconstruct/generate: chunks of `keys`' bases are generated into one buffer
-    (a chunk is consumed before the next is made) and Rademacher hashes are computed
-    _SPAN_CHUNKS chunks ahead. Direct calls of :func:`basis_chunk` outside it get fresh tensors."""
-    previous = getattr(_LOCAL, "walk", None)
-    _LOCAL.walk = _Walk(keys, step, _SPAN_CHUNKS * (step // 64 + 2), nested=previous is not None)
-    try:
-        yield
-    finally:
-        _LOCAL.walk = previous
-
-
-def _buffer(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """An uninitialised tensor: a view of the active walk's workspace when it fits, else a new one."""
-    walk = getattr(_LOCAL, "walk", None)
-    size = math.prod(shape) * dtype.itemsize
-    if walk is None or walk.workspace.device != device or walk.workspace.numel() * 8 < size:
-        return torch.empty(shape, dtype=dtype, device=device)
-    return walk.workspace.view(torch.uint8)[:size].view(dtype).view(shape)
 
 
 def _xorshift_(z: torch.Tensor, shift: int, mask: int) -> None:
-    """z ^= z >>> shift (logical) in place, piece by piece through the scratch buffer."""
-    scratch = _scratch(z.device)
-    for part in z.view(-1).split(_MIX_PIECE):
-        tmp = torch.bitwise_right_shift(part, shift, out=scratch[: part.numel()])
-        part ^= tmp.bitwise_and_(mask)
+    """z ^= z >>> shift (logical) in place."""
+    z ^= torch.bitwise_right_shift(z, shift).bitwise_and_(mask)
 
 
 def _mix_(z: torch.Tensor) -> torch.Tensor:
@@ -225,31 +131,15 @@ def basis_variance(kind: str, d: int) -> float:
     raise ValueError(f"unknown basis '{kind}' (choose from {', '.join(BASES)})")
 
 
-def _sign_words(keys: torch.Tensor, first: int, last: int, d: int) -> torch.Tensor:
-    """Hashes of words [first, last) of the Rademacher stream, shape (n, last - first): from the
-    active walk's look-ahead when it has them (computing the next 8 chunks' words if not)."""
-    walk = getattr(_LOCAL, "walk", None)
-    if walk is None or walk.keys is not keys or last - first > walk.ahead_words:
-        return _hashes(keys, first, last - first)
-    words = walk.words
-    if words is None or first < walk.first_word or last > walk.first_word + words.shape[1]:
-        count = max(last - first, min(walk.ahead_words, (d + 63) // 64 - first))
-        out = walk.words_buffer()[: keys.shape[0] * count].view(keys.shape[0], count)
-        walk.words, walk.first_word = _hashes(keys, first, count, out=out), first
-        words = walk.words
-    return words[:, first - walk.first_word : last - walk.first_word]
-
-
 def _signs(keys: torch.Tensor, start: int, length: int, d: int) -> torch.Tensor:
     """Rademacher entries [start, start + length): bit j of each 32-bit half -> sign bit."""
     n = keys.shape[0]
     first, last = start // 64, (start + length + 63) // 64
-    halves = _sign_words(keys, first, last, d).view(torch.int32)  # (n, 2W), little-endian halves
+    halves = _hashes(keys, first, last - first).view(torch.int32)  # (n, 2W), little-endian halves
     shifts = _SHIFTS.get(keys.device)
     if shifts is None:
         shifts = _SHIFTS.setdefault(keys.device, 31 - torch.arange(32, dtype=torch.int32, device=keys.device))
-    out = torch.bitwise_left_shift(halves[:, :, None], shifts,  # bit j of the half now at bit 31
-                                   out=_buffer((n, halves.shape[1], 32), torch.int32, keys.device))
+    out = torch.bitwise_left_shift(halves[:, :, None], shifts)  # bit j of the half now at bit 31
     out &= _SIGN32
     out ^= _f32_bits(-1.0 / math.sqrt(d))  # bit set -> +1/sqrt(d), clear -> -1/sqrt(d)
     offset = start - 64 * first
@@ -259,8 +149,7 @@ def _signs(keys: torch.Tensor, start: int, length: int, d: int) -> torch.Tensor:
 def _centered_uniform(keys: torch.Tensor, start: int, length: int) -> torch.Tensor:
     """Entries [start, start + length) as t in (-1/2, 1/2), 2^22 levels, mean exactly 0."""
     first, last = start // 2, (start + length + 1) // 2
-    words = _buffer((keys.shape[0], last - first), torch.int64, keys.device)
-    bits = _hashes(keys, first, last - first, out=words).view(torch.int32)  # two entries per word
+    bits = _hashes(keys, first, last - first).view(torch.int32)  # two entries per word
     bits &= _MANTISSA22
     bits |= _ONE_ODD
     t = bits.view(torch.float32).sub_(1.5)
@@ -296,12 +185,7 @@ def basis_chunk(kind: str, keys: torch.Tensor, start: int, length: int, d: int) 
     # sqrt2 erfinv(y) = sqrt(pi/2) (y + (pi/12) y^3 + O(y^5)); O(y^5) < 1e-8 relative here.
     beta = math.pi / 12 * (2 * m) ** 2  # coefficient of t^3 relative to t
     if beta * 0.25 > 2.0**-25:
-        scratch = _scratch(t.device).view(torch.float32)
-        # t^3 through the scratch, in pieces that fit it (a chunk of one basis row can be longer)
-        for rows in t.split(max(1, scratch.numel() // max(length, 1)), dim=0):
-            for part in rows.split(max(1, scratch.numel() // rows.shape[0]), dim=1):
-                cube = torch.mul(part, part, out=scratch[: part.numel()].view(part.shape)).mul_(part)
-                part.add_(cube, alpha=beta)
+        t.add_(t * t * t, alpha=beta)
     return t.mul_(math.sqrt(math.pi / 2) * 2 * m)
 
 
@@ -310,141 +194,63 @@ def _chunk_len(n: int, chunk_elems: int) -> int:
     return max(64, (chunk_elems // max(n, 1)) // 64 * 64)
 
 
-DEFAULT_CHUNK = 1 << 22  # entries per chunk, split among the CPU workers (16 MiB of float32 in all)
+DEFAULT_CHUNK = 1 << 22  # entries per reference chunk (16 MiB of float32)
 
 
-class _Workers:
-    """CPU worker threads that each run torch single-threaded. Two torch threads per op, with a
-    fork and join in each of a chunk's ~5 ops, had episodes of several seconds at a quarter of
-    the speed on the 2-core machine this was measured on (3.6 G/s, then 0.8 G/s for 20 calls);
-    whole chunks on single-threaded workers never did, and keep each chunk on one core's cache."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.tasks: queue.SimpleQueue = queue.SimpleQueue()
-        ready = threading.Barrier(n + 1)
-        for _ in range(n):
-            threading.Thread(target=self._loop, args=(ready,), daemon=True).start()
-        ready.wait()
-        torch.set_num_threads(n)  # a worker's set_num_threads(1) also set torch's process default
-
-    def _loop(self, ready: threading.Barrier) -> None:
-        torch.get_num_threads()  # torch's per-thread start-up first, or it would undo the next line
-        torch.set_num_threads(1)
-        _LOCAL.in_worker = True  # a walk started here runs here, not on the workers again
-        ready.wait()
-        while (task := self.tasks.get()) is not None:
-            task()
-
-    def close(self) -> None:
-        for _ in range(self.n):
-            self.tasks.put(None)
-
-    def run(self, jobs: list[Callable[[], Any]]) -> list:
-        """Call every job on the workers (each worker takes the next job when free); results in
-        job order, the first exception re-raised."""
-        results: list = [None] * len(jobs)
-        errors: list[BaseException] = []
-        left = threading.Semaphore(0)
-
-        def call(i: int) -> None:
-            try:
-                results[i] = jobs[i]()
-            except BaseException as exc:  # re-raised in the caller's thread
-                errors.append(exc)
-            finally:
-                left.release()
-
-        for i in range(len(jobs)):
-            self.tasks.put(functools.partial(call, i))
-        for _ in jobs:
-            left.acquire()
-        if errors:
-            raise errors[0]
-        return results
+def _kernels(t: torch.Tensor) -> ModuleType | None:
+    """The fused kernels for t's device: the C++ extension on CPU, Triton on CUDA (None where
+    triton is not installed: the reference path runs)."""
+    if t.device.type == "cpu":
+        return fused_kernels
+    if t.device.type == "cuda":
+        return _triton_kernels()
+    return None
 
 
-_WORKERS: _Workers | None = None
-_WORKERS_LOCK = threading.Lock()
-
-
-def _workers(device: torch.device) -> _Workers | None:
-    """The worker threads for this many torch threads, or None where one thread does the walk
-    (GPU, one torch thread, or a call from inside a worker)."""
-    global _WORKERS
-    n = torch.get_num_threads()
-    if device.type != "cpu" or n < 2 or getattr(_LOCAL, "in_worker", False):
+@functools.lru_cache(maxsize=1)
+def _triton_kernels() -> ModuleType | None:
+    try:
+        from ferret.kernels import triton as kernels
+    except ImportError:  # no triton: CUDA uses the reference path
         return None
-    with _WORKERS_LOCK:
-        if _WORKERS is None or _WORKERS.n != n:
-            if _WORKERS is not None:
-                _WORKERS.close()
-            _WORKERS = _Workers(n)
-        return _WORKERS
-
-
-def _walk_spans(keys: torch.Tensor, d: int, chunk_elems: int, chunks: Callable[[int, int, int], Any]) -> list:
-    """Run ``chunks(start, stop, step)`` over [0, d): in one call on GPU or one thread, else over
-    spans of _SPAN_CHUNKS chunks shared out among the CPU workers (each worker's chunk holds
-    chunk_elems / workers entries, so the chunks in flight hold chunk_elems in all). Returns the calls' results in span order, so that sums over them do not depend on
-    the threads' timing."""
-    workers = _workers(keys.device)
-    step = _chunk_len(keys.shape[0], chunk_elems // (workers.n if workers is not None else 1))
-    if workers is None:
-        with _walk(keys, step):
-            return [chunks(0, d, step)]
-    span = step * _SPAN_CHUNKS  # a block of one span still goes to a worker: single-threaded ops
-
-    def job(lo: int) -> Any:
-        with _walk(keys, step):
-            return chunks(lo, min(lo + span, d), step)
-
-    return workers.run([functools.partial(job, lo) for lo in range(0, d, span)])
+    return kernels
 
 
 def generate(kind: str, keys: torch.Tensor, d: int, chunk_elems: int = DEFAULT_CHUNK) -> None:
-    """Generate all n x d entries chunk by chunk and discard them: the floor under `project` and
-    `reconstruct` (same chunks, same workers, no products), for ``ferret bench projection``."""
-
-    def chunks(lo: int, hi: int, step: int) -> None:
-        for start in range(lo, hi, step):
-            basis_chunk(kind, keys, start, min(step, hi - start), d)
-
-    _walk_spans(keys, d, chunk_elems, chunks)
+    """Generate all n x d entries chunk by chunk and discard them: the reference path's floor
+    (same chunks, no products), for ``ferret bench projection``."""
+    step = _chunk_len(keys.shape[0], chunk_elems)
+    for start in range(0, d, step):
+        basis_chunk(kind, keys, start, min(step, d - start), d)
 
 
 def project(x: torch.Tensor, keys: torch.Tensor, kind: str, chunk_elems: int = DEFAULT_CHUNK,
             fused: bool = True) -> torch.Tensor:
     """Coordinates <x, v_k> of a flat float32 vector x on the bases of `keys`, shape (n,): by the
-    fused kernel (:mod:`ferret.kernels.cpu`) where one covers the basis and device, else (or with
-    ``fused=False``) by the reference path below, chunks of ``chunk_elems`` entries."""
-    if fused and fused_kernels.supports(kind, x):
-        return fused_kernels.project(x, keys, kind)
+    fused kernel for x's device where one covers the basis, else (or with ``fused=False``) by the
+    reference path, chunks of ``chunk_elems`` entries."""
+    kernels = _kernels(x) if fused else None
+    if kernels is not None and kernels.supports(kind, x):
+        return kernels.project(x, keys, kind)
     d = x.numel()
-
-    def chunks(lo: int, hi: int, step: int) -> torch.Tensor:
-        out = torch.zeros(keys.shape[0], dtype=torch.float32, device=x.device)
-        for start in range(lo, hi, step):
-            length = min(step, hi - start)
-            out.addmv_(basis_chunk(kind, keys, start, length, d), x[start : start + length])
-        return out
-
-    parts = _walk_spans(keys, d, chunk_elems, chunks)
-    return parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)
+    step = _chunk_len(keys.shape[0], chunk_elems)
+    out = torch.zeros(keys.shape[0], dtype=torch.float32, device=x.device)
+    for start in range(0, d, step):
+        length = min(step, d - start)
+        out.addmv_(basis_chunk(kind, keys, start, length, d), x[start : start + length])
+    return out
 
 
 def reconstruct(coef: torch.Tensor, keys: torch.Tensor, kind: str, out: torch.Tensor,
                 chunk_elems: int = DEFAULT_CHUNK, fused: bool = True) -> torch.Tensor:
     """Add sum_k coef[k] v_k to the flat float32 vector `out` (in place) and return it (fused
     kernel or reference path, as in :func:`project`)."""
-    if fused and out.is_contiguous() and fused_kernels.supports(kind, out):
-        return fused_kernels.reconstruct(coef, keys, kind, out)
+    kernels = _kernels(out) if fused and out.is_contiguous() else None
+    if kernels is not None and kernels.supports(kind, out):
+        return kernels.reconstruct(coef, keys, kind, out)
     d = out.numel()
-
-    def chunks(lo: int, hi: int, step: int) -> None:
-        for start in range(lo, hi, step):  # spans are disjoint: no two workers write one entry
-            length = min(step, hi - start)
-            out[start : start + length].addmv_(basis_chunk(kind, keys, start, length, d).T, coef)
-
-    _walk_spans(keys, d, chunk_elems, chunks)
+    step = _chunk_len(keys.shape[0], chunk_elems)
+    for start in range(0, d, step):
+        length = min(step, d - start)
+        out[start : start + length].addmv_(basis_chunk(kind, keys, start, length, d).T, coef)
     return out

@@ -29,6 +29,9 @@ COLUMNS = [
     "uplink_bytes", "downlink_bytes", "uplink_bytes_per_client", "downlink_bytes_per_client",
     "cum_bytes", "t_local_s", "t_encode_s", "t_aggregate_s", "t_eval_s", "t_round_s", "peak_mem_mb",
 ]
+# examples.csv: one row per (evaluated round, eval example); `example` is the index in the eval
+# set, which is fixed by the data (eval_seed), so rows of different runs pair one to one.
+EXAMPLE_COLUMNS = ["run_id", "method", "round", "example", "task", "eval_loss", "rouge_l"]
 
 
 def _umask() -> int:
@@ -73,11 +76,13 @@ def _cell(value: Any) -> Any:
 
 
 class CsvSink:
-    """metrics.csv with one row per round; the whole file is rewritten atomically each round.
-    ``rows`` (a resumed run's rows so far) are written at once."""
+    """metrics.csv with one row per round (or examples.csv with ``columns=EXAMPLE_COLUMNS``); the
+    whole file is rewritten atomically each round. ``rows`` (a resumed run's rows so far) are
+    written at once."""
 
-    def __init__(self, path: Path, rows: Iterable[Mapping[str, Any]] = ()) -> None:
+    def __init__(self, path: Path, rows: Iterable[Mapping[str, Any]] = (), columns: list[str] | None = None) -> None:
         self.path = path
+        self.columns = COLUMNS if columns is None else columns
         self.rows: list[dict[str, Any]] = []
         for row in rows:
             self._add(row)
@@ -85,18 +90,24 @@ class CsvSink:
             self.write()
 
     def _add(self, row: Mapping[str, Any]) -> None:
-        unknown = set(row) - set(COLUMNS)
+        unknown = set(row) - set(self.columns)
         if unknown:
-            raise KeyError(f"unknown metrics columns: {sorted(unknown)}")
-        self.rows.append({c: _cell(row.get(c)) for c in COLUMNS})
+            raise KeyError(f"unknown {self.path.name} columns: {sorted(unknown)}")
+        self.rows.append({c: _cell(row.get(c)) for c in self.columns})
 
     def log(self, row: Mapping[str, Any]) -> None:
         self._add(row)
         self.write()
 
+    def log_many(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Several rows in one rewrite (an evaluation's per-example rows)."""
+        for row in rows:
+            self._add(row)
+        self.write()
+
     def write(self) -> None:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=self.columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.rows)
         atomic_write_text(self.path, buf.getvalue())
@@ -183,6 +194,16 @@ def resolve_wandb_mode(configured: str, env: Mapping[str, str] | None = None) ->
     return "offline"
 
 
+# The x axes of the W&B charts: the round, the bytes communicated so far, and the wall-clock
+# seconds of the rounds so far (elapsed_s: the sum of t_round_s, continued across a resume).
+X_AXES = ("round", "cum_bytes", "elapsed_s")
+
+
+def _seconds(value: Any) -> float:
+    """A t_round_s cell as seconds (0 where the round has none, e.g. round 0's evaluation-only row)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
 class WandbSink:
     """Mirror of the per-round rows in Weights & Biases. Never blocks or fails the run: any W&B
     error (no package, no network, no key) prints one warning and turns the sink off."""
@@ -190,9 +211,12 @@ class WandbSink:
     INIT_TIMEOUT_S = 10
 
     def __init__(self, *, mode: str, project: str, entity: str, group: str, job_type: str, name: str,
-                 config: Mapping[str, Any], folder: Path, run_key: str | None = None) -> None:
-        """``run_key``: a W&B run id to continue (a resumed run keeps one W&B run)."""
+                 config: Mapping[str, Any], folder: Path, run_key: str | None = None,
+                 rows: Iterable[Mapping[str, Any]] = ()) -> None:
+        """``run_key``: a W&B run id to continue (a resumed run keeps one W&B run); ``rows``: the
+        rows a resumed run logged before, so that its wall-clock axis continues from their total."""
         self.run = None
+        self.elapsed_s = sum(_seconds(row.get("t_round_s")) for row in rows)
         if mode == "disabled":
             return
         try:
@@ -205,8 +229,16 @@ class WandbSink:
                 name=name, config=redact(dict(config)), dir=str(folder), mode=mode, reinit="finish_previous",
                 id=run_key, resume="allow" if run_key else None,
                 settings=wandb.Settings(init_timeout=self.INIT_TIMEOUT_S, console="off", silent=True))
+            self._define_axes()
         except Exception as e:  # noqa: BLE001 - W&B must never fail a run
             self._off(e)
+
+    def _define_axes(self) -> None:
+        """Charts a user opens plot against the round; cumulative bytes and wall-clock seconds are
+        offered as alternative x axes (W&B's default, _step, means nothing to a reader)."""
+        for axis in X_AXES:
+            self.run.define_metric(axis)
+        self.run.define_metric("*", step_metric="round")
 
     def _off(self, error: BaseException) -> None:
         print(redact(f"ferret: W&B logging off for this run: {type(error).__name__}: "
@@ -217,8 +249,10 @@ class WandbSink:
         if self.run is None:
             return
         try:
-            numeric = {k: v for k, v in row.items() if isinstance(v, (int, float)) and k != "round"}
-            self.run.log(numeric, step=int(row["round"]))
+            self.elapsed_s += _seconds(row.get("t_round_s"))
+            numeric = {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            self.run.log({**numeric, "round": int(row["round"]), "elapsed_s": self.elapsed_s},
+                         step=int(row["round"]))
         except Exception as e:  # noqa: BLE001
             self._off(e)
 

@@ -11,6 +11,7 @@ import torch
 
 from ferret import projection as P
 from ferret.bench import cost
+from ferret.bench import floor
 from ferret.bench import projection as B
 from ferret.bench.official import official_project, official_rebuild
 from ferret.bench.report import projection_figure, write_table
@@ -60,9 +61,13 @@ def test_agreement_holds_for_the_same_law_and_fails_when_bases_differ():
 
 
 def test_grid_rows_are_consistent_with_their_timings():
-    rows = B.measure_point(10_000, 8, ["rademacher", "trunc_normal"], CPU, 1 << 16, official_s=60, rate_official=1e9)
+    rows = B.measure_point(10_000, 8, ["rademacher", "trunc_normal"], CPU, 1 << 16, official_s=60, rate_official=1e9,
+                           lane_rate=1e10)
     assert [r["basis"] for r in rows] == ["rademacher", "trunc_normal"]
     for r in rows:
+        arithmetic = sum(8 * n * floor.ops_per_entry(r["basis"], n) for n in B.block_sizes(10_000)) / 1e10
+        assert r["floor_s"] == pytest.approx(max(r["mem_pass_s"], arithmetic))
+        assert r["f_over_floor"] == pytest.approx(max(r["f_project_s"], r["f_rebuild_s"]) / r["floor_s"])
         assert r["a_seeds"] == 8  # the whole official loop fits the allowance here
         assert r["b_s"] == pytest.approx(r["b_project_s"] + r["b_rebuild_s"])
         assert r["a_over_b"] == pytest.approx(r["a_s"] / r["b_s"])
@@ -127,3 +132,17 @@ def test_cli_writes_the_table_and_figure_and_rejects_bad_values(tmp_path, capsys
     assert "8,x" in capsys.readouterr().err
     assert main(["bench", "projection", "--bases", "sobol"]) == 2
     assert math.isfinite(pd.read_csv(tmp_path / "r" / "projection.csv")["b_s"].iloc[0])
+
+
+def test_floor_counts_the_hash_once_per_word_and_the_cubic_term_only_where_kept():
+    assert floor.ops_per_entry("rademacher", 10**7) == pytest.approx(3 + 22 / 64)
+    assert floor.ops_per_entry("uniform", 3000) == pytest.approx(3 + 11)
+    assert floor.ops_per_entry("trunc_normal", 3000) == pytest.approx(6 + 11)  # cubic kept (d < ~5.6e6)
+    assert floor.ops_per_entry("trunc_normal", 10**7) == pytest.approx(3 + 11)
+    assert floor.floor_seconds("rademacher", 1000, 64, 1e9, mem_read_s=1.0) == 1.0  # memory-bound
+    assert floor.floor_seconds("rademacher", 1000, 64, 1e9, 0.0) == pytest.approx(64 * 1000 * (3 + 22 / 64) / 1e9)
+
+
+def test_cpu_lane_op_rate_is_a_plausible_rate():
+    rate = floor.lane_op_rate(CPU, iters=2_000_000)
+    assert 1e8 < rate < 1e14, rate  # between a slow core and far beyond any CPU

@@ -74,7 +74,7 @@ def _kill_at(out: Path, point: str) -> None:
 def uninterrupted(tmp_path_factory):
     out = tmp_path_factory.mktemp("uninterrupted")
     run(load_config(None, OVERRIDES), out)
-    return _metrics(out)
+    return _metrics(out), (out / "examples.csv").read_text()
 
 
 @pytest.mark.parametrize("point,resumes_after", [
@@ -83,6 +83,7 @@ def uninterrupted(tmp_path_factory):
     ("write:metrics.csv#3", 1),    # in the middle of writing round 2's row
 ])
 def test_sigkill_then_resume_gives_the_uninterrupted_metrics(tmp_path, uninterrupted, point, resumes_after):
+    uninterrupted, examples = uninterrupted
     out = tmp_path / "run"
     _kill_at(out, point)
     # What the kill left is never mistaken for a result: nothing is published, the staged run.json
@@ -101,7 +102,8 @@ def test_sigkill_then_resume_gives_the_uninterrupted_metrics(tmp_path, uninterru
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "ok" and record["resumed_from"] == [resumes_after]
     assert _metrics(out) == uninterrupted
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.csv", "run.json"]  # no temp files, no checkpoints
+    assert (out / "examples.csv").read_text() == examples  # per-example scores survive the resume too
+    assert sorted(p.name for p in out.iterdir()) == ["examples.csv", "metrics.csv", "run.json"]  # no temps/checkpoints
 
 
 def _nan_at(monkeypatch, method: str, round_: int) -> None:
@@ -133,7 +135,7 @@ def test_nan_loss_at_round_2_ends_the_run_as_diverged(tmp_path, monkeypatch, cap
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "diverged" and record["diverged_round"] == 2
     assert "training loss is nan at round 2" in record["error"]
-    assert _metrics(out) == uninterrupted[:2]  # rounds 0 and 1 kept, as computed
+    assert _metrics(out) == uninterrupted[0][:2]  # rounds 0 and 1 kept, as computed
     assert not (out / "checkpoints").exists()
     df = collect([out])
     assert df["status"].unique().tolist() == ["diverged"] and df["round"].tolist() == [0, 1]

@@ -108,7 +108,7 @@ def test_check_model_name_rejects(name: str) -> None:
 
 
 def test_typo_alias_suggests_alias() -> None:
-    with pytest.raises(ModelError, match="did you mean smollm2-135m"):
+    with pytest.raises(ModelError, match="did you mean 'smollm2-135m'"):
         check_model_name("smollm2-135")
 
 

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import huggingface_hub.constants
 import pytest
 import yaml
 
@@ -133,7 +134,10 @@ def test_settings_blocks_may_not_set_grid_axes(tmp_path):
 def test_paper_model_aliases_resolve_to_hub_ids(alias, monkeypatch):
     check_model_name(alias)
     assert ALIASES[alias]["kind"] == "hub" and "/" in ALIASES[alias]["hub_id"]
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no network here: a clear one-line error naming the alias
+    # no network here: a clear one-line error naming the alias. huggingface_hub reads the variable
+    # once at import, so the constant is patched too (else 45 s of retries per alias).
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ModelError, match=f"could not load model '{alias}'") as e:
         load_model_and_tokenizer(alias)
     assert "\n" not in str(e.value)

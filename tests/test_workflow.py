@@ -56,8 +56,9 @@ def test_dry_run_lists_every_job_of_the_grid(name):
     # smoke: 9 methods x 2 seeds + 3 new K values + 2 new client counts
     assert n_train == {"default": 22, "smoke": 23}[name]
     assert counts["prepare_model"] == 1 and counts["collect"] == 1 and counts["tables"] == 1
+    assert counts["eval_untuned"] == 1  # one model, one data set, one eval set: round 0 evaluated once
     assert counts["figure"] == 6
-    assert counts["total"] == n_train + 10  # + prepare, collect, tables, 6 figures, all
+    assert counts["total"] == n_train + 11  # + prepare, untuned, collect, tables, 6 figures, all
 
 
 BAD = [
@@ -66,7 +67,7 @@ BAD = [
     ("seeds: [0, 1]\nbogus_key: 1", "bogus_key"),
     ("settings: {rounds: 2, lerning_rate: 0.1}", "lerning_rate"),
     ("settings: {participation: 1.5}", "participation=1.5"),
-    ("settings: {train_per_client: 400}", "too few distinct instances"),  # found before any job
+    ("settings: {train_per_client: 100000}", "too few distinct instances"),  # found before any job
 ]
 
 

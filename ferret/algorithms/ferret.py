@@ -54,6 +54,7 @@ import torch
 
 from ferret import projection
 from ferret.algorithms.base import Algorithm, RoundContext
+from ferret.algorithms.missed_rounds import take_missed
 from ferret.comm import Message
 from ferret.seeding import generator
 
@@ -151,10 +152,8 @@ class Ferret(Algorithm):
     def downlink(self, client: int, ctx: RoundContext) -> Message:
         """The round's seeds (at first contact, or every round with per-round seeds) and the
         aggregated coordinates of the rounds this client missed, as sparse (flat index, value)."""
-        since = self.last_sync.get(client, 0)
-        missed = self.history[since:]
-        tensors = {"rounds": torch.arange(since + 1, since + 1 + len(missed), dtype=torch.int32)}
-        if client not in self.last_sync or self.options.seeds == "per_round":
+        first, missed, tensors = take_missed(self.last_sync, client, self.history)
+        if first or self.options.seeds == "per_round":
             tensors["seeds"] = self.round_seeds(ctx.round)
         if missed:
             flat = torch.stack([pool for _, pool in missed]).flatten()
@@ -162,7 +161,6 @@ class Ferret(Algorithm):
             tensors["index"], tensors["value"] = nz.to(torch.int32), flat[nz]
             if self.options.seeds == "per_round":
                 tensors["missed_seeds"] = torch.stack([seeds for seeds, _ in missed])
-        self.last_sync[client] = len(self.history)
         return Message(tensors, {"K": self.cfg.K, "blocks": len(self.blocks)})
 
     def _block_delta(self, params: dict[str, torch.Tensor], block: list[int]) -> torch.Tensor:

@@ -11,9 +11,11 @@ neither at validation nor during ``snakemake -n``.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib
 from typing import Any
+
+from ferret.coercion import coerce
+from ferret.hints import did_you_mean
 
 METHODS: dict[str, str] = {
     "ferret": "ferret.algorithms.ferret:Ferret",
@@ -37,9 +39,7 @@ def check_name(name: str, trust_custom_method: bool = False) -> None:
     if name in METHODS or name in METHODS.values():
         return
     if ":" not in name:
-        close = difflib.get_close_matches(name, list(METHODS), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise UnknownMethodError(f"unknown method '{name}'{hint}; known: {', '.join(METHODS)}")
+        raise UnknownMethodError(f"unknown method '{name}'{did_you_mean(name, METHODS)}; known: {', '.join(METHODS)}")
     if not trust_custom_method:
         raise UnknownMethodError(f"method '{name}' is a custom class path: its module is imported (and runs) "
                                  "only with trust_custom_method: true")
@@ -73,15 +73,10 @@ def options_for(name: str, method_options: dict[str, Any], trust_custom_method: 
     values = {}
     for key, value in raw.items():
         if key not in fields:
-            close = difflib.get_close_matches(key, list(fields), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise UnknownMethodError(f"unknown option method_options.{name}.{key}{hint}")
+            raise UnknownMethodError(f"unknown option method_options.{name}.{key}{did_you_mean(key, fields)}")
         kind = type(fields[key].default)
-        if kind in (int, float) and isinstance(value, str):
-            try:
-                value = kind(value)
-            except ValueError:
-                raise UnknownMethodError(f"method_options.{name}.{key}={value!r}: expected {kind.__name__}") from None
+        if kind in (int, float) and isinstance(value, str):  # YAML 1.1 reads '1e-3' as a string
+            value = coerce(f"method_options.{name}.{key}", value, kind, UnknownMethodError)
         values[key] = value
     try:
         return cls.Options(**values)

@@ -76,7 +76,10 @@ def _cmd_projection(args: argparse.Namespace) -> int:
              "*_geps = K x d entries per second, in G (a_geps counts both passes)",
              "peak_extra_mb: (b)'s peak extra memory (CPU: RSS high-water-mark delta after malloc_trim; "
              "CUDA: max_memory_allocated delta); bound_mb = 2 x chunk_elems + d floats",
-             "agree: (b) trunc_normal vs (a), same law (coordinates and rebuild energy, |z| < 4)"]
+             "agree: (b) trunc_normal vs (a), same law (coordinates and rebuild energy, |z| < 4)",
+             "(f) fused kernels (C++ on CPU, Triton on CUDA); floor_s: one pass's hardware floor = max(one read of "
+             "d floats, K x d entries x lane ops per entry / lane_gops, the microbenched peak; ferret/bench/floor.py); "
+             "f_over_floor = slower (f) pass / floor_s"]
     written = write_table(rows, B.COLUMNS, Path(args.out), "projection",
                           _header("Projection benchmark", args, device, notes))
     written += projection_figure(rows, Path(args.figures))

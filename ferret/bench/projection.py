@@ -10,14 +10,17 @@ shaped model (:func:`model_shapes`, ``group_blocks``):
 (b) :func:`ferret.projection.project` and :func:`~ferret.projection.reconstruct` per block, for
     each basis in ``--bases``: the fastest of ``repeats`` calls of each (the first, cold call also
     gives the peak extra memory);
-(f) the same two passes by the fused kernels (:mod:`ferret.kernels.cpu`; the reference path
-    where no kernel covers the basis), ``f_*_over_b`` = (b) time / (f) time;
-(c) the floor: generating the K x d entries of the same basis alone (the fastest over three chunk
-    sizes), and one read of d floats (memory bandwidth).
+(f) the same two passes by the fused kernels (:mod:`ferret.kernels.cpu` on CPU,
+    :mod:`ferret.kernels.triton` on CUDA; the reference path where no kernel covers the basis), ``f_*_over_b`` = (b) time / (f) time;
+(c) the reference path's own floor: generating the K x d entries of the same basis alone (the
+    fastest over three chunk sizes), and one read of d floats (memory bandwidth);
+(h) the hardware floor of one pass, ``floor_s``: the longer of one read of d floats and the
+    arithmetic of generating K x d entries without storing them, at the peak lane-op rate
+    measured by a register-only microbench (``lane_gops``; derivation in :mod:`ferret.bench.floor`);
+    ``f_over_floor`` = the slower fused pass / ``floor_s``.
 
-Fastest-of-n, as timeit recommends: on a shared machine single calls vary (see
-:class:`ferret.projection._Workers` for the episodes that made the projection use its own worker
-threads). Each point's measured rates replace the start-up calibration in predicting the next
+Fastest-of-n, as timeit recommends: on a shared machine single calls vary (episodes of several
+seconds at a quarter of the speed were seen on the 2-core machine). Each point's measured rates replace the start-up calibration in predicting the next
 points' time.
 
 Ratios: ``a_over_b`` = (a project + a rebuild) / (b project + b rebuild); ``b_over_c`` = (b project
@@ -41,6 +44,7 @@ import torch
 
 from ferret import projection as P
 from ferret.algorithms.ferret import group_blocks
+from ferret.bench import floor
 from ferret.bench.measure import best_seconds, run_measured
 from ferret.bench.official import official_project, official_rebuild
 
@@ -48,7 +52,7 @@ COLUMNS = ["d", "K", "basis", "blocks", "status", "a_s", "a_seeds", "b_project_s
            "c_chunk", "mem_pass_s", "mem_gbps", "a_geps", "b_project_geps", "b_rebuild_geps", "c_geps",
            "a_over_b", "b_over_c", "peak_extra_mb", "bound_mb", "mem_ok", "a_peak_mb", "agree", "agree_z",
            "f_project_s", "f_rebuild_s", "f_project_geps", "f_rebuild_geps", "f_project_over_b", "f_rebuild_over_b",
-           "a_over_f", "f_peak_extra_mb"]
+           "a_over_f", "f_peak_extra_mb", "lane_gops", "floor_s", "floor_geps", "f_over_floor"]
 
 
 def model_shapes(d: int) -> list[int]:
@@ -141,9 +145,7 @@ def _ours(blocks: list[torch.Tensor], seeds: torch.Tensor, basis: str, chunk: in
             P.reconstruct(coef, P.stream_keys(seeds, b), basis, out, chunk, fused=fused)
         return outs
 
-    P.release_buffers()  # the cold call's peak includes making the buffers that walks keep
     coords, t_p, m_p = run_measured(project, device)
-    P.release_buffers()
     outs, t_r, m_r = run_measured(rebuild, device)
     t_p = min(t_p, best_seconds(project, device, repeats - 1))
     t_r = min(t_r, best_seconds(rebuild, device, repeats - 1))
@@ -176,8 +178,11 @@ def _official(blocks: list[torch.Tensor], K: int, budget_s: float, rate: float,
 
 
 def measure_point(d: int, K: int, bases: list[str], device: torch.device, chunk: int, official_s: float,
-                  rate_official: float, repeats: int = 3) -> list[dict[str, Any]]:
-    """All rows of one grid point (one per basis)."""
+                  rate_official: float, repeats: int = 3, lane_rate: float | None = None) -> list[dict[str, Any]]:
+    """All rows of one grid point (one per basis); `lane_rate` (lane ops/s, measured here if not
+    given) sets the arithmetic floor (:mod:`ferret.bench.floor`)."""
+    if lane_rate is None:
+        lane_rate = floor.lane_op_rate(device)
     sizes = block_sizes(d)
     x = torch.randn(d, device=device)
     blocks = list(x.split(sizes))
@@ -204,7 +209,11 @@ def measure_point(d: int, K: int, bases: list[str], device: torch.device, chunk:
                "f_project_over_b": b["b_project_s"] / f["b_project_s"],
                "f_rebuild_over_b": b["b_rebuild_s"] / f["b_rebuild_s"],
                "a_over_f": a["a_s"] / (f["b_project_s"] + f["b_rebuild_s"]),
-               "f_peak_extra_mb": f["peak_extra_mb"]}
+               "f_peak_extra_mb": f["peak_extra_mb"], "lane_gops": lane_rate / 1e9}
+        # per pass: one read of d floats or the arithmetic of K x d entries, whichever is longer
+        row["floor_s"] = max(mem, sum(floor.floor_seconds(basis, n, K, lane_rate, 0.0) for n in sizes))
+        row["floor_geps"] = K * d / row["floor_s"] / 1e9
+        row["f_over_floor"] = max(f["b_project_s"], f["b_rebuild_s"]) / row["floor_s"]
         row["mem_ok"] = bool(row["peak_extra_mb"] < row["bound_mb"]) if math.isfinite(row["peak_extra_mb"]) else None
         if basis == "trunc_normal":  # the official law: must agree with (a)
             row["agree"], row["agree_z"] = agreement(za, _normalised(b["coords"], blocks), a["rho"], b["rho"], max(sizes))
@@ -219,6 +228,7 @@ def run_grid(ds: list[int], Ks: list[int], bases: list[str], budget_s: float, of
     """Every grid point, cheapest first, skipping those predicted to overrun the budget."""
     t0 = time.perf_counter()
     rates = calibrate(bases, device, chunk)
+    lane_rate = floor.lane_op_rate(device)
     points = sorted(((d, K) for d in ds for K in Ks),
                     key=lambda p: predicted_seconds(*p, bases, rates, official_s, repeats))
     rows: list[dict[str, Any]] = []
@@ -230,7 +240,7 @@ def run_grid(ds: list[int], Ks: list[int], bases: list[str], budget_s: float, of
                       "of budget left"} for b in bases]
             log(f"bench projection: d={d:.0e} K={K}: skipped (predicted {need:.0f} s, {max(left, 0):.0f} s left)")
             continue
-        point = measure_point(d, K, bases, device, chunk, official_s, rates.official, repeats)
+        point = measure_point(d, K, bases, device, chunk, official_s, rates.official, repeats, lane_rate)
         for row in point:  # the start-up rates come from a small problem: learn the real ones
             rates.ours[row["basis"]] = 2 * K * d / row["b_s"]
         rates.official = point[0]["a_geps"] * 1e9  # (a) is measured once per point

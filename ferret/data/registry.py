@@ -9,11 +9,11 @@ machine without the data.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from typing import Any
 
 from ferret.data.types import DataError, FederatedData
+from ferret.hints import did_you_mean
 
 
 def _synthetic(cfg: Any) -> FederatedData:
@@ -91,9 +91,7 @@ def check_data_config(cfg: Any) -> None:
 
 def check_dataset_name(name: str) -> None:
     if name not in DATASETS:
-        close = difflib.get_close_matches(name, list(DATASETS), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise DataError(f"unknown dataset '{name}'{hint}; known: {', '.join(DATASETS)}")
+        raise DataError(f"unknown dataset '{name}'{did_you_mean(name, DATASETS)}; known: {', '.join(DATASETS)}")
 
 
 def limit_eval(data: FederatedData, limit: int) -> FederatedData:

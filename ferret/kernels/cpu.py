@@ -20,7 +20,7 @@ the issue author's, not re-measured here):
   (independent lane accumulators, ``-O3 -march=native``; the vector code was not inspected),
   and parallelises with torch's own ``at::parallel_for`` (no worker threads of our own). Summation order is fixed
   (parts of the block are summed in order), so results do not depend on the thread count.
-The GPU counterpart (Triton) is not written yet; on other devices and where the extension
+The GPU counterpart is :mod:`ferret.kernels.triton`; on other devices and where the extension
 cannot be built, :mod:`ferret.projection` uses its reference path.
 """
 
@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import threading
 
 import torch
+
+from ferret.kernels import float_law
 
 _TILE_WORDS = 64  # 4096 entries (Rademacher) per tile: x tile 16 KiB, stays in L1 across seeds
 _FLOAT_TILE_WORDS = 1024  # 2048 float entries: x tile + generated tile 16 KiB
@@ -225,9 +226,8 @@ _LOCK = threading.Lock()
 @functools.lru_cache(maxsize=1)
 def _module():
     """The compiled extension (built on first use, then loaded from torch's extension cache), or
-    None where it cannot be built (no compiler); FERRET_NO_FUSED=1 turns it off."""
-    if os.environ.get("FERRET_NO_FUSED") == "1":
-        return None
+    None where it cannot be built (no compiler). The reference path is chosen by the caller
+    (``fused=False`` in :mod:`ferret.projection`), never by the environment."""
     from torch.utils.cpp_extension import load_inline
 
     with _LOCK:
@@ -245,16 +245,6 @@ def _module():
 FUSED_BASES = ("rademacher", "uniform", "trunc_normal")
 
 
-def _float_law(kind: str, d: int) -> tuple[int, float, float, bool]:
-    """(kind code, scale, beta, cubic) reproducing ferret.projection's float transforms."""
-    if kind == "uniform":
-        return 0, 2 * math.sqrt(3.0 / d), 0.0, False
-    a = 1.0 / math.sqrt(d)
-    m = math.erf(a / math.sqrt(2))
-    beta = math.pi / 12 * (2 * m) ** 2
-    return 1, math.sqrt(math.pi / 2) * 2 * m, beta, beta * 0.25 > 2.0**-25
-
-
 def supports(kind: str, x: torch.Tensor) -> bool:
     """Whether a fused kernel covers this basis, size and tensor (else the reference path runs).
     trunc_normal below d = 2048 uses torch's erfinv in the reference; gaussian uses sin/cos."""
@@ -269,7 +259,7 @@ def project(x: torch.Tensor, keys: torch.Tensor, kind: str) -> torch.Tensor:
     x, keys = x.contiguous(), keys.contiguous()
     if kind == "rademacher":
         return _module().rademacher_project(x, keys, 1.0 / math.sqrt(x.numel()))
-    return _module().float_project(x, keys, *_float_law(kind, x.numel()))
+    return _module().float_project(x, keys, *float_law(kind, x.numel()))
 
 
 def reconstruct(coef: torch.Tensor, keys: torch.Tensor, kind: str, out: torch.Tensor) -> torch.Tensor:
@@ -277,5 +267,5 @@ def reconstruct(coef: torch.Tensor, keys: torch.Tensor, kind: str, out: torch.Te
     if kind == "rademacher":
         _module().rademacher_rebuild(coef, keys, 1.0 / math.sqrt(out.numel()), out)
     else:
-        _module().float_rebuild(coef, keys, *_float_law(kind, out.numel()), out)
+        _module().float_rebuild(coef, keys, *float_law(kind, out.numel()), out)
     return out

@@ -6,6 +6,10 @@ run.json, or whose status is neither ``ok``, ``diverged`` nor ``failed``, is rep
 so a run that crashed mid-write or was interrupted can never pass for a finished one. A failed run
 keeps the rows it finished (one identity row when it finished none) with status ``failed``, so the
 tables can mark it as they mark diverged runs.
+
+Per-example scores (each run's examples.csv, see ferret/tracking.py EXAMPLE_COLUMNS) go the same
+way into results/all_examples.csv, with the same grid values; only runs that finished (ok or
+diverged) contribute, and a run without examples.csv (made before it existed) contributes none.
 """
 
 from __future__ import annotations
@@ -17,10 +21,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from ferret.tracking import atomic_write_text
+from ferret.tracking import EXAMPLE_COLUMNS, atomic_write_text
 
 GRID_COLUMNS = ["experiment", "method", "model", "dataset", "num_clients", "participation", "K", "seed",
                 "rounds", "local_steps", "batch_size", "lr", "slr"]
+
+
+def _record(folder: Path) -> dict | None:
+    try:
+        record = json.loads((folder / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and {"status", "config"} <= set(record) else None
 
 
 def _run_frame(folder: Path) -> pd.DataFrame | None:
@@ -58,5 +70,33 @@ def collect(run_dirs: Iterable[Path]) -> pd.DataFrame:
 
 def write_all_runs(run_dirs: Iterable[Path], out: Path) -> pd.DataFrame:
     df = collect(run_dirs)
+    atomic_write_text(out, df.to_csv(index=False))
+    return df
+
+
+def collect_examples(run_dirs: Iterable[Path]) -> pd.DataFrame:
+    """Every finished run's per-example rows with its grid values and status (maybe empty)."""
+    first = ["run_id", *[c for c in GRID_COLUMNS if c != "run_id"], "status"]
+    frames = []
+    for folder in map(Path, run_dirs):
+        record = _record(folder)
+        if record is None or record["status"] not in ("ok", "diverged") or not (folder / "examples.csv").is_file():
+            continue
+        try:
+            frame = pd.read_csv(folder / "examples.csv")
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+            print(f"collect: skipping {folder}/examples.csv: unreadable ({e})", file=sys.stderr)
+            continue
+        config = record["config"]
+        frames.append(frame.assign(**{k: config.get(k) for k in GRID_COLUMNS if k != "method"},
+                                   status=record["status"]))
+    if not frames:
+        return pd.DataFrame(columns=[*first, *[c for c in EXAMPLE_COLUMNS if c not in first]])
+    df = pd.concat(frames, ignore_index=True)
+    return df[first + [c for c in df.columns if c not in first]]
+
+
+def write_all_examples(run_dirs: Iterable[Path], out: Path) -> pd.DataFrame:
+    df = collect_examples(run_dirs)
     atomic_write_text(out, df.to_csv(index=False))
     return df

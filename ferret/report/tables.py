@@ -1,8 +1,12 @@
 """The paper-shaped tables, built from all_runs.csv (and the paper's numbers in results/reference/).
 
-* Main table (Table 1 shape): one row per method configuration; per data set / model three
-  columns: final Rouge-L (%) and final eval loss, each mean ± std over seeds (n = number of
-  seeds), and the paper's Rouge-L (``table{2,3,9}_rouge_l.csv``; "n/a" where it gives none).
+* Main table (Table 1 shape): one row per method configuration; per data set / model: final
+  Rouge-L (%) and final eval loss, each mean ± std over seeds (n = number of seeds) with its 95%
+  Student-t interval over seeds (ferret/report/stats.py); the paired difference in Rouge-L from
+  Ferret's main configuration on the shared eval set (per example: each configuration's seeds
+  averaged per example, then a paired t-test over the examples; needs all_examples.csv) with a
+  significance mark; and the paper's Rouge-L (``table{2,3,9}_rouge_l.csv``; "n/a" where it gives
+  none). :func:`main_note` states the number of seeds and eval examples behind it.
 * Cost table: per configuration, per-round local compute and encode seconds per client,
   aggregation seconds per round, bytes up and down per client per round, total bytes of the
   run, and the rounds needed to reach a target eval loss (default: the highest final eval loss
@@ -26,6 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ferret.report import stats
 from ferret.tracking import atomic_write_text
 
 CONFIG = ["method", "K", "num_clients"]
@@ -60,6 +65,11 @@ def _mean_std(values: pd.Series, scale: float = 1.0, digits: int = 1) -> str:
     return text + (f" ± {std:.{digits}f}" if not math.isnan(std) else "") + f" (n={len(values)})"
 
 
+def _finished(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs whose last row is a final result (not diverged, not failed)."""
+    return runs[~runs["status"].isin(["diverged", "failed"])] if "status" in runs else runs
+
+
 def _main_cell(runs: pd.DataFrame) -> str:
     """Mean ± std over the runs that finished; diverged runs (status from run.json) are left out
     of the mean, since their last row is not a final result, and counted in the cell."""
@@ -72,8 +82,33 @@ def _main_cell(runs: pd.DataFrame) -> str:
 
 def _loss_cell(runs: pd.DataFrame) -> str:
     """Final eval loss mean ± std over the runs that finished (diverged ones as in _main_cell)."""
-    finished = runs[~runs["status"].isin(["diverged", "failed"])] if "status" in runs else runs
-    return _mean_std(finished["eval_loss"], digits=3)
+    return _mean_std(_finished(runs)["eval_loss"], digits=3)
+
+
+def _interval_cell(values: pd.Series, scale: float = 1.0, digits: int = 1) -> str:
+    """The 95% t interval of the mean over seeds, "[low, high]" ("–" with fewer than 2 seeds)."""
+    iv = stats.t_interval((values.dropna() * scale).tolist())
+    return "–" if iv.n < 2 else f"[{iv.low:.{digits}f}, {iv.high:.{digits}f}]"
+
+
+def per_example_final(runs: pd.DataFrame, examples: pd.DataFrame, column: str = "rouge_l") -> pd.Series:
+    """``column`` per eval example at each finished run's final round, averaged over the runs (seeds)."""
+    final = _finished(final_rows(runs))[["run_id", "round"]]
+    rows = examples.merge(final, on=["run_id", "round"]).dropna(subset=[column])
+    return rows.groupby("example")[column].mean()
+
+
+def _paired_cells(ours: pd.Series, ref: pd.Series) -> tuple[str, str]:
+    """(Δ in points with its 95% t interval, significance mark) of a paired t-test over examples."""
+    if ours.empty or ref.empty:
+        return "–", ""
+    if set(ours.index) != set(ref.index):
+        return "n/a (other examples)", ""
+    test = stats.paired_t(ours.sort_index().tolist(), ref.sort_index().tolist())
+    if test.n < 2 or math.isnan(test.low):
+        return f"{100 * test.diff:+.1f}", ""
+    return (f"{100 * test.diff:+.1f} [{100 * test.low:+.1f}, {100 * test.high:+.1f}]",
+            "*" if test.significant else "")
 
 
 def read_reference(folder: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -96,18 +131,39 @@ def _paper_cell(table1: pd.DataFrame, dataset: str, model: str, method: str) -> 
     return f"{mean:.1f}" + (f" ± {float(std):.1f}" if not pd.isna(std) else "")
 
 
-def main_table(df: pd.DataFrame, reference: Path | None = None) -> pd.DataFrame:
+def main_table(df: pd.DataFrame, reference: Path | None = None, examples: pd.DataFrame | None = None,
+               method: str = "ferret") -> pd.DataFrame:
     """Per data set / model: final Rouge-L (%) and eval loss, mean ± std over seeds (a cell with
-    diverged runs says how many; they are not in its mean), and the paper's Rouge-L where the
+    diverged runs says how many; they are not in its mean) and their 95% t intervals over seeds;
+    with ``examples`` (all_examples.csv), the paired difference in Rouge-L from ``method``'s main
+    configuration and its significance mark (* : p < 0.05); and the paper's Rouge-L where the
     paper ran that data set and model."""
-    final = with_labels(final_rows(df))
-    final["setting"] = final["dataset"] + " / " + final["model"]
+    labelled = with_labels(df)
+    labelled["setting"] = labelled["dataset"] + " / " + labelled["model"]
+    final = final_rows(labelled)
     _, table1 = read_reference(reference)
     columns = {}
     for setting, group in final.groupby("setting", sort=True):
         by_label = group.groupby("label")[list(group.columns)]
         columns[f"{setting}: Rouge-L (%)"] = by_label.apply(_main_cell)
+        columns[f"{setting}: Rouge-L 95% t"] = by_label.apply(
+            lambda runs: _interval_cell(_finished(runs)["rouge_l"], scale=100.0))
+        if examples is not None:
+            all_rows = labelled[labelled["setting"] == setting]
+            ref_runs = main_config_runs(all_rows, method)
+            ref_label = ref_runs["label"].iloc[0] if not ref_runs.empty else None
+            ref = per_example_final(ref_runs, examples) if ref_label else pd.Series(dtype=float)
+            delta, mark = {}, {}
+            for label, runs in all_rows.groupby("label"):
+                if label == ref_label:
+                    delta[label], mark[label] = "ref", ""
+                    continue
+                delta[label], mark[label] = _paired_cells(per_example_final(runs, examples), ref)
+            columns[f"{setting}: Δ Rouge-L vs {ref_label or method} (pts, paired t, 95%)"] = pd.Series(delta)
+            columns[f"{setting}: p < 0.05"] = pd.Series(mark)
         columns[f"{setting}: eval loss"] = by_label.apply(_loss_cell)
+        columns[f"{setting}: eval loss 95% t"] = by_label.apply(
+            lambda runs: _interval_cell(_finished(runs)["eval_loss"], digits=3))
         first = group.groupby("label").first()
         dataset, model = first["dataset"].iloc[0], first["model"].iloc[0]
         if not ((table1["dataset"] == dataset) & (table1["model"] == model)).any():
@@ -117,6 +173,22 @@ def main_table(df: pd.DataFrame, reference: Path | None = None) -> pd.DataFrame:
     table = pd.DataFrame(columns)
     table.index.name = "method"
     return table.fillna("–")
+
+
+def main_note(df: pd.DataFrame, examples: pd.DataFrame | None = None) -> str:
+    """How many seeds and eval examples the main table rests on, per data set / model."""
+    final = final_rows(df)
+    parts = []
+    for (dataset, model), group in final.groupby(["dataset", "model"], sort=True):
+        seeds = sorted(set(group.groupby(CONFIG)["seed"].nunique()))
+        text = f"{dataset} / {model}: {'–'.join(map(str, sorted({seeds[0], seeds[-1]})))} seed(s) per configuration"
+        if examples is not None:
+            here = examples[(examples["dataset"] == dataset) & (examples["model"] == model)]
+            n = here.groupby("run_id")["example"].nunique()
+            text += f", {'–'.join(map(str, sorted({n.min(), n.max()})))} eval examples" if not n.empty \
+                else ", no per-example scores"
+        parts.append(text)
+    return "; ".join(parts) + "."
 
 
 def main_config_runs(df: pd.DataFrame, method: str) -> pd.DataFrame:
@@ -129,39 +201,34 @@ def main_config_runs(df: pd.DataFrame, method: str) -> pd.DataFrame:
     return rows[(rows["K"] == k) & (rows["num_clients"] == n)]
 
 
-def _per_round(runs: pd.DataFrame, columns: list[str], per_client: bool) -> float:
-    trained = runs[runs["round"] >= 1]
-    values = trained[columns].sum(axis=1, min_count=1)
-    return float((values / trained["clients"] if per_client else values).mean())
+def _trained(run: pd.DataFrame) -> pd.DataFrame:
+    return run[run["round"] >= 1]
 
 
-def _compute_ratio(base: pd.DataFrame, ours: pd.DataFrame) -> float:
-    return _per_round(base, ["t_local_s", "t_encode_s"], True) / _per_round(ours, ["t_local_s", "t_encode_s"], True)
+def _local_s(run: pd.DataFrame) -> float:
+    t = _trained(run)  # local update incl. the client's encoding (Ferret's projection), per client
+    return float(((t["t_local_s"].fillna(0) + t["t_encode_s"].fillna(0)) / t["clients"]).mean())
 
 
-def _local_ratio(base: pd.DataFrame, ours: pd.DataFrame) -> float:
-    return _per_round(base, ["t_local_s"], True) / _per_round(ours, ["t_local_s"], True)
+def _aggregation_s(run: pd.DataFrame) -> float:
+    return float(_trained(run)["t_aggregate_s"].mean())
 
 
-def _aggregation_ratio(base: pd.DataFrame, ours: pd.DataFrame) -> float:
-    return _per_round(base, ["t_aggregate_s"], False) / _per_round(ours, ["t_aggregate_s"], False)
+def _overall_s(run: pd.DataFrame) -> float:
+    return _local_s(run) + _aggregation_s(run)  # App. C.2: overall = local + aggregation
 
 
-def _bytes_ratio(base: pd.DataFrame, ours: pd.DataFrame) -> float:
-    cols = ["uplink_bytes_per_client", "downlink_bytes_per_client"]
-    return _per_round(base, cols, False) / _per_round(ours, cols, False)
+def _rounds_run(run: pd.DataFrame) -> float:
+    return float(run["round"].max())  # Fig. 1 / App. C.2 count the rounds RUN, not rounds to a target
 
 
-def _rounds_ratio(base: pd.DataFrame, ours: pd.DataFrame) -> float:
-    # The target is the eval loss both reach: the higher of their mean final losses.
-    target = max(final_rows(base)["eval_loss"].mean(), final_rows(ours)["eval_loss"].mean())
-    rounds = [pd.Series([rounds_to_target(r, target) for _, r in runs.groupby("run_id")]).mean(skipna=False)
-              for runs in (base, ours)]
-    return rounds[0] / rounds[1] if rounds[1] else math.nan
+def _params_per_round(run: pd.DataFrame) -> float:
+    t = _trained(run)  # the paper's unit: 16-bit parameters, up + down, per client; ours measured bytes / 2
+    return float((t["uplink_bytes_per_client"].fillna(0) + t["downlink_bytes_per_client"].fillna(0)).mean()) / 2.0
 
 
-def _score_gap(base: pd.DataFrame, ours: pd.DataFrame) -> float:
-    return 100.0 * (final_rows(ours)["rouge_l"].mean() - final_rows(base)["rouge_l"].mean())
+def _final_rouge(run: pd.DataFrame) -> float:
+    return 100.0 * float(final_rows(run)["rouge_l"].iloc[0])
 
 
 def _times(value: float) -> str:
@@ -174,34 +241,68 @@ def _points(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:+.1f} pts"
 
 
-# claim key (results/reference/claims.csv) -> (how our runs measure it from (baseline rows, Ferret
-# rows), how the value is printed)
-MEASURES: dict[str, tuple[Callable[[pd.DataFrame, pd.DataFrame], float], Callable[[float], str]]] = {
-    "computation": (_compute_ratio, _times),
-    "local": (_local_ratio, _times),
-    "aggregation": (_aggregation_ratio, _times),
-    "rounds": (_rounds_ratio, _times),
-    "communication": (_bytes_ratio, _times),
-    "score": (_score_gap, _points),
+def _abs(iv: stats.Interval) -> str:
+    if iv.n == 0:
+        return "–"
+    fmt = (lambda v: f"{v:.3g}")
+    return fmt(iv.mean) + (f" [{fmt(iv.low)}, {fmt(iv.high)}]" if iv.n >= 2 else "") + f" (n={iv.n})"
+
+
+# claim key (results/reference/claims.csv) -> (the per-run quantity, by the paper's definition;
+# True when the claim is a ratio baseline / Ferret, False for a difference Ferret - baseline)
+MEASURES: dict[str, tuple[Callable[[pd.DataFrame], float], bool]] = {
+    "computation": (_overall_s, True),
+    "local": (_local_s, True),
+    "aggregation": (_aggregation_s, True),
+    "rounds": (_rounds_run, True),
+    "communication": (_params_per_round, True),
+    "score": (_final_rouge, False),
 }
 
 
+def _per_run(runs: pd.DataFrame, quantity: Callable[[pd.DataFrame], float]) -> stats.Interval:
+    finished = runs[~runs["status"].isin(["diverged", "failed"])] if "status" in runs else runs
+    return stats.t_interval([quantity(run) for _, run in finished.groupby("run_id")])
+
+
+def _direction(ratio_claim: bool, base: stats.Interval, ours: stats.Interval, value: float) -> str:
+    """Whether our runs point the way the paper's claim does (Ferret cheaper; or 'comparable')."""
+    if math.isnan(value):
+        return "–"
+    if ratio_claim:
+        if value > 1 and not (base.n >= 2 and ours.n >= 2 and base.low <= ours.high):
+            return "yes"
+        return "yes (intervals overlap)" if value > 1 else "no"
+    overlap = base.n >= 2 and ours.n >= 2 and base.low <= ours.high and ours.low <= base.high
+    return "yes (intervals overlap)" if overlap else ("yes (Ferret higher)" if value > 0 else "no")
+
+
 def claims_table(df: pd.DataFrame, reference: Path | None = None, method: str = "ferret") -> pd.DataFrame:
-    """The paper's headline claims beside the same quantities from our runs, per data set / model."""
+    """The paper's headline claims beside the same quantities from our runs, per data set / model:
+    both sides' absolute numbers (ours: mean [95% t interval over seeds]) and the ratio or difference."""
     claims, _ = read_reference(reference)
     rows = []
     for _, claim in claims.iterrows():
-        measure, show = MEASURES.get(claim["claim"], (None, _times))
+        quantity, ratio_claim = MEASURES[claim["claim"]]
+        show = _times if ratio_claim else _points
         paper = claim.get("paper_value")  # as printed: "6.0", "10^6", or empty ("comparable")
-        paper_cell = (show(float(paper.replace("10^", "1e"))) if not pd.isna(paper)
-                      else f"{claim.get('paper_baseline_abs', '–')} vs {claim.get('paper_ferret_abs', '–')}")
+        paper_cell = show(float(paper.replace("10^", "1e"))) if not pd.isna(paper) else "comparable"
         for dataset, model in sorted(set(zip(df["dataset"], df["model"]))):
             here = df[(df["dataset"] == dataset) & (df["model"] == model)]
-            base, ours = main_config_runs(here, claim["baseline"]), main_config_runs(here, method)
-            value = measure(base, ours) if measure and not base.empty and not ours.empty else math.nan
+            base_runs, our_runs = main_config_runs(here, claim["baseline"]), main_config_runs(here, method)
+            base, ours = _per_run(base_runs, quantity), _per_run(our_runs, quantity)
+            value = math.nan
+            if base.n and ours.n:
+                value = (base.mean / ours.mean if ours.mean else math.nan) if ratio_claim else ours.mean - base.mean
             rows.append({"claim": claim["claim"], "vs": claim["baseline"], "setting": f"{dataset} / {model}",
-                         "paper": paper_cell, "measured": show(value), "measured as": claim.get("definition", "")})
-    return pd.DataFrame(rows, columns=["claim", "vs", "setting", "paper", "measured", "measured as"]).set_index("claim")
+                         "paper": paper_cell, "paper baseline": claim.get("paper_baseline_abs", "–"),
+                         "paper Ferret": claim.get("paper_ferret_abs", "–"),
+                         "ours baseline": _abs(base), "ours Ferret": _abs(ours), "measured": show(value),
+                         "direction holds": _direction(ratio_claim, base, ours, value),
+                         "measured as": claim.get("definition", "")})
+    columns = ["claim", "vs", "setting", "paper", "paper baseline", "paper Ferret", "ours baseline",
+               "ours Ferret", "measured", "direction holds", "measured as"]
+    return pd.DataFrame(rows, columns=columns).set_index("claim")
 
 
 def rounds_to_target(run: pd.DataFrame, target: float) -> float:
@@ -248,14 +349,31 @@ def _fmt(value: object) -> str:
 
 
 def write_tables(df: pd.DataFrame, out: Path, target_loss: float | None = None,
-                 reference: Path | None = None) -> dict[str, Path]:
-    """Write main, cost and claims tables (.md and .tex) under out/ and return the .md paths."""
+                 reference: Path | None = None, examples: pd.DataFrame | None = None) -> dict[str, Path]:
+    """Write main, cost and claims tables (.md and .tex) under out/ and return the .md paths.
+    ``examples`` (all_examples.csv) adds the main table's paired differences from Ferret."""
     cost, target = cost_table(df, target_loss)
-    tables = {"main": main_table(df, reference), "cost": cost.map(_fmt), "claims": claims_table(df, reference)}
-    captions = {"main": "Final Rouge-L (%) and eval loss on held-out instances, mean ± std over seeds "
-                        "([k diverged], [k failed]: runs that diverged or failed, not in the mean), beside the paper's Rouge-L.",
+    from ferret.report import paper  # paper.py builds on this module's helpers
+
+    tables = {"main": main_table(df, reference, examples), "cost": cost.map(_fmt),
+              "claims": claims_table(df, reference),
+              "paper_rouge": paper.rouge_comparison(df, reference).map(_fmt),
+              "paper_cost": paper.cost_comparison(df, reference).map(_fmt)}
+    paired = ("Δ: Rouge-L difference from Ferret's main configuration on the same eval examples (seeds "
+              "averaged per example, paired t-test over examples) with its 95% t interval; * : p < 0.05. "
+              if examples is not None else "No per-example scores (all_examples.csv): no paired differences. ")
+    captions = {"main": "Final Rouge-L (%) and eval loss on held-out instances, mean ± std over seeds with the "
+                        "95% Student-t interval over seeds ([k diverged], [k failed]: runs that diverged or failed, "
+                        f"not in the mean). {paired}Beside the paper's Rouge-L. {main_note(df, examples)}",
                 "cost": f"Cost per round; target eval loss {target:.3f}.",
-                "claims": "The paper's headline claims (Fig. 1) beside the same quantities from our runs."}
+                "claims": "The paper's headline claims (Fig. 1, App. C.2) by its own definitions: both sides' "
+                          "absolute numbers (ours: mean [95% Student-t interval over seeds] (n runs)) and the "
+                          "ratio baseline / Ferret (difference for the score).",
+                "paper_rouge": "Final Rouge-L (%) beside the paper's (Tables 2, 3, 9), cell by cell: difference and "
+                               "verdict in units of the combined standard error sqrt(s²/n + s_paper²/n_paper).",
+                "paper_cost": "Cost per round per client in the paper's shape (Tables 4, 5, 10): seconds, parameters "
+                              "exchanged (16-bit, up + down: measured bytes / 2) and measured bytes, and multiples of "
+                              "Ferret's beside the paper's."}
     written = {}
     for name, table in tables.items():
         md = out / f"{name}.md"

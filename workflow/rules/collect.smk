@@ -1,4 +1,5 @@
-# Every run's rows, with its grid values, in one table.
+# Every run's rows, with its grid values, in one table; and every run's per-example scores
+# (examples.csv, published before run.json) in all_examples.csv, for the paired tests.
 
 
 rule collect:
@@ -6,7 +7,8 @@ rule collect:
         metrics=run_files("metrics.csv"),
         records=run_files("run.json"),
     output:
-        "results/all_runs.csv",
+        runs=report("results/all_runs.csv", caption="../report/all_runs.rst", category="Data"),
+        examples="results/all_examples.csv",
     params:
         ferret=FERRET,
         folders=[f"{RUNS}/{rid}" for rid in GRID],
@@ -15,4 +17,4 @@ rule collect:
     conda:
         "../envs/ferret.yaml"
     shell:
-        "{params.ferret} collect {params.folders} --out {output} > {log} 2>&1"
+        "{params.ferret} collect {params.folders} --out {output.runs} --examples-out {output.examples} > {log} 2>&1"

@@ -3,6 +3,7 @@ import itertools
 import re
 import shlex
 import sys
+from types import SimpleNamespace  # a train job's wildcards, for an eval_untuned job
 
 import yaml
 from snakemake.utils import validate
@@ -15,7 +16,7 @@ EXPERIMENT = config["experiment"]
 RUNS = f"results/runs/{EXPERIMENT}"
 PREPARED_ALIASES = {"smollm2-135m", "tiny"}  # models converted or cached once by their own rule
 FIGURES = ["convergence_round", "convergence_bytes", "convergence_time", "ablation_k", "ablation_clients", "figure1"]
-TABLES = ["main", "cost", "claims"]
+TABLES = ["main", "cost", "claims", "paper_rouge", "paper_cost"]
 AXES = ("method", "model", "dataset", "num_clients", "K", "seed")
 AXIS_KEYS = {"method": "methods", "model": "models", "dataset": "datasets", "num_clients": "num_clients",
              "K": "K", "seed": "seeds"}  # grid axis -> its config key
@@ -133,6 +134,46 @@ def run_runtime(wildcards):
 
 def run_files(name):
     return [f"{RUNS}/{rid}/{name}" for rid in GRID]
+
+
+def _untuned_folders():
+    """run id -> its untuned-evaluation folder (results/untuned/<key>, ferret/untuned.py), and
+    folder key -> one grid point that names it (the eval_untuned job runs with its settings)."""
+    from ferret.config import load_config
+    from ferret.untuned import folder_key
+
+    folders, points = {}, {}
+    for rid, point in GRID.items():
+        key = folder_key(load_config(None, shlex.split(run_overrides(point))).to_dict())
+        folders[rid] = f"results/untuned/{key}"
+        points.setdefault(key, point)
+    return folders, points
+
+
+UNTUNED, UNTUNED_POINTS = _untuned_folders()
+
+
+
+
+def _untuned_as_run(wildcards):
+    """An eval_untuned job's wildcards as those of a train job of its model (for the helpers above)."""
+    return SimpleNamespace(run_id=run_id(UNTUNED_POINTS[wildcards.key]))
+
+
+def untuned_gpus(wildcards):
+    return gpus(_untuned_as_run(wildcards))
+
+
+def untuned_mem_mb(wildcards):
+    return run_mem_mb(_untuned_as_run(wildcards))
+
+
+def untuned_runtime(wildcards):
+    return run_runtime(_untuned_as_run(wildcards))
+
+
+def untuned_model_marker(wildcards):
+    return model_marker(_untuned_as_run(wildcards))
 
 
 def final_outputs():

@@ -1,11 +1,26 @@
-# Tables and figures: pure functions of results/all_runs.csv, one job each.
+# Tables and figures: pure functions of results/all_runs.csv, one job each. Their outputs are
+# flagged for `snakemake --report report.html` (captions in workflow/report/; the figures' PDFs
+# are left out since the report shows the PNGs).
+
+
+report: "../report/workflow.rst"
+
+
+# On a cluster these read one CSV for seconds: they run where Snakemake runs rather than as
+# scheduler jobs (each of which would start Snakemake twice and wait for a status check).
+localrules:
+    collect,
+    tables,
+    figure,
 
 
 rule tables:
     input:
         "results/all_runs.csv",
     output:
-        expand("results/tables/{table}.{ext}", table=TABLES, ext=("md", "tex")),
+        [report(f"results/tables/{table}.md", caption=f"../report/table_{table}.rst", category="Tables")
+         for table in TABLES],
+        expand("results/tables/{table}.tex", table=TABLES),
     params:
         ferret=FERRET,
         experiment=EXPERIMENT,
@@ -23,7 +38,7 @@ rule figure:
     input:
         "results/all_runs.csv",
     output:
-        png="figures/{figure}.png",
+        png=report("figures/{figure}.png", caption="../report/figure.rst", category="Figures"),
         pdf="figures/{figure}.pdf",
     params:
         ferret=FERRET,

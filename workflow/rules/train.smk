@@ -10,22 +10,59 @@
 # keeps its run.json. Rerun it with `snakemake --forcerun <its run.json>` once the cause is fixed.
 # Anything else (bad input, an interrupted or killed run: exit 2, 128+signal) fails the job, and
 # the next workflow run resumes it from its checkpoints.
+#
+# Round 0 scores the untuned model, which for every full-parameter method (and LoRA, B = 0) is the
+# base model itself: `ferret eval-untuned` evaluates it once per (model, data set, eval set) into
+# results/untuned/<key>/, and every run reads its round-0 row from there (untuned=...), after
+# checking that its own model at init gives the same losses; prompt-tuning runs, whose model at
+# init differs, evaluate round 0 themselves (ferret/untuned.py).
+
+
+rule eval_untuned:
+    input:
+        untuned_model_marker,
+    output:
+        "results/untuned/{key}/untuned.json",
+    params:
+        ferret=FERRET,
+        overrides=lambda w: run_overrides(UNTUNED_POINTS[w.key]),
+        folder="results/untuned/{key}",
+    log:
+        "logs/untuned/{key}.log",
+    threads: config.get("threads_per_run", 1)
+    resources:
+        # the same model in memory as its runs, so the same request (mem_mb, runtime, gpu)
+        mem_mb=untuned_mem_mb,
+        runtime=untuned_runtime,
+        gpu=untuned_gpus,
+    wildcard_constraints:
+        key="[A-Za-z0-9_.-]+",
+    conda:
+        "../envs/ferret.yaml"
+    shell:
+        "{params.ferret} eval-untuned --out {params.folder} {params.overrides} threads={threads} > {log} 2>&1"
 
 
 rule train:
     input:
         model_marker,
+        untuned=lambda w: f"{UNTUNED[w.run_id]}/untuned.json",
     output:
         metrics=f"{RUNS}/{{run_id}}/metrics.csv",
         record=f"{RUNS}/{{run_id}}/run.json",
     params:
         ferret=FERRET,
-        overrides=lambda wildcards: run_overrides(GRID[wildcards.run_id]),
+        overrides=lambda wildcards: run_overrides(GRID[wildcards.run_id])
+        + f" untuned={UNTUNED[wildcards.run_id]}",
         folder=f"{RUNS}/{{run_id}}",
     log:
         f"logs/train/{EXPERIMENT}/{{run_id}}.log",
     threads: config.get("threads_per_run", 1)
     resources:
+        # From the grid's model_settings.<model>.resources (common.smk): the SLURM profile passes
+        # them to sbatch (--mem, --time, --gpus); locally only gpu counts, against --resources gpu=N.
+        mem_mb=run_mem_mb,
+        runtime=run_runtime,
         gpu=gpus,
     wildcard_constraints:
         run_id="[A-Za-z0-9_.-]+",

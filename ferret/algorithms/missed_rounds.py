@@ -1,0 +1,24 @@
+"""The "missed rounds" part of a seed-based downlink, shared by Ferret and FedKSeed.
+
+Both methods keep a per-round history on the server and send each sampled client what its model
+copy lacks since it last took part; this module owns that bookkeeping so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+
+def take_missed(last_sync: dict[int, int], client: int,
+                history: list[T]) -> tuple[bool, list[T], dict[str, torch.Tensor]]:
+    """(first contact?, the history entries ``client`` has not seen, ``{"rounds": their 1-based numbers}``),
+    and mark ``client`` as holding the whole history."""
+    first = client not in last_sync
+    since = last_sync.get(client, 0)
+    missed = history[since:]
+    last_sync[client] = len(history)
+    return first, missed, {"rounds": torch.arange(since + 1, since + 1 + len(missed), dtype=torch.int32)}
