@@ -377,6 +377,7 @@ def _finish(record: dict[str, Any], folder: RunFolder, t_start: float, error: Ba
         record["error"] = one_line(error)
     record["wall_clock_s"] = round(time.perf_counter() - t_start, 3)
     try:
+        folder.release_reserve()
         if error is not None:
             record["traceback"] = str(folder.out / TRACEBACK_LOG)
             (folder.out / TRACEBACK_LOG).write_text("".join(traceback.format_exception(error)))
