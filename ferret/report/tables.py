@@ -251,16 +251,21 @@ def write_tables(df: pd.DataFrame, out: Path, target_loss: float | None = None,
                  reference: Path | None = None) -> dict[str, Path]:
     """Write main, cost and claims tables (.md and .tex) under out/ and return the .md paths."""
     cost, target = cost_table(df, target_loss)
-    from ferret.report.paper import paper_comparison  # imports this module's helpers
+    from ferret.report.cost import paper_cost_table  # these import this module's helpers
+    from ferret.report.paper import paper_comparison
 
     tables = {"main": main_table(df, reference), "cost": cost.map(_fmt), "claims": claims_table(df, reference),
-              "paper_comparison": paper_comparison(df, reference).map(_fmt)}
+              "paper_comparison": paper_comparison(df, reference).map(_fmt),
+              "paper_cost": paper_cost_table(df, reference).map(_fmt)}
     captions = {"main": "Final Rouge-L (%) and eval loss on held-out instances, mean ± std over seeds "
                         "([k diverged], [k failed]: runs that diverged or failed, not in the mean), beside the paper's Rouge-L.",
                 "cost": f"Cost per round; target eval loss {target:.3f}.",
                 "claims": "The paper's headline claims (Fig. 1) beside the same quantities from our runs.",
                 "paper_comparison": "Our Rouge-L (%) beside the paper's, mean ± std over seeds; verdict in units of "
-                                    "se = sqrt(s_ours²/n_ours + s_paper²/n_paper)."}
+                                    "se = sqrt(s_ours²/n_ours + s_paper²/n_paper).",
+                "paper_cost": "Cost per round in the paper's shape (App. C.2): seconds per client per round, "
+                              "communication per client per round (up+down) as 16-bit parameters and as our bytes; "
+                              "ratio rows: FedKSeed / Ferret for time, FedAvg / Ferret for communication."}
     written = {}
     for name, table in tables.items():
         md = out / f"{name}.md"
