@@ -8,11 +8,7 @@
   run, and the rounds needed to reach a target eval loss (default: the highest final eval loss
   of all configurations, which every one of them reaches, so the column compares speed).
 
-* Claims table: each headline claim of the paper (``claims.csv``: ≈ 6.0× less computation and
-  ≈ 3.3× fewer rounds than FedKSeed, ≈ 10^6× less communication than FedAvg, comparable score)
-  beside the same quantity computed from our runs, per data set / model where both methods ran.
-  A method's runs there are those of its main configuration (the (K, num_clients) with the most
-  runs), so ablation runs do not mix in.
+* Claims table: in ``ferret.report.claims`` (the paper's headline claims with both sides' numbers).
 
 A configuration is (method, K, num_clients); its label shows K and N only where that method
 was run with more than one value of them.
@@ -21,7 +17,6 @@ was run with more than one value of them.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -129,81 +124,6 @@ def main_config_runs(df: pd.DataFrame, method: str) -> pd.DataFrame:
     return rows[(rows["K"] == k) & (rows["num_clients"] == n)]
 
 
-def _per_round(runs: pd.DataFrame, columns: list[str], per_client: bool) -> float:
-    trained = runs[runs["round"] >= 1]
-    values = trained[columns].sum(axis=1, min_count=1)
-    return float((values / trained["clients"] if per_client else values).mean())
-
-
-def _compute_ratio(base: pd.DataFrame, ours: pd.DataFrame) -> float:
-    return _per_round(base, ["t_local_s", "t_encode_s"], True) / _per_round(ours, ["t_local_s", "t_encode_s"], True)
-
-
-def _local_ratio(base: pd.DataFrame, ours: pd.DataFrame) -> float:
-    return _per_round(base, ["t_local_s"], True) / _per_round(ours, ["t_local_s"], True)
-
-
-def _aggregation_ratio(base: pd.DataFrame, ours: pd.DataFrame) -> float:
-    return _per_round(base, ["t_aggregate_s"], False) / _per_round(ours, ["t_aggregate_s"], False)
-
-
-def _bytes_ratio(base: pd.DataFrame, ours: pd.DataFrame) -> float:
-    cols = ["uplink_bytes_per_client", "downlink_bytes_per_client"]
-    return _per_round(base, cols, False) / _per_round(ours, cols, False)
-
-
-def _rounds_ratio(base: pd.DataFrame, ours: pd.DataFrame) -> float:
-    # The target is the eval loss both reach: the higher of their mean final losses.
-    target = max(final_rows(base)["eval_loss"].mean(), final_rows(ours)["eval_loss"].mean())
-    rounds = [pd.Series([rounds_to_target(r, target) for _, r in runs.groupby("run_id")]).mean(skipna=False)
-              for runs in (base, ours)]
-    return rounds[0] / rounds[1] if rounds[1] else math.nan
-
-
-def _score_gap(base: pd.DataFrame, ours: pd.DataFrame) -> float:
-    return 100.0 * (final_rows(ours)["rouge_l"].mean() - final_rows(base)["rouge_l"].mean())
-
-
-def _times(value: float) -> str:
-    if math.isnan(value):
-        return "–"
-    return f"{value:.1e}×" if abs(value) >= 1000 else f"{value:.1f}×"
-
-
-def _points(value: float) -> str:
-    return "–" if math.isnan(value) else f"{value:+.1f} pts"
-
-
-# claim key (results/reference/claims.csv) -> (how our runs measure it from (baseline rows, Ferret
-# rows), how the value is printed)
-MEASURES: dict[str, tuple[Callable[[pd.DataFrame, pd.DataFrame], float], Callable[[float], str]]] = {
-    "computation": (_compute_ratio, _times),
-    "local": (_local_ratio, _times),
-    "aggregation": (_aggregation_ratio, _times),
-    "rounds": (_rounds_ratio, _times),
-    "communication": (_bytes_ratio, _times),
-    "score": (_score_gap, _points),
-}
-
-
-def claims_table(df: pd.DataFrame, reference: Path | None = None, method: str = "ferret") -> pd.DataFrame:
-    """The paper's headline claims beside the same quantities from our runs, per data set / model."""
-    claims, _ = read_reference(reference)
-    rows = []
-    for _, claim in claims.iterrows():
-        measure, show = MEASURES.get(claim["claim"], (None, _times))
-        paper = claim.get("paper_value")  # as printed: "6.0", "10^6", or empty ("comparable")
-        paper_cell = (show(float(paper.replace("10^", "1e"))) if not pd.isna(paper)
-                      else f"{claim.get('paper_baseline_abs', '–')} vs {claim.get('paper_ferret_abs', '–')}")
-        for dataset, model in sorted(set(zip(df["dataset"], df["model"]))):
-            here = df[(df["dataset"] == dataset) & (df["model"] == model)]
-            base, ours = main_config_runs(here, claim["baseline"]), main_config_runs(here, method)
-            value = measure(base, ours) if measure and not base.empty and not ours.empty else math.nan
-            rows.append({"claim": claim["claim"], "vs": claim["baseline"], "setting": f"{dataset} / {model}",
-                         "paper": paper_cell, "measured": show(value), "measured as": claim.get("definition", "")})
-    return pd.DataFrame(rows, columns=["claim", "vs", "setting", "paper", "measured", "measured as"]).set_index("claim")
-
-
 def rounds_to_target(run: pd.DataFrame, target: float) -> float:
     evaluated = run.dropna(subset=["eval_loss"]).sort_values("round")
     hit = evaluated[evaluated["eval_loss"] <= target]
@@ -251,16 +171,18 @@ def write_tables(df: pd.DataFrame, out: Path, target_loss: float | None = None,
                  reference: Path | None = None) -> dict[str, Path]:
     """Write main, cost and claims tables (.md and .tex) under out/ and return the .md paths."""
     cost, target = cost_table(df, target_loss)
-    from ferret.report.cost import paper_cost_table  # these import this module's helpers
+    from ferret.report.claims import claims_table, format_claims  # these import this module's helpers
+    from ferret.report.cost import paper_cost_table
     from ferret.report.paper import paper_comparison
 
-    tables = {"main": main_table(df, reference), "cost": cost.map(_fmt), "claims": claims_table(df, reference),
+    tables = {"main": main_table(df, reference), "cost": cost.map(_fmt), "claims": format_claims(claims_table(df, reference)),
               "paper_comparison": paper_comparison(df, reference).map(_fmt),
               "paper_cost": paper_cost_table(df, reference).map(_fmt)}
     captions = {"main": "Final Rouge-L (%) and eval loss on held-out instances, mean ± std over seeds "
                         "([k diverged], [k failed]: runs that diverged or failed, not in the mean), beside the paper's Rouge-L.",
                 "cost": f"Cost per round; target eval loss {target:.3f}.",
-                "claims": "The paper's headline claims (Fig. 1) beside the same quantities from our runs.",
+                "claims": "The paper's headline claims (Fig. 1, App. C.2) with both sides' absolute numbers; "
+                          "'paper'/'ours': baseline / Ferret for ratios, Ferret - baseline for the score.",
                 "paper_comparison": "Our Rouge-L (%) beside the paper's, mean ± std over seeds; verdict in units of "
                                     "se = sqrt(s_ours²/n_ours + s_paper²/n_paper).",
                 "paper_cost": "Cost per round in the paper's shape (App. C.2): seconds per client per round, "
