@@ -15,7 +15,7 @@ EXPERIMENT = config["experiment"]
 RUNS = f"results/runs/{EXPERIMENT}"
 PREPARED_ALIASES = {"smollm2-135m", "tiny"}  # models converted or cached once by their own rule
 FIGURES = ["convergence_round", "convergence_bytes", "convergence_time", "ablation_k", "ablation_clients"]
-TABLES = ["main", "cost", "claims"]
+TABLES = ["main", "cost", "claims", "paper_comparison", "paper_cost"]
 AXES = ("method", "model", "dataset", "num_clients", "K", "seed")
 AXIS_KEYS = {"method": "methods", "model": "models", "dataset": "datasets", "num_clients": "num_clients",
              "K": "K", "seed": "seeds"}  # grid axis -> its config key
@@ -57,11 +57,15 @@ GRID = _points()
 
 def run_settings(point):
     """Shared `ferret run` keys of one grid point: settings < dataset_settings[data set] <
-    model_settings[model].settings < method_settings[method] (the schema keeps axes out of them)."""
+    model_settings[model].settings < method_settings[method] < each matching `overrides` entry
+    (the schema keeps axes out of them)."""
     items = dict(config.get("settings", {}))
     items.update(config.get("dataset_settings", {}).get(point["dataset"], {}))
     items.update(config.get("model_settings", {}).get(point["model"], {}).get("settings", {}))
     items.update(config.get("method_settings", {}).get(point["method"], {}))
+    for override in config.get("overrides", []):
+        if all(point[axis] == value for axis, value in override["when"].items()):
+            items.update(override["settings"])
     return items
 
 
