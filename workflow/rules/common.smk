@@ -71,11 +71,15 @@ GRID = _points()
 
 def run_settings(point):
     """Shared `ferret run` keys of one grid point: settings < dataset_settings[data set] <
-    model_settings[model].settings < method_settings[method] (the schema keeps axes out of them)."""
+    model_settings[model].settings < method_settings[method] < each matching `overrides` entry
+    (the schema keeps axes out of them)."""
     items = dict(config.get("settings", {}))
     items.update(config.get("dataset_settings", {}).get(point["dataset"], {}))
     items.update(config.get("model_settings", {}).get(point["model"], {}).get("settings", {}))
     items.update(config.get("method_settings", {}).get(point["method"], {}))
+    for override in config.get("overrides", []):
+        if all(point[axis] == value for axis, value in override["when"].items()):
+            items.update(override["settings"])
     return items
 
 
