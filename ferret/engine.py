@@ -4,8 +4,8 @@ Per round r = 1..R (round 0 evaluates the untuned model):
 
     sampled = seeded sample of max(1, int(N * participation)) clients, without replacement
     for c in sampled:
-        down = encode(algo.downlink(c))          # bytes counted; the decoded copy is used
-        algo.load_global(model)                  # the single working copy, reset in place
+        down = encode(algo.downlink(c))          # bytes counted, not applied (comm.py):
+        algo.load_global(model)                  # the working copy is reset from the global weights
         algo.local_train(model, batches(c, r), c)   # t_local
         up = encode(algo.encode(model, c))       # t_encode; bytes counted
         algo.receive(decode(up), p_c)            # t_aggregate (with the final aggregate below)
@@ -383,6 +383,7 @@ def _finish(record: dict[str, Any], folder: RunFolder, t_start: float, error: Ba
         record["error"] = one_line(error)
     record["wall_clock_s"] = round(time.perf_counter() - t_start, 3)
     try:
+        folder.release_reserve()
         if error is not None:
             record["traceback"] = str(folder.out / TRACEBACK_LOG)
             (folder.out / TRACEBACK_LOG).write_text("".join(traceback.format_exception(error)))

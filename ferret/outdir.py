@@ -5,6 +5,7 @@ Layout of a run folder ``<out>``::
     <out>/metrics.csv, <out>/run.json   the published run (written only at its end, run.json last)
     <out>/.lock                         held (flock) by the process writing this folder; names it
     <out>/.staging/                     the run in progress: metrics.csv and run.json (status running)
+    <out>/.staging/.reserve             space held back while the run writes, freed to record a failure
     <out>/checkpoints/                  resume points (ferret/checkpoint.py), outside the staging
                                         folder so that a killed run resumes from them
     <out>/replaced/<UTC time>/          a finished run that ``--force`` moved aside
@@ -39,6 +40,9 @@ FINISHED = ("ok", "diverged")
 OUTPUTS = ("examples.csv", "metrics.csv", "run.json")  # published in this order, run.json last
 LOCK, STAGING, REPLACED = ".lock", ".staging", "replaced"
 # Config keys that cannot change a run's numbers: a finished run under other values is still "done".
+# Bytes held in .staging/.reserve: a disk that the run fills still has room for run.json and the
+# traceback of the failure (release_reserve), so a full disk ends with status 'failed', not 'running'.
+RESERVE_BYTES = 512 * 1024
 # `untuned` only says where round 0 comes from; a run uses it only when it is bit-for-bit its own.
 IGNORED_KEYS = frozenset({"threads", "checkpoint_every", "wandb_mode", "wandb_project", "wandb_entity", "untuned"})
 
@@ -81,9 +85,10 @@ class RunFolder:
             self.out.mkdir(parents=True, exist_ok=True)
             self._lock()
             self.staging.mkdir(exist_ok=True)
-            probe = self.staging / ".probe"
-            probe.write_text("ok\n")  # writable, with room for at least a few bytes
-            probe.unlink()
+            with open(self.staging / ".reserve", "wb") as f:  # also the probe: writable, with room
+                f.write(b"\0" * RESERVE_BYTES)
+                f.flush()
+                os.fsync(f.fileno())
         except OutDirError:
             self.release()
             raise
@@ -123,8 +128,13 @@ class RunFolder:
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         self._fd = fd
 
+    def release_reserve(self) -> None:
+        """Free the space held back at the start, for the writes that record how the run ended."""
+        (self.staging / ".reserve").unlink(missing_ok=True)
+
     def release(self) -> None:
         if self._fd is not None:
+            self.release_reserve()
             (self.out / LOCK).unlink(missing_ok=True)  # while still held, so no one locks a dead file
             os.close(self._fd)
             self._fd = None

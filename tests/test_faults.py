@@ -215,3 +215,29 @@ def test_workflow_resumes_killed_jobs_and_carries_on_past_a_diverged_run(tmp_pat
 
     table = main_table(pd.read_csv(tmp_path / "results" / "all_runs.csv"))
     assert table.loc["fedavg"].iloc[0] == "– [1 diverged]"
+
+
+def test_keep_going_builds_tables_and_figures_past_a_failed_run(tmp_path):
+    """Acceptance 2 of issue 15: one of two runs raises in round 1; `snakemake --keep-going` still
+    builds collect, the tables and a figure from the other, marks the failure and keeps its run.json."""
+    shutil.copy(ROOT / "Snakefile", tmp_path)
+    shutil.copytree(ROOT / "workflow", tmp_path / "workflow")
+    (tmp_path / "resources" / "prepared").mkdir(parents=True)
+    (tmp_path / "resources" / "prepared" / "tiny.txt").write_text("tiny\n")  # tokenizer cached by conftest
+    cfg = yaml.safe_load((ROOT / "workflow" / "configs" / "smoke.yaml").read_text())
+    cfg.update(experiment="keepgoing", methods=["ferret", "fedavg"], seeds=[0], wandb={"mode": "disabled"})
+    cfg.pop("ablations", None)
+    cfg["settings"].update(rounds=2, num_tasks=2, eval_per_task=1)
+    (tmp_path / "workflow" / "configs" / "default.yaml").write_text(yaml.safe_dump(cfg))
+    runs = tmp_path / "results" / "runs" / "keepgoing"
+    targets = ["results/tables/main.md", "figures/convergence_round.pdf"]
+    cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", "2", "--keep-going"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, **_fault_env("raise@fedavg:1")},
+                          text=True, capture_output=True, timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    failed = json.loads((runs / "fedavg_tiny_synthetic_N4_K16_s0" / "run.json").read_text())
+    assert failed["status"] == "failed" and "\n" not in failed["error"]
+    assert json.loads((runs / "ferret_tiny_synthetic_N4_K16_s0" / "run.json").read_text())["status"] == "ok"
+    assert "[1 failed]" in (tmp_path / "results" / "tables" / "main.md").read_text()
+    for target in targets:
+        assert (tmp_path / target).stat().st_size > 0

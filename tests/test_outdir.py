@@ -86,3 +86,133 @@ def test_sigterm_on_a_forced_run_keeps_the_finished_one_and_resumes(finished, tm
     assert record["status"] == "ok" and record["resumed_from"] == [1]
     (aside,) = (out / "replaced").iterdir()
     assert _snapshot(aside) == before  # moved aside, never deleted
+
+
+# ---- The fault matrix in real `ferret run` subprocesses (issue 15). Each fault ends with a true
+# status and one line on stderr, and the finished run beside it is unchanged byte for byte.
+
+FAULT_ENV = os.pathsep.join([str(ROOT / "tests" / "fault_site"), str(ROOT)])
+
+
+def _cli(out: Path, *extra: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "ferret", "run", "--out", str(out), *OVERRIDES, *extra]
+    return subprocess.run(cmd, env={**os.environ, **(env or {})}, text=True, capture_output=True, timeout=timeout)
+
+
+def _one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.startswith("ferret:")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr[-2000:]
+    return lines[0]
+
+
+def _mount_tmpfs(where: Path, size: str, *options: str) -> bool:
+    """A small tmpfs at ``where`` (needs root); False where the platform does not allow it."""
+    where.mkdir(parents=True, exist_ok=True)
+    opts = ",".join([f"size={size}", *options])
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)], capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A small file system of its own, so that filling it fills nothing else."""
+    where = tmp_path / "fs"
+    if not _mount_tmpfs(where, "48m"):
+        pytest.skip("mount -t tmpfs needs root here; the full-disk case then cannot fill a disk safely")
+    yield where
+    subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def _copy_run(src: Path, dst: Path) -> dict[str, bytes]:
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in ("metrics.csv", "run.json"):
+        (dst / name).write_bytes((src / name).read_bytes())
+    return _snapshot(dst)
+
+
+def test_read_only_out_fails_before_loading_with_one_line(finished, tmp_path):
+    ro = tmp_path / "ro"
+    if os.geteuid() == 0:  # root writes through file modes: make the file system read-only instead
+        if not _mount_tmpfs(ro, "8m"):
+            pytest.skip("root without mount: a read-only folder cannot be made")
+        before = _copy_run(finished, ro / "run")
+        subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True)
+    else:
+        before = _copy_run(finished, ro / "run")
+        (ro / "run").chmod(0o555)
+    try:
+        proc = _cli(ro / "run", "seed=1", "--force")
+        assert proc.returncode == 2
+        assert "--out" in _one_line(proc.stderr) and str(ro / "run") in proc.stderr
+        assert _snapshot(ro / "run") == before
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", "-l", str(ro)], check=False)
+        else:
+            (ro / "run").chmod(0o755)
+
+
+def test_a_file_as_out_in_a_subprocess(tmp_path):
+    (tmp_path / "f").write_text("x")
+    proc = _cli(tmp_path / "f")
+    assert proc.returncode == 2 and "not a writable folder" in _one_line(proc.stderr)
+    assert (tmp_path / "f").read_text() == "x"
+
+
+def test_full_disk_ends_failed_and_keeps_the_finished_run(finished, small_fs):
+    out = small_fs / "run"
+    before = _copy_run(finished, out)
+    proc = _cli(out, "seed=1", "--force", env={"FERRET_FAULT": "fill@round:1", "PYTHONPATH": FAULT_ENV})
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    line = _one_line(proc.stderr)
+    assert line.startswith("ferret: failed:") and "No space left on device" in line, line
+    assert json.loads((out / ".staging" / "run.json").read_text())["status"] == "failed"
+    (small_fs / "run" / "filler").unlink(missing_ok=True)
+    (small_fs / "run" / "checkpoints" / "filler").unlink(missing_ok=True)
+    assert _snapshot(out) == before  # the finished run is still the visible one
+
+
+def test_sigint_ends_interrupted_and_keeps_the_finished_run(finished, tmp_path):
+    out = tmp_path / "run"
+    before = _copy_run(finished, out)
+    env = {**os.environ, "FERRET_FAULT": "pause@round:1", "PYTHONPATH": FAULT_ENV}
+    cmd = [sys.executable, "-m", "ferret", "run", "--out", str(out), *OVERRIDES, "seed=1", "--force"]
+    proc = subprocess.Popen(cmd, env=env, text=True, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    for line in proc.stderr:
+        if "ferret-test-pause" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 128 + signal.SIGINT
+    assert "ferret: interrupted:" in _one_line(err)
+    assert _snapshot(out) == before
+    assert json.loads((out / ".staging" / "run.json").read_text())["status"] == "interrupted"
+    assert (out / "checkpoints" / "round-000001").is_dir()
+
+
+def test_a_second_process_on_a_running_folder_stops_with_one_line(finished, tmp_path):
+    out = tmp_path / "run"
+    before = _copy_run(finished, out)
+    env = {**os.environ, "FERRET_FAULT": "pause@round:1", "PYTHONPATH": FAULT_ENV}
+    cmd = [sys.executable, "-m", "ferret", "run", "--out", str(out), *OVERRIDES, "seed=1", "--force"]
+    first = subprocess.Popen(cmd, env=env, text=True, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        for line in first.stderr:
+            if "ferret-test-pause" in line:
+                break
+        second = _cli(out, "seed=1", "--force")
+        assert second.returncode == 2
+        assert f"in use by pid {first.pid}" in _one_line(second.stderr)
+        assert (out / "checkpoints" / "round-000001").is_dir()  # the second deleted nothing of the first's
+        assert _snapshot(out) == before
+    finally:
+        first.kill()
+        first.wait()
+        first.stderr.close()
+
+
+def test_a_hub_id_offline_fails_fast_with_one_line(tmp_path):
+    proc = _cli(tmp_path / "run", "model=ferret-bench-test/no-such-model", env={"HF_HUB_OFFLINE": "1"}, timeout=60)
+    assert proc.returncode == 2
+    line = _one_line(proc.stderr)
+    assert "ferret-bench-test/no-such-model" in line and "Retrying" not in proc.stderr
+    assert not (tmp_path / "run" / "run.json").exists()

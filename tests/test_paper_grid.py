@@ -193,9 +193,9 @@ def test_codealpaca_language_split_needs_nine_clients_and_every_language(codealp
 
 
 @pytest.mark.parametrize("override, named", [
-    ({"methods": ["ferret"], "settings": {"num_clients": 5}}, "num_clients"),  # a grid axis
-    ({"datasets": ["dolly"], "settings": {"slr": -3}}, "slr=-3"),  # ferret's own check
-    ({"methods": ["ferret"], "setings": {"rounds": 2}}, "setings"),  # a typo
+    ({"when": {"method": "ferret"}, "settings": {"num_clients": 5}}, "num_clients"),  # a grid axis
+    ({"when": {"dataset": "dolly"}, "settings": {"slr": -3}}, "slr=-3"),  # ferret's own check
+    ({"when": {"method": "ferret"}, "setings": {"rounds": 2}}, "setings"),  # a typo
 ])
 def test_bad_override_fails_before_any_job(tmp_path, override, named):
     cfg = yaml.safe_load(PAPER.read_text())

@@ -99,10 +99,10 @@ def test_each_run_gets_its_data_model_and_method_settings(dry_run):
         assert args["data_path"] == data["data_path"], rid
         assert args["dtype"] == model["settings"]["dtype"], rid
         assert args["device"] == "cuda" and args["run_id"] == rid
-        # precedence: settings < data set < model < method < matching overrides, in order
+        # precedence: settings < data set < model < method < matching overrides
         expected_rounds = method.get("rounds", data.get("rounds", cfg["settings"].get("rounds")))
         for o in cfg.get("overrides", []):
-            if all(args[axis] in o.get(f"{axis}s", [args[axis]]) for axis in ("method", "model", "dataset")):
+            if all(args[axis] == value for axis, value in o["when"].items()):
                 expected_rounds = o["settings"].get("rounds", expected_rounds)
         assert int(args["rounds"]) == expected_rounds, rid
         assert args["method_options.ferret.basis"] == "trunc_normal"  # the official basis, not default.yaml's
@@ -114,6 +114,22 @@ def test_each_run_gets_its_data_model_and_method_settings(dry_run):
         ("200", "256", "3e-07")
     dolly = runs["fedavg_llama-3b_dolly_N200_K200_s1"]
     assert (dolly["rounds"], dolly["dirichlet_alpha"], dolly["eval_category"]) == ("60", "0.5", "summarization")
+
+
+def test_resolved_runs_carry_the_papers_setup(dry_run):
+    """App. C.1 values, written out here rather than read back from the YAML."""
+    runs = _train_commands(dry_run)
+    ferret = runs["ferret_llama-3b_dolly_N200_K200_s3"]
+    assert (ferret["rounds"], ferret["slr"], ferret["lr"], ferret["participation"]) == ("20", "3.0", "0.0001", "0.05")
+    kseed = runs["fedkseed_datajuicer-1.3b_natural-instructions_N738_K4096_s0"]
+    assert (kseed["K"], kseed["local_steps"], kseed["rounds"]) == ("4096", "200", "40")
+    gsm8k = [a for a in runs.values() if a["dataset"] == "gsm8k"]
+    assert gsm8k and {a["num_clients"] for a in gsm8k} == {"3"} and {a["rounds"] for a in gsm8k} == {"20"}
+    assert {a["num_clients"] for a in runs.values() if a["dataset"] == "codealpaca"} == {"9"}
+    big = runs["ferret_llama2-13b_codealpaca_N9_K200_s0"]
+    assert (big["lr"], big["slr"]) == ("0.0005", "10.0")
+    assert (runs["fedavg_llama2-7b_gsm8k_N3_K200_s1"]["lr"], runs["fedavg_llama2-7b_gsm8k_N3_K200_s1"]["slr"]) == ("0.0003", "1.0")
+    assert {a["seed"] for a in runs.values() if a["method"] == "fedzo"} == {"0", "1", "2", "3"}
 
 
 def test_runs_ask_for_their_models_gpus(dry_run):

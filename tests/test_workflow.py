@@ -57,8 +57,8 @@ def test_dry_run_lists_every_job_of_the_grid(name):
     assert n_train == {"default": 22, "smoke": 23}[name]
     assert counts["prepare_model"] == 1 and counts["collect"] == 1 and counts["tables"] == 1
     assert counts["eval_untuned"] == 1  # one model, one data set, one eval set: round 0 evaluated once
-    assert counts["figure"] == 5
-    assert counts["total"] == n_train + 10  # + prepare, untuned, collect, tables, 5 figures, all
+    assert counts["figure"] == 6
+    assert counts["total"] == n_train + 11  # + prepare, untuned, collect, tables, 6 figures, all
 
 
 BAD = [

@@ -1,7 +1,11 @@
 """Convergence and ablation plots, built from all_runs.csv alone (PNG and PDF).
 
 Each figure is one function of the DataFrame; lines are means over seeds per configuration
-(see tables.with_labels), with the seed range shaded where there is more than one seed.
+(see tables.with_labels), with a 95% Student-t interval of the mean over seeds shaded where there
+is more than one seed (stats.t_interval). Each method keeps one colour and marker in every figure
+(METHOD_STYLE). Rouge-L, measured only at some rounds, is drawn as markers only, so no line
+suggests values between measurements. PDFs embed their fonts as TrueType (pdf.fonttype 42), as
+publishers ask.
 """
 
 from __future__ import annotations
@@ -15,16 +19,43 @@ matplotlib.use("Agg")  # headless: no display on servers or CI
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ferret.report.tables import final_rows, main_config_runs, with_labels  # noqa: E402
+from ferret.algorithms.registry import METHODS  # noqa: E402
+from ferret.report.stats import t_interval  # noqa: E402
+from ferret.report.tables import REFERENCE, final_rows, main_config_runs, with_labels  # noqa: E402
+
+plt.rcParams.update({"pdf.fonttype": 42, "ps.fonttype": 42})  # embedded TrueType, not Type 3
+
+_COLOURS = plt.get_cmap("tab10").colors
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+# One style per registered method, in registry order, so a method looks the same in every figure.
+METHOD_STYLE: dict[str, dict[str, object]] = {
+    m: {"color": _COLOURS[i % len(_COLOURS)], "marker": _MARKERS[i % len(_MARKERS)]} for i, m in enumerate(METHODS)}
+SPARSE_METRICS = ("rouge_l",)  # measured at some rounds only: markers, no connecting line
+
+
+def style(method: str) -> dict[str, object]:
+    """Colour and marker of ``method``; a custom method gets a grey style of its own."""
+    return METHOD_STYLE.get(method, {"color": "0.4", "marker": "x"})
+
+
+def mean_band(group: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """Per round: mean x, and mean of y over seeds with its 95% t interval (low/high nan for one seed)."""
+    rows = []
+    for round_, at in group.groupby("round"):
+        iv = t_interval(at[y].tolist())
+        rows.append({"round": round_, "x": at[x].mean(), "mean": iv.mean, "low": iv.low, "high": iv.high})
+    return pd.DataFrame(rows).sort_values("round")
 
 
 def _curves(ax: plt.Axes, df: pd.DataFrame, x: str, y: str) -> None:
-    """One line per configuration: mean over seeds of y at each x-step, min-max band."""
+    """One line per configuration: mean over seeds of y at each x-step, 95% t-interval band."""
     for label, group in with_labels(df).dropna(subset=[y]).groupby("label"):
-        by_round = group.groupby("round").agg(x=(x, "mean"), mean=(y, "mean"), lo=(y, "min"), hi=(y, "max"))
-        (line,) = ax.plot(by_round["x"], by_round["mean"], marker="o", markersize=3, label=label)
+        by_round = mean_band(group, x, y)
+        linestyle = "none" if y in SPARSE_METRICS else "-"
+        st = style(group["method"].iloc[0])
+        ax.plot(by_round["x"], by_round["mean"], linestyle=linestyle, markersize=4, label=label, **st)
         if group["run_id"].nunique() > 1:
-            ax.fill_between(by_round["x"], by_round["lo"], by_round["hi"], alpha=0.2, color=line.get_color())
+            ax.fill_between(by_round["x"], by_round["low"], by_round["high"], alpha=0.2, color=st["color"])
     ax.set_ylabel(y.replace("_", " "))
     ax.grid(alpha=0.3)
 
@@ -60,8 +91,9 @@ def convergence_round(df: pd.DataFrame) -> plt.Figure:
 
 
 def convergence_bytes(df: pd.DataFrame) -> plt.Figure:
-    shifted = df.assign(cum_bytes=df["cum_bytes"].clip(lower=1))  # round 0 sends nothing; log axis
-    return _convergence(shifted, "cum_bytes", "cumulative bytes (up + down, all clients)",
+    # Round 0 (the untuned model) has sent nothing, which a log axis cannot place: start at round 1.
+    communicated = df[df["round"] >= 1]
+    return _convergence(communicated, "cum_bytes", "cumulative bytes (up + down, all clients; from round 1)",
                         "Convergence vs communication", log_x=True)
 
 
@@ -78,11 +110,13 @@ def _ablation(df: pd.DataFrame, method: str, axis: str, log: bool, title: str) -
         final = final[final[other] == final[other].mode().iloc[0]]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, y in zip(axes, ("eval_loss", "rouge_l")):
-        stats = final.groupby(axis)[y].agg(["mean", "min", "max"]).sort_index()
-        ax.errorbar(stats.index, stats["mean"], yerr=[stats["mean"] - stats["min"], stats["max"] - stats["mean"]],
-                    marker="o", capsize=3)
+        ivs = {v: t_interval(g[y].tolist()) for v, g in final.groupby(axis)}
+        xs = sorted(ivs)
+        means = [ivs[v].mean for v in xs]
+        half = [(ivs[v].high - ivs[v].low) / 2 if ivs[v].n > 1 else 0.0 for v in xs]
+        ax.errorbar(xs, means, yerr=half, capsize=3, **style(method))
         ax.set_xlabel(axis)
-        ax.set_ylabel(f"final {y.replace('_', ' ')}")
+        ax.set_ylabel(f"final {y.replace('_', ' ')} (mean, 95% t interval)")
         if log:
             ax.set_xscale("log", base=2)
         ax.grid(alpha=0.3)
@@ -98,7 +132,63 @@ def ablation_clients(df: pd.DataFrame) -> plt.Figure:
     return _ablation(df, "ferret", "num_clients", False, "Ferret: number of clients")
 
 
+FIGURE1_METHODS = ("fedavg", "fedkseed", "ferret")
+
+
+def figure1_values(df: pd.DataFrame) -> pd.DataFrame:
+    """Per Figure-1 method present in ``df`` (main configuration, mean over seeds): seconds per
+    communicated round, uplink bytes per client per round, rounds run, final Rouge-L in %."""
+    rows = []
+    for method in FIGURE1_METHODS:
+        runs = main_config_runs(df, method) if method in set(df["method"]) else df.iloc[0:0]
+        if runs.empty:
+            continue
+        trained = runs[runs["round"] >= 1]
+        per_run = trained.groupby("run_id").agg(sec=("t_round_s", "mean"), up=("uplink_bytes_per_client", "mean"),
+                                                rounds=("round", "max"))
+        final = final_rows(runs)
+        rows.append({"method": method, "seconds_per_round": per_run["sec"].mean(),
+                     "uplink_bytes_per_round": per_run["up"].mean(), "rounds": per_run["rounds"].mean(),
+                     "rouge_l": 100 * final["rouge_l"].mean()})
+    return pd.DataFrame(rows, columns=["method", "seconds_per_round", "uplink_bytes_per_round", "rounds", "rouge_l"])
+
+
+def figure1(df: pd.DataFrame, reference: Path | None = None) -> plt.Figure:
+    """The shape of the paper's Figure 1: per method, seconds per round, communication per round
+    (log), rounds and Rouge-L; ours (hatched) beside the paper's LLaMA-3B values
+    (results/reference/figure1.csv). The paper counts parameters, we count encoded uplink bytes per
+    client, so that panel's two bars share an axis but not a unit (its label says so)."""
+    path = (reference or REFERENCE) / "figure1.csv"
+    paper = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=["method"])
+    paper = paper.assign(params=10.0 ** paper["log10_params"]) if "log10_params" in paper else paper
+    ours = figure1_values(df).set_index("method")
+    paper = paper.drop_duplicates("method").set_index("method")
+    panels = [("seconds_per_round", "seconds_per_round", "seconds per round", False),
+              ("uplink_bytes_per_round", "params", "per round: ours uplink bytes/client, paper parameters", True),
+              ("rounds", "rounds", "rounds", False),
+              ("rouge_l", "rouge_l", "Rouge-L (%)", False)]
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.6))
+    xs = range(len(FIGURE1_METHODS))
+    for ax, (ours_col, paper_col, label, log) in zip(axes, panels):
+        for i, method in enumerate(FIGURE1_METHODS):
+            st = style(method)
+            if method in paper.index and paper_col in paper:
+                ax.bar(i - 0.2, paper.loc[method, paper_col], width=0.4, color=st["color"], label=f"{method} (paper)")
+            if method in ours.index:
+                ax.bar(i + 0.2, ours.loc[method, ours_col], width=0.4, color=st["color"], alpha=0.5, hatch="//",
+                       label=f"{method} (ours)")
+        ax.set_xticks(list(xs), FIGURE1_METHODS)
+        ax.set_ylabel(label, fontsize=8)
+        if log:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3, axis="y")
+    axes[0].legend(fontsize=6)
+    fig.suptitle("Figure 1 shape: paper (solid, LLaMA-3B) beside ours (hatched)")
+    return fig
+
+
 FIGURES: dict[str, Callable[[pd.DataFrame], plt.Figure]] = {
+    "figure1": figure1,
     "convergence_round": convergence_round,
     "convergence_bytes": convergence_bytes,
     "convergence_time": convergence_time,

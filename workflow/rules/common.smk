@@ -15,7 +15,7 @@ FERRET = f"{shlex.quote(sys.executable)} -m ferret"
 EXPERIMENT = config["experiment"]
 RUNS = f"results/runs/{EXPERIMENT}"
 PREPARED_ALIASES = {"smollm2-135m", "tiny"}  # models converted or cached once by their own rule
-FIGURES = ["convergence_round", "convergence_bytes", "convergence_time", "ablation_k", "ablation_clients"]
+FIGURES = ["convergence_round", "convergence_bytes", "convergence_time", "ablation_k", "ablation_clients", "figure1"]
 TABLES = ["main", "cost", "claims", "paper_rouge", "paper_cost"]
 AXES = ("method", "model", "dataset", "num_clients", "K", "seed")
 AXIS_KEYS = {"method": "methods", "model": "models", "dataset": "datasets", "num_clients": "num_clients",
@@ -27,9 +27,22 @@ def _slug(value):
 
 
 def run_id(point):
-    """A run id derived from its grid point, e.g. ferret_smollm2-135m_synthetic_N12_K64_s0."""
+    """A run id derived from its grid point, e.g. ferret_smollm2-135m_synthetic_N12_K64_s0; a custom
+    method's "package.module:Class" becomes "package.module-Class" (":" is no file or wildcard name)."""
     p = point
-    return f"{p['method']}_{_slug(p['model'])}_{p['dataset']}_N{p['num_clients']}_K{p['K']}_s{p['seed']}"
+    return f"{_slug(p['method'])}_{_slug(p['model'])}_{p['dataset']}_N{p['num_clients']}_K{p['K']}_s{p['seed']}"
+
+
+def _ablations():
+    """The ablations of the last config file that names them, replacing the default grid's whole:
+    Snakemake merges config files key by key, so `ablations: {}` would otherwise keep them all."""
+    ablations = config.get("ablations", {})
+    for path in workflow.overwrite_configfiles or ():
+        with open(path) as f:
+            own = yaml.safe_load(f) or {}
+        if "ablations" in own:
+            ablations = own["ablations"] or {}
+    return ablations
 
 
 def _points():
@@ -40,7 +53,7 @@ def _points():
     grids = [main]
     for extra in config.get("grids", []):
         grids.append({axis: extra.get(key, main[axis]) for axis, key in AXIS_KEYS.items()})
-    for axis, ablation in config.get("ablations", {}).items():
+    for axis, ablation in _ablations().items():
         grid = {k: v[:1] for k, v in main.items()}
         grid.update({"method": [ablation["method"]], axis: ablation["values"],
                      "seed": ablation.get("seeds", config["seeds"])})
@@ -58,15 +71,14 @@ GRID = _points()
 
 def run_settings(point):
     """Shared `ferret run` keys of one grid point: settings < dataset_settings[data set] <
-    model_settings[model].settings < method_settings[method] < each matching entry of `overrides`
-    in order (the schema keeps axes out of them)."""
+    model_settings[model].settings < method_settings[method] < each matching `overrides` entry
+    (the schema keeps axes out of them)."""
     items = dict(config.get("settings", {}))
     items.update(config.get("dataset_settings", {}).get(point["dataset"], {}))
     items.update(config.get("model_settings", {}).get(point["model"], {}).get("settings", {}))
     items.update(config.get("method_settings", {}).get(point["method"], {}))
     for override in config.get("overrides", []):
-        # An entry applies where every axis it lists holds the point's value (e.g. Ferret on Dolly).
-        if all(point[axis] in override[key] for axis, key in AXIS_KEYS.items() if key in override):
+        if all(point[axis] == value for axis, value in override["when"].items()):
             items.update(override["settings"])
     return items
 
