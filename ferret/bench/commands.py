@@ -125,6 +125,7 @@ def _cmd_round(args: argparse.Namespace) -> int:
 
     device = _device(args)
     preset = args.model if args.model != "auto" else ("llama-3b" if device.type == "cuda" else "small")
+    R.check_preset(preset)
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     if args.dtype not in dtypes:
         raise ConfigError(f"--dtype {args.dtype!r}: choose from {', '.join(dtypes)}")

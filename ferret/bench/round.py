@@ -74,7 +74,10 @@ def parse_methods(text: str, k_of: dict[str, int]) -> list[MethodSpec]:
     specs = []
     for item in (s.strip() for s in text.split(",") if s.strip()):
         name, _, steps = item.partition(":")
-        registry.check_name(name)
+        try:
+            registry.check_name(name)
+        except registry.UnknownMethodError as e:
+            raise ConfigError(f"--methods item {item!r}: {e}") from None
         try:
             n = int(steps)
         except ValueError:
@@ -87,12 +90,16 @@ def parse_methods(text: str, k_of: dict[str, int]) -> list[MethodSpec]:
     return specs
 
 
+def check_preset(preset: str) -> None:
+    if preset not in PRESETS:
+        raise ConfigError(f"--model {preset!r}: choose from {', '.join(PRESETS)}")
+
+
 def build_model(preset: str, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
     """A random-init LLaMA of the preset's architecture on device (seeded: the same weights every run)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    if preset not in PRESETS:
-        raise ConfigError(f"--model {preset!r}: choose from {', '.join(PRESETS)}")
+    check_preset(preset)
     with torch.device(device):  # allocate on the device directly: a 3B model need not pass through RAM
         torch.manual_seed(0)
         model = LlamaForCausalLM(LlamaConfig(**PRESETS[preset], torch_dtype=dtype)).to(dtype)
