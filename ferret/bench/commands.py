@@ -135,9 +135,13 @@ def _cmd_round(args: argparse.Namespace) -> int:
     for name in ("cost_per_round.csv", "table6_peak_memory.csv"):
         if not (reference / name).is_file():
             raise ConfigError(f"--reference {args.reference!r}: no {name} there")
-    rows = R.run_round_bench(preset, specs, device, dtypes[args.dtype], args.seq_len, reference, args.overrides)
+    if args.warmup not in (0, 1):
+        raise ConfigError(f"--warmup {args.warmup}: must be 0 or 1")
+    rows = R.run_round_bench(preset, specs, device, dtypes[args.dtype], args.seq_len, reference, args.overrides,
+                             warmup=bool(args.warmup))
     notes = [f"model: random-init LLaMA '{preset}' ({rows[0]['d']:.3g} trainable parameters), {args.dtype}; "
-             f"one client, batch size 1, {args.seq_len} random tokens per example",
+             f"one client, batch size 1, {args.seq_len} random tokens per example; "
+             f"{'after an untimed one-step round of the same method' if args.warmup else 'no warm-up round'}",
              "local_s = local training + encode (encode_s, the projection: the paper counts it as local update); "
              "aggregation_s = decode + receive + aggregate; overall_s = local_s + aggregation_s; per client",
              "peak_mem_gb: CUDA max_memory_allocated over the round; CPU: the process's resident high-water mark "
@@ -202,8 +206,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="method:local_steps, comma-separated (the paper's steps per round)")
     p.add_argument("--ferret-K", default="200", help="Ferret's seeds per round")
     p.add_argument("--fedkseed-K", default="4096", help="FedKSeed's candidate seeds")
-    p.add_argument("--seq-len", type=int, default=128, help="tokens per example (batch size is 1)")
+    p.add_argument("--seq-len", type=int, default=64, help="tokens per example (batch size is 1)")
     p.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
+    p.add_argument("--warmup", type=int, default=1, help="1: an untimed one-step round of each method first")
     p.add_argument("--reference", default="results/reference", help="folder of the paper's reference CSVs")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="run-config overrides for every method")
     _common(p)
