@@ -145,7 +145,8 @@ def _cmd_round(args: argparse.Namespace) -> int:
              "local_s = local training + encode (encode_s, the projection: the paper counts it as local update); "
              "aggregation_s = decode + receive + aggregate; overall_s = local_s + aggregation_s; per client",
              "peak_mem_gb: CUDA max_memory_allocated over the round; CPU: the process's resident high-water mark "
-             "over the round (model, global copy and interpreter included)",
+             "over the round (model, global copy and interpreter included); peak_extra_gb = peak_mem_gb less the "
+             "memory in use at the round's start (the model), i.e. the method's state, gradients and activations",
              f"paper_*: the paper's numbers ({reference}/cost_per_round.csv {R.PAPER_TABLE}, table6_peak_memory.csv), "
              f"model {R.PAPER_MODEL} on the paper's GPU; *_x_ferret = overall_s / Ferret's overall_s, each side its own"]
     write_table(rows, R.COLUMNS, Path(args.out), "round",

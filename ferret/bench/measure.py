@@ -112,3 +112,13 @@ def peak_since_reset_mb(device: torch.device) -> float:
         return _status_kib("VmHWM") / 1024
     except OSError:
         return math.nan
+
+
+def memory_now_mb(device: torch.device) -> float:
+    """Memory in use now in MiB: allocated CUDA memory, or the CPU process's resident set (VmRSS)."""
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device) / 2**20
+    try:
+        return _status_kib("VmRSS") / 1024
+    except OSError:
+        return math.nan

@@ -14,7 +14,9 @@ paper's definitions (appendix C.2): local = local training + encode (the project
 update), aggregation = decode + receive + aggregate, overall = local + aggregation, all per client.
 Peak memory is the engine's per-round figure: on CUDA ``max_memory_allocated`` after resetting it at
 the round's start; on CPU the process's resident high-water mark over the round (reset at its start,
-so it includes the model, the global copy and the interpreter).
+so it includes the model, the global copy and the interpreter). ``peak_extra_gb`` is that peak less
+the memory in use when the round starts (the model alone is resident then): what the method's own
+state, gradients and activations add, the part that separates the methods in Table 6.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import torch
 from ferret import comm
 from ferret.algorithms import registry
 from ferret.algorithms.base import RoundContext
-from ferret.bench.measure import peak_since_reset_mb, reset_peak
+from ferret.bench.measure import memory_now_mb, peak_since_reset_mb, reset_peak
 from ferret.config import ConfigError, load_config
 from ferret.engine import Timer, client_batches
 
@@ -57,7 +59,7 @@ PAPER_MODEL = "llama-3b"
 PAPER_TABLE = "Table 4"
 
 COLUMNS = ["method", "model", "d", "steps", "K", "local_s", "encode_s", "aggregation_s", "overall_s",
-           "peak_mem_gb", "uplink_bytes", "downlink_bytes", "paper_local_s", "paper_aggregation_s",
+           "peak_mem_gb", "peak_extra_gb", "uplink_bytes", "downlink_bytes", "paper_local_s", "paper_aggregation_s",
            "paper_overall_s", "paper_peak_mem_gb", "overall_x_ferret", "paper_overall_x_ferret"]
 
 
@@ -125,13 +127,15 @@ def one_round(spec: MethodSpec, model: torch.nn.Module, data: list[dict[str, lis
               overrides: Iterable[str] = (), steps: int | None = None) -> dict[str, Any]:
     """One round of spec.method for one client, as the engine runs it (spec.steps local steps unless
     steps is given); the phases' seconds, the messages' bytes and the round's peak memory."""
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    sync()
+    # The window opens before setup: the method's global copy and state count, the model does not.
+    reset_peak(device)
+    before = memory_now_mb(device)
     algo, cfg = _algorithm(spec, spec.steps if steps is None else steps, overrides)
     model = algo.setup(model, None)
     ctx = RoundContext(round=1, rounds=1, seed=cfg.seed, device=device)
     batches = client_batches(data, cfg, 1, 0, 0, device)  # one length: no padding
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    sync()
-    reset_peak(device)
     t_local, t_encode, t_agg = Timer(), Timer(), Timer()
     down = len(comm.encode(algo.downlink(0, ctx)))
     algo.load_global(model)
@@ -148,8 +152,9 @@ def one_round(spec: MethodSpec, model: torch.nn.Module, data: list[dict[str, lis
     peak = peak_since_reset_mb(device)
     local = t_local.seconds + t_encode.seconds
     return {"method": spec.method, "d": sum(t.numel() for t in algo.global_params.values()), "steps": len(batches),
-            "K": cfg.K if spec.K else None, "local_s": local, "encode_s": t_encode.seconds,
+            "K": cfg.K if spec.K else "", "local_s": local, "encode_s": t_encode.seconds,
             "aggregation_s": t_agg.seconds, "overall_s": local + t_agg.seconds, "peak_mem_gb": peak / 1024,
+            "peak_extra_gb": (peak - before) / 1024,
             "uplink_bytes": len(blob), "downlink_bytes": down}
 
 
