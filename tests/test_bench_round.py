@@ -89,3 +89,17 @@ def test_bad_arguments_are_one_line_errors(tmp_path: Path) -> None:
     assert main(["bench", "round", "--model", "huge", "--out", str(tmp_path)]) == 2
     assert main(["bench", "round", "--methods", "fedsgd:3", "--out", str(tmp_path)]) == 2
     assert main(["bench", "round", "--reference", str(tmp_path), "--out", str(tmp_path)]) == 2
+
+
+def test_llama_3b_preset_is_open_llama_3b_shape() -> None:
+    """On the meta device (no memory): the preset's parameter count is the LLaMA formula's for
+    open_llama_3b's dimensions, the d ~ 3.4e9 of the paper's Table 4 model."""
+    import torch
+
+    model = R.build_model("llama-3b", torch.device("meta"), torch.float32)
+    c = model.config
+    h, i, L, V = c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.vocab_size
+    assert (h, i, L, V, c.num_attention_heads) == (3200, 8640, 26, 32000, 32)
+    formula = 2 * V * h + L * (4 * h * h + 3 * h * i + 2 * h) + h  # untied embeddings, q/k/v/o, MLP, norms
+    assert sum(p.numel() for p in model.parameters()) == formula
+    assert 3.3e9 < formula < 3.5e9
