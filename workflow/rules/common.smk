@@ -10,8 +10,10 @@ from snakemake.utils import validate
 
 validate(config, "../schemas/config.schema.yaml")
 
-# The same interpreter (and environment) that runs Snakemake runs every `ferret` command.
-FERRET = f"{shlex.quote(sys.executable)} -m ferret"
+# The same interpreter (and environment) that runs Snakemake runs every `ferret` command; the
+# `resources` key (converted models) is passed to each, else ferret's own default applies.
+FERRET = f"{shlex.quote(sys.executable)} -m ferret" + (
+    f" --resources {shlex.quote(str(config['resources']))}" if "resources" in config else "")
 EXPERIMENT = config["experiment"]
 RUNS = f"results/runs/{EXPERIMENT}"
 PREPARED_ALIASES = {"smollm2-135m", "tiny"}  # models converted or cached once by their own rule
