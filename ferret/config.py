@@ -35,9 +35,10 @@ class ConfigError(ValueError):
 class RunConfig:
     """One federated run. Field help is in ``metadata``; ``ferret show-config`` prints it.
 
-    These defaults are the one source of every run default: the embedded ferret/configs/default.yaml
-    holds only what the embedded CPU default run changes (Ferret's basis), and the CLI, the
-    workflow schema and ``ferret show-config`` take theirs from here (tests/test_defaults.py)."""
+    These defaults (with each method's ``Options``) are the one source of every run default: the
+    embedded ferret/configs/default.yaml holds only what the embedded CPU run changes (nothing
+    today), and the CLI, the workflow schema and ``ferret show-config`` take theirs from here
+    (tests/test_defaults.py)."""
 
     # what runs
     method: str = field(default="ferret", metadata={"help": "registry name or 'package.module:Class'"})
