@@ -29,17 +29,12 @@ from ferret.outdir import AlreadyDone, OutDirError
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 
 
-def _host(args: argparse.Namespace) -> Host:
-    """The host as this process's environment describes it (the one read of os.environ)."""
-    return Host.from_env(os.environ, resources=Path(args.resources))
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     from ferret.engine import Interrupted, one_line, run  # heavy imports only once the config is good
 
     try:
-        record = run(cfg, Path(args.out), force=args.force, host=_host(args))
+        record = run(cfg, Path(args.out), force=args.force, host=args.host)
     except AlreadyDone as done:
         print(f"{done.record.get('run_id')}: already done (status={done.record.get('status')}) in {args.out}")
         return 0
@@ -64,7 +59,7 @@ def _cmd_eval_untuned(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     from ferret.engine import evaluate_untuned
 
-    record = evaluate_untuned(cfg, Path(args.out), _host(args))
+    record = evaluate_untuned(cfg, Path(args.out), args.host)
     row = record["row"]
     print(f"untuned {cfg.model} on {cfg.dataset} ({record['identity']['eval_examples']} eval examples): "
           f"eval_loss {row.get('eval_loss')}, rouge_l {row.get('rouge_l')}, {row['t_eval_s']:.1f} s; wrote {args.out}")
@@ -120,7 +115,7 @@ def _cmd_tables(args: argparse.Namespace) -> int:
 def _log_report(args: argparse.Namespace, kind: str, files: list[Path]) -> None:
     from ferret.tracking import log_report
 
-    host = _host(args)
+    host = args.host
     log_report(files, kind=kind, mode=host.wandb_mode(args.wandb_mode), experiment=args.experiment,
                folder=Path(args.input).parent, project=host.wandb_project, entity=host.wandb_entity or "",
                secrets=host.secrets)
@@ -207,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # The one read of the process environment; every command takes what it needs from args.host.
+    args.host = Host.from_env(os.environ, resources=Path(args.resources))
     try:
         return args.func(args)
     except (ConfigError, ModelError, DataError, OutDirError) as e:
