@@ -111,7 +111,7 @@ def _cmd_overhead(args: argparse.Namespace) -> int:
             for d in _numbers(args.d) for K in _numbers(args.K) for basis in _bases(args.bases)]
     if args.run_config:
         config = None if args.run_config == "default" else args.run_config
-        rows.append(config_overhead(config, args.overrides))
+        rows.append(config_overhead(config, args.overrides, args.host))
     write_table(rows, OVERHEAD_COLUMNS, Path(args.out), "overhead",
                 _header("Encode + rebuild vs local compute, per round", args, device,
                         ["overhead = (t_encode_s + t_rebuild_s) / t_local_s"]))
