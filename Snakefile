@@ -8,7 +8,11 @@ from snakemake.utils import min_version
 min_version("8.0")
 
 
-configfile: "workflow/configs/default.yaml"
+# A grid file given with --configfile stands alone (no key of the default grid leaks into it; start
+# a new grid from a copy of one in workflow/configs/); without one, the embedded default runs.
+if not workflow.overwrite_configfiles:
+
+    configfile: "workflow/configs/default.yaml"
 
 
 include: "workflow/rules/common.smk"

@@ -1,21 +1,26 @@
 """Command line: ``ferret run | eval-untuned | prepare-model | show-config | collect | tables | figures | bench``.
 
-``ferret run [--config PATH] --out DIR [key=value ...]``: precedence is dataclass defaults <
+``ferret [--resources DIR] run [--config PATH] --out DIR [key=value ...]``: precedence is dataclass defaults <
 YAML file (or the embedded default run config when --config is absent) < key=value overrides.
 Every configuration error is reported as one line naming the bad value, with exit status 2,
 before anything is loaded or written.
+
+This is the one module that reads the process environment (W&B key and mode, secrets to redact):
+it builds a :class:`ferret.host.Host` from it and passes that down (tests/test_no_env_reads.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
 
-from ferret.config import ConfigError, RunConfig, default_config_text, describe, load_config
+from ferret.config import ConfigError, RunConfig, describe, load_config, resolved_default_text
 from ferret.data.types import DataError
-from ferret.models import ModelError
+from ferret.host import Host
+from ferret.models import DEFAULT_RESOURCES, ModelError
 from ferret.outdir import AlreadyDone, OutDirError
 
 # Exit statuses of `ferret run`: 0 ok, diverged or already done; 1 failed (recorded in run.json, which
@@ -29,7 +34,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from ferret.engine import Interrupted, one_line, run  # heavy imports only once the config is good
 
     try:
-        record = run(cfg, Path(args.out), force=args.force)
+        record = run(cfg, Path(args.out), force=args.force, host=args.host)
     except AlreadyDone as done:
         print(f"{done.record.get('run_id')}: already done (status={done.record.get('status')}) in {args.out}")
         return 0
@@ -54,7 +59,7 @@ def _cmd_eval_untuned(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     from ferret.engine import evaluate_untuned
 
-    record = evaluate_untuned(cfg, Path(args.out))
+    record = evaluate_untuned(cfg, Path(args.out), args.host)
     row = record["row"]
     print(f"untuned {cfg.model} on {cfg.dataset} ({record['identity']['eval_examples']} eval examples): "
           f"eval_loss {row.get('eval_loss')}, rouge_l {row.get('rouge_l')}, {row['t_eval_s']:.1f} s; wrote {args.out}")
@@ -64,12 +69,12 @@ def _cmd_eval_untuned(args: argparse.Namespace) -> int:
 def _cmd_prepare_model(args: argparse.Namespace) -> int:
     from ferret.models import prepare_model
 
-    print(prepare_model(args.alias))
+    print(prepare_model(args.alias, Path(args.resources)))
     return 0
 
 
 def _cmd_show_config(args: argparse.Namespace) -> int:
-    print(default_config_text() if args.default else describe())
+    print(resolved_default_text() if args.default else describe())
     return 0
 
 
@@ -110,8 +115,10 @@ def _cmd_tables(args: argparse.Namespace) -> int:
 def _log_report(args: argparse.Namespace, kind: str, files: list[Path]) -> None:
     from ferret.tracking import log_report
 
-    log_report(files, kind=kind, mode=args.wandb_mode, experiment=args.experiment,
-               folder=Path(args.input).parent)
+    host = args.host
+    log_report(files, kind=kind, mode=host.wandb_mode(args.wandb_mode), experiment=args.experiment,
+               folder=Path(args.input).parent, project=host.wandb_project, entity=host.wandb_entity or "",
+               secrets=host.secrets)
 
 
 def _cmd_figures(args: argparse.Namespace) -> int:
@@ -135,6 +142,10 @@ def _report_wandb_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ferret", description=__doc__.splitlines()[0])
+    # Before the command (`ferret --resources DIR run ...`), so the workflow sets it once for all.
+    parser.add_argument("--resources", default=str(DEFAULT_RESOURCES),
+                        help="folder of converted models and tokenizers (default: %(default)s, relative to the "
+                             "working directory)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run one federated experiment")
@@ -180,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_figures)
 
     p = sub.add_parser("show-config", help="list config keys (or print the embedded default)")
-    p.add_argument("--default", action="store_true", help="print the embedded default run config")
+    p.add_argument("--default", action="store_true", help="print the embedded default run config, every key resolved")
     p.set_defaults(func=_cmd_show_config)
 
     from ferret.bench.commands import add_parsers as add_bench_parsers  # ferret bench projection|server|overhead
@@ -191,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # The one read of the process environment; every command takes what it needs from args.host.
+    args.host = Host.from_env(os.environ, resources=Path(args.resources))
     try:
         return args.func(args)
     except (ConfigError, ModelError, DataError, OutDirError) as e:

@@ -35,8 +35,10 @@ class ConfigError(ValueError):
 class RunConfig:
     """One federated run. Field help is in ``metadata``; ``ferret show-config`` prints it.
 
-    The defaults are the embedded CPU default (ferret/configs/default.yaml spells them out and
-    adds the per-method options); a test keeps the two in agreement."""
+    These defaults (with each method's ``Options``) are the one source of every run default: the
+    embedded ferret/configs/default.yaml holds only what the embedded CPU run changes (nothing
+    today), and the CLI, the workflow schema and ``ferret show-config`` take theirs from here
+    (tests/test_defaults.py)."""
 
     # what runs
     method: str = field(default="ferret", metadata={"help": "registry name or 'package.module:Class'"})
@@ -192,7 +194,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def default_config_text() -> str:
+    """The embedded run config as written: only what differs from the dataclass defaults."""
     return resources.files("ferret.configs").joinpath("default.yaml").read_text()
+
+
+def resolved_default_text() -> str:
+    """The embedded default run config with every key resolved, as YAML (``ferret show-config --default``)."""
+    return yaml.safe_dump(load_config(None).to_dict(), sort_keys=False)
 
 
 def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> RunConfig:

@@ -45,7 +45,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -61,13 +61,13 @@ from ferret.data.prompts import prompt_ids, tokenize_example
 from ferret.data.registry import load_federated_data
 from ferret.data.types import DataError, Example, Metric
 from ferret.generation import generate
+from ferret.host import Host
 from ferret.metrics import example_losses, rouge_l_scores
 from ferret.models import ModelError, load_model_and_tokenizer
 from ferret.seeding import derive_seed, generator
 from ferret.outdir import OutDirError, RunFolder
 from ferret import untuned
-from ferret.tracking import (EXAMPLE_COLUMNS, CsvSink, Progress, WandbSink, remove_stale_temps, resolve_wandb_mode,
-                             write_json)
+from ferret.tracking import EXAMPLE_COLUMNS, CsvSink, Progress, WandbSink, remove_stale_temps, write_json
 
 TRACEBACK_LOG = "traceback.log"
 
@@ -217,7 +217,7 @@ def _check_k(cfg: RunConfig, params: Iterable[torch.Tensor], what: str) -> None:
         raise ConfigError(f"K={cfg.K}: larger than the {n} trainable parameters of {what}")
 
 
-def _load_base(cfg: RunConfig, record: dict[str, Any]) -> tuple[torch.nn.Module, Any, Any, EvalSet]:
+def _load_base(cfg: RunConfig, record: dict[str, Any], host: Host) -> tuple[torch.nn.Module, Any, Any, EvalSet]:
     """The untuned model, its tokenizer, the federated data and the tokenised eval set."""
     data = load_federated_data(cfg)  # before the model: a data typo must not cost a download first
     # The untuned model is one fixed model, like a pretrained checkpoint: a random-init model's
@@ -225,19 +225,19 @@ def _load_base(cfg: RunConfig, record: dict[str, Any]) -> tuple[torch.nn.Module,
     # round 0 on) the same weights.
     model, tokenizer, model_info = load_model_and_tokenizer(
         cfg.model, dtype=cfg.dtype, device=cfg.device, seed=derive_seed(0, "init") % 2**31,
-        trust_remote_code=cfg.trust_remote_code)
+        trust_remote_code=cfg.trust_remote_code, resources=host.resources)
     record["model"] = model_info
     ev = EvalSet(data.eval, [tokenize_example(tokenizer, ex, cfg.max_length) for ex in data.eval],
                  [prompt_ids(tokenizer, ex, cfg.max_length) for ex in data.eval], data.metrics)
     return model, tokenizer, data, ev
 
 
-def _prepare(cfg: RunConfig, record: dict[str, Any]) -> tuple[Algorithm, torch.nn.Module, Any, list, EvalSet]:
+def _prepare(cfg: RunConfig, record: dict[str, Any], host: Host) -> tuple[Algorithm, torch.nn.Module, Any, list, EvalSet]:
     """Model, data, tokenised clients and eval set, and the set-up method: every check of the input
     that needs them (K, empty clients, max_length) fails here, before the run folder is touched."""
     algo_cls = registry.resolve(cfg.method, cfg.trust_custom_method)
     options = registry.options_for(cfg.method, cfg.method_options, cfg.trust_custom_method)
-    model, tokenizer, data, ev = _load_base(cfg, record)
+    model, tokenizer, data, ev = _load_base(cfg, record, host)
     # Before setup too: a full-parameter method would allocate K-sized state first.
     _check_k(cfg, (p for p in model.parameters() if p.requires_grad), f"model={cfg.model!r}")
     empty = [i for i, c in enumerate(data.clients) if not c]
@@ -288,8 +288,9 @@ def one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}".splitlines()[0]
 
 
-def run(cfg: RunConfig, out: Path, *, force: bool = False) -> dict[str, Any]:
+def run(cfg: RunConfig, out: Path, *, force: bool = False, host: Host = Host()) -> dict[str, Any]:
     """Run one federated experiment into the run folder ``out`` (ferret/outdir.py); return run.json's record.
+    ``host``: the resources folder, W&B defaults and secrets (ferret/host.py; the CLI reads them).
 
     Bad input raises ConfigError, DataError, ModelError or OutDirError before anything is published;
     a folder holding this config's finished run raises outdir.AlreadyDone. A run resumes from the
@@ -308,7 +309,7 @@ def run(cfg: RunConfig, out: Path, *, force: bool = False) -> dict[str, Any]:
                               **environment_info(device)}
     with RunFolder(out, cfg.to_dict(), force=force) as folder, _signals_interrupt():
         stage = folder.staging
-        algo, model, tokenizer, clients, ev = _prepare(cfg, record)
+        algo, model, tokenizer, clients, ev = _prepare(cfg, record, host)
         # A folder made for another model or eval set is bad input: refused before anything is written.
         shared = untuned.load(Path(cfg.untuned), cfg.to_dict(), ev.examples) if cfg.untuned else None
         _check_free_disk(out, algo)
@@ -322,16 +323,16 @@ def run(cfg: RunConfig, out: Path, *, force: bool = False) -> dict[str, Any]:
             record["resumed_from"] = extra["resumed_from"]
             print(f"ferret: {run_id}: resuming after round {resumed.round} from {out / checkpoint.FOLDER}",
                   file=sys.stderr, flush=True)
-        record["wandb_mode"] = resolve_wandb_mode(cfg.wandb_mode)
+        record["wandb_mode"] = host.wandb_mode(cfg.wandb_mode)
         wandb_sink: WandbSink | None = None
         error: BaseException | None = None
         try:
-            write_json(stage / "run.json", record)
+            write_json(stage / "run.json", record, host.secrets)
             sinks: list[CsvSink | WandbSink] = [CsvSink(stage / "metrics.csv", resumed.rows if resumed else ())]
-            wandb_sink = WandbSink(mode=record["wandb_mode"], project=cfg.wandb_project,
-                                   entity=cfg.wandb_entity, group=cfg.experiment, job_type=cfg.method, name=run_id,
+            wandb_sink = WandbSink(mode=record["wandb_mode"], project=cfg.wandb_project or host.wandb_project,
+                                   entity=cfg.wandb_entity or host.wandb_entity or "", group=cfg.experiment, job_type=cfg.method, name=run_id,
                                    config=cfg.to_dict(), folder=out, run_key=extra["wandb_id"],
-                                   rows=resumed.rows if resumed else ())
+                                   rows=resumed.rows if resumed else (), secrets=host.secrets)
             sinks.append(wandb_sink)
             summary = _federate(cfg, algo, model, tokenizer, clients, ev, sinks, run_id, device,
                                 out=out, resumed=resumed, extra=extra, shared=shared)
@@ -343,7 +344,7 @@ def run(cfg: RunConfig, out: Path, *, force: bool = False) -> dict[str, Any]:
             error = e
             raise
         finally:
-            _finish(record, folder, t_start, error)
+            _finish(record, folder, t_start, error, host.secrets)
             if wandb_sink is not None:
                 wandb_sink.finish({**record.get("final", {}), "wall_clock_s": record["wall_clock_s"]},
                                   record["status"])
@@ -352,14 +353,14 @@ def run(cfg: RunConfig, out: Path, *, force: bool = False) -> dict[str, Any]:
     return record
 
 
-def evaluate_untuned(cfg: RunConfig, out: Path) -> dict[str, Any]:
+def evaluate_untuned(cfg: RunConfig, out: Path, host: Host = Host()) -> dict[str, Any]:
     """Evaluate the untuned model once into ``out`` (ferret/untuned.py): examples.csv, then
     untuned.json with the identity runs check and the round-0 row they share. Returns the record."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device)
     record: dict[str, Any] = {}
-    model, tokenizer, _, ev = _load_base(cfg, record)
+    model, tokenizer, _, ev = _load_base(cfg, record, host)
     with Timer() as t_eval:
         means, per_example = score(model, tokenizer, ev, cfg, device, loss=True, rouge=True)
     probe = eval_losses(model, ev, cfg, tokenizer.pad_token_id, device, limit=1)[0]  # what runs recompute
@@ -370,11 +371,12 @@ def evaluate_untuned(cfg: RunConfig, out: Path) -> dict[str, Any]:
     record = {"identity": untuned.identity(cfg.to_dict(), ev.examples), "row": row, "probe_loss": probe,
               "model": record["model"],
               **environment_info(device)}
-    write_json(out / untuned.RECORD, record)  # last: its presence means the folder is complete
+    write_json(out / untuned.RECORD, record, host.secrets)  # last: its presence means the folder is complete
     return record
 
 
-def _finish(record: dict[str, Any], folder: RunFolder, t_start: float, error: BaseException | None) -> None:
+def _finish(record: dict[str, Any], folder: RunFolder, t_start: float, error: BaseException | None,
+            redacted: Sequence[str] = ()) -> None:
     """Record the final status and publish the run (ferret/outdir.py). An error makes the status
     'interrupted' (a signal) or 'failed', with its first line; its traceback goes to traceback.log.
     Writing may itself fail (a full disk): then the error that stopped the run is the one raised."""
@@ -387,7 +389,7 @@ def _finish(record: dict[str, Any], folder: RunFolder, t_start: float, error: Ba
         if error is not None:
             record["traceback"] = str(folder.out / TRACEBACK_LOG)
             (folder.out / TRACEBACK_LOG).write_text("".join(traceback.format_exception(error)))
-        write_json(folder.staging / "run.json", record)
+        write_json(folder.staging / "run.json", record, redacted)
         folder.publish(record["status"])
     except OSError as e:
         if error is None:

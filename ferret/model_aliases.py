@@ -6,7 +6,7 @@ from typing import Any
 
 # Built-in model names. Each entry says how the name is resolved:
 #   kind "embedded":    converted once from a GGUF file in a PyPI wheel (never imported);
-#                       `hub_id` is the original used when FERRET_HUB_SMOLLM2=1;
+#                       `hub_id` is its original (loaded by the `<alias>-hub` entry);
 #                       `subdir` is the cache folder under <resources>/models/.
 #   kind "random-init": a fresh LlamaForCausalLM built from `config` (LlamaConfig keyword
 #                       arguments; vocab size and special-token ids come from the tokenizer)
@@ -24,6 +24,9 @@ ALIASES: dict[str, dict[str, Any]] = {
         "subdir": "smollm2-135m",
         "tokenizer_subdir": "smollm2",
     },
+    # The embedded model's bf16 original from the hub (a model choice, so it is recorded in the
+    # run config rather than switched by the environment).
+    "smollm2-135m-hub": {"kind": "hub", "hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct"},
     "tiny": {
         "kind": "random-init",
         "tokenizer": "smollm2-135m",
@@ -47,6 +50,3 @@ ALIASES: dict[str, dict[str, Any]] = {
     "llama3-8b": {"kind": "hub", "hub_id": "meta-llama/Meta-Llama-3-8B"},
     "qwen2.5-7b": {"kind": "hub", "hub_id": "Qwen/Qwen2.5-7B"},
 }
-
-# Set to 1 to load the embedded alias from its hub original instead of the GGUF conversion.
-HUB_ENV = "FERRET_HUB_SMOLLM2"

@@ -7,8 +7,8 @@ Choices:
   imported (its declared dependencies are not installed); its folder is found with
   ``importlib.util.find_spec``. The GGUF is dequantised to float32 once and cached as
   safetensors under ``<resources>/models/smollm2-135m/`` together with ``provenance.json``;
-  later loads read that folder (a fraction of a second plus the weight read). Setting
-  ``FERRET_HUB_SMOLLM2=1`` loads the hub's bf16 original instead; the info dict records which.
+  later loads read that folder (a fraction of a second plus the weight read). The alias
+  ``smollm2-135m-hub`` loads the hub's bf16 original instead; the info dict records which.
 * ``"tiny"`` is a random-init two-layer LLaMA (about 74 k non-embedding parameters) with the
   SmolLM2 tokenizer, for tests and CI only. Its weights depend only on ``seed``. The tokenizer
   is cached separately under ``<resources>/tokenizers/smollm2/`` so tests never need the
@@ -21,6 +21,8 @@ Choices:
   A local copy is used by giving its path instead of the alias.
 * Anything else is a local directory or a Hugging Face hub id, loaded with
   ``AutoModelForCausalLM``; ``trust_remote_code`` is passed through and defaults to False.
+* ``<resources>`` is an argument (``resources``; the CLI's ``--resources``), default
+  :data:`DEFAULT_RESOURCES`: this module never reads the process environment.
 * Caches are written to a temporary sibling folder and renamed into place, so a reader never
   sees a half-written folder and two concurrent converters cannot corrupt each other.
 * Models are returned in eval mode (callers switch to ``train()`` when they train); a missing
@@ -46,18 +48,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ferret.hints import did_you_mean
-from ferret.model_aliases import ALIASES, HUB_ENV
+from ferret.model_aliases import ALIASES
 
 if TYPE_CHECKING:  # pragma: no cover - only for annotations
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = [
     "ALIASES",
+    "DEFAULT_RESOURCES",
     "ModelError",
     "check_model_name",
     "load_model_and_tokenizer",
     "prepare_model",
-    "resources_dir",
 ]
 
 
@@ -74,9 +76,9 @@ _TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
 _HUB_ID = re.compile(r"^[A-Za-z0-9_][\w.-]*(/[\w.-]+)?$")
 
 
-def resources_dir() -> Path:
-    """Return the generated, git-ignored folder for converted models (env FERRET_RESOURCES)."""
-    return Path(os.environ.get("FERRET_RESOURCES", "resources")).resolve()
+# The generated, git-ignored folder for converted models and tokenizers, relative to the working
+# directory (the repository root for the workflow); the one place its default is written.
+DEFAULT_RESOURCES = Path("resources")
 
 
 def _looks_like_path(name: str) -> bool:
@@ -188,7 +190,7 @@ def _check_no_overlap(final: Path) -> None:
         raise ModelError(f"incomplete cache folder {final}: delete it and retry")
 
 
-def prepare_model(alias: str = "smollm2-135m", root: Path | None = None) -> Path:
+def prepare_model(alias: str = "smollm2-135m", root: Path = DEFAULT_RESOURCES) -> Path:
     """Convert the embedded model once to safetensors and return its cache folder
     (for ``tiny``: cache the tokenizer it borrows and return that folder).
 
@@ -196,7 +198,7 @@ def prepare_model(alias: str = "smollm2-135m", root: Path | None = None) -> Path
     ``provenance.json``; when config.json and model.safetensors exist it is returned at once.
     """
     entry = ALIASES.get(alias)
-    root = Path(root).resolve() if root is not None else resources_dir()
+    root = Path(root).resolve()
     if entry is not None and entry["kind"] == "random-init":
         # Nothing to convert but the tokenizer it borrows: cache that once.
         return Path(_smollm2_tokenizer(root).name_or_path)
@@ -355,18 +357,19 @@ def load_model_and_tokenizer(
     device: str = "cpu",
     seed: int = 0,
     trust_remote_code: bool = False,
+    resources: Path = DEFAULT_RESOURCES,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict]:
     """Load a causal LM and tokenizer by alias, local directory or hub id.
 
     Returns ``(model, tokenizer, info)`` with the model in eval mode on ``device`` and
     ``info = {"name", "source", "num_parameters", "dtype"}``; ``source`` is one of
     ``gguf:<file>``, ``hub:<id>``, ``path:<abs>`` or ``random-init``. ``seed`` only matters
-    for random-init models.
+    for random-init models; ``resources`` is the cache folder of converted models and tokenizers.
     """
     check_model_name(name)
     torch_dtype = _torch_dtype(dtype)
     _check_device(device)
-    root = resources_dir()
+    root = Path(resources).resolve()
 
     entry = ALIASES.get(name)
     if entry is not None and entry["kind"] == "random-init":
@@ -374,13 +377,9 @@ def load_model_and_tokenizer(
         model = model.to(torch_dtype)
         source = "random-init"
     elif entry is not None and entry["kind"] == "embedded":
-        if os.environ.get(HUB_ENV) == "1":
-            model, tokenizer = _from_pretrained(name, entry["hub_id"], torch_dtype, False)
-            source = f"hub:{entry['hub_id']}"
-        else:
-            folder = prepare_model(name, root)
-            model, tokenizer = _from_pretrained(name, str(folder), torch_dtype, False)
-            source = f"gguf:{entry['gguf_file']}"
+        folder = prepare_model(name, root)
+        model, tokenizer = _from_pretrained(name, str(folder), torch_dtype, False)
+        source = f"gguf:{entry['gguf_file']}"
     elif entry is not None and entry["kind"] == "hub":
         model, tokenizer = _from_pretrained(
             name, entry["hub_id"], torch_dtype, trust_remote_code, entry.get("tokenizer_kwargs")

@@ -4,9 +4,10 @@ Every file is written atomically (a temporary file in the same folder, then ``os
 a crash never leaves a half-written CSV or JSON behind: a reader sees the previous complete
 version or the new one.
 
-Secrets: run.json and the W&B config pass through :func:`redact`, which replaces the value of any
-secret-looking environment variable (``*KEY*``, ``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*``) that
-appears in them; nothing here ever records the environment itself.
+Secrets: run.json and the W&B config pass through :func:`redact`, which replaces every value of
+the given secrets (the CLI collects them with :func:`secret_values` from the secret-looking
+environment variables, ``*KEY*``, ``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*``: ferret/host.py);
+nothing here reads or records the environment itself.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,27 +114,26 @@ class CsvSink:
         atomic_write_text(self.path, buf.getvalue())
 
 
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Atomic JSON with secret values redacted (see :func:`redact`)."""
+def write_json(path: Path, data: Mapping[str, Any], secrets: Sequence[str] = ()) -> None:
+    """Atomic JSON with every value in ``secrets`` redacted (see :func:`redact`)."""
     # Values first (a secret JSON would escape), then the text (objects that default=str renders).
-    text = json.dumps(redact(data), indent=2, sort_keys=False, default=str)
-    atomic_write_text(path, redact(text) + "\n")
+    text = json.dumps(redact(data, secrets), indent=2, sort_keys=False, default=str)
+    atomic_write_text(path, redact(text, secrets) + "\n")
 
 
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 _MIN_SECRET_LEN = 8  # shorter values ("1", "true") would redact innocent text
 
 
-def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
-    """Values of the secret-looking environment variables (WANDB_API_KEY, HF_TOKEN, ...)."""
-    env = os.environ if env is None else env
+def secret_values(env: Mapping[str, str]) -> list[str]:
+    """Values of the secret-looking variables of ``env`` (WANDB_API_KEY, HF_TOKEN, ...), longest first."""
     return sorted({v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= _MIN_SECRET_LEN},
                   key=len, reverse=True)
 
 
-def redact(data: Any, env: Mapping[str, str] | None = None) -> Any:
-    """A copy of ``data`` (nested dicts/lists/strings) with every secret value replaced by '***'."""
-    secrets = secret_values(env)
+def redact(data: Any, secrets: Sequence[str]) -> Any:
+    """A copy of ``data`` (nested dicts/lists/strings) with every value in ``secrets`` replaced by '***'."""
+    secrets = sorted(secrets, key=len, reverse=True)  # a secret containing another is replaced whole
     if not secrets:
         return data
 
@@ -174,10 +174,9 @@ class Progress:
             self.bar.close()
 
 
-def resolve_wandb_mode(configured: str, env: Mapping[str, str] | None = None) -> str:
-    """online / offline / disabled. 'auto': $WANDB_MODE if set, else online when an API key is
-    configured ($WANDB_API_KEY or a netrc entry), else offline (no network needed)."""
-    env = os.environ if env is None else env
+def resolve_wandb_mode(configured: str, env: Mapping[str, str]) -> str:
+    """online / offline / disabled. 'auto': WANDB_MODE of ``env`` if set, else online when an API key
+    is configured (WANDB_API_KEY or a netrc entry), else offline (no network needed)."""
     if configured != "auto":
         return configured
     mode = env.get("WANDB_MODE", "").strip().lower()
@@ -185,14 +184,18 @@ def resolve_wandb_mode(configured: str, env: Mapping[str, str] | None = None) ->
         return {"dryrun": "offline", "run": "online"}.get(mode, mode)
     if env.get("WANDB_API_KEY"):
         return "online"
-    netrc = Path(env.get("NETRC", Path(env.get("HOME", "~")).expanduser() / ".netrc"))
+    netrc = env.get("NETRC") or (str(Path(env["HOME"]) / ".netrc") if env.get("HOME") else "")
+    if not netrc:
+        return "offline"
     try:
-        if "api.wandb.ai" in netrc.read_text():
+        if "api.wandb.ai" in Path(netrc).read_text():
             return "online"
     except OSError:
         pass
     return "offline"
 
+
+DEFAULT_WANDB_PROJECT = "ferret-bench"  # where runs log when neither the config nor the host names one
 
 # The x axes of the W&B charts: the round, the bytes communicated so far, and the wall-clock
 # seconds of the rounds so far (elapsed_s: the sum of t_round_s, continued across a resume).
@@ -212,10 +215,13 @@ class WandbSink:
 
     def __init__(self, *, mode: str, project: str, entity: str, group: str, job_type: str, name: str,
                  config: Mapping[str, Any], folder: Path, run_key: str | None = None,
-                 rows: Iterable[Mapping[str, Any]] = ()) -> None:
-        """``run_key``: a W&B run id to continue (a resumed run keeps one W&B run); ``rows``: the
-        rows a resumed run logged before, so that its wall-clock axis continues from their total."""
+                 rows: Iterable[Mapping[str, Any]] = (), secrets: Sequence[str] = ()) -> None:
+        """``project``/``entity``: resolved by the caller (ferret/host.py; empty: ferret-bench and the
+        key's default entity); ``run_key``: a W&B run id to continue (a resumed run keeps one W&B run); ``rows``: the
+        rows a resumed run logged before, so that its wall-clock axis continues from their total;
+        ``secrets``: values redacted from the config and the warnings."""
         self.run = None
+        self.secrets = tuple(secrets)
         self.elapsed_s = sum(_seconds(row.get("t_round_s")) for row in rows)
         if mode == "disabled":
             return
@@ -224,9 +230,8 @@ class WandbSink:
 
             folder.mkdir(parents=True, exist_ok=True)
             self.run = wandb.init(
-                project=project or os.environ.get("WANDB_PROJECT") or "ferret-bench",
-                entity=entity or os.environ.get("WANDB_ENTITY") or None, group=group, job_type=job_type,
-                name=name, config=redact(dict(config)), dir=str(folder), mode=mode, reinit="finish_previous",
+                project=project or DEFAULT_WANDB_PROJECT, entity=entity or None, group=group, job_type=job_type,
+                name=name, config=redact(dict(config), self.secrets), dir=str(folder), mode=mode, reinit="finish_previous",
                 id=run_key, resume="allow" if run_key else None,
                 settings=wandb.Settings(init_timeout=self.INIT_TIMEOUT_S, console="off", silent=True))
             self._define_axes()
@@ -242,7 +247,7 @@ class WandbSink:
 
     def _off(self, error: BaseException) -> None:
         print(redact(f"ferret: W&B logging off for this run: {type(error).__name__}: "
-                     f"{str(error).splitlines()[0] if str(error) else ''}"), file=sys.stderr)
+                     f"{str(error).splitlines()[0] if str(error) else ''}", self.secrets), file=sys.stderr)
         self.run = None
 
     def log(self, row: Mapping[str, Any]) -> None:
@@ -267,12 +272,13 @@ class WandbSink:
 
 
 def log_report(files: list[Path], *, kind: str, mode: str, experiment: str, folder: Path,
-               project: str = "", entity: str = "") -> None:
+               project: str = "", entity: str = "", secrets: Sequence[str] = ()) -> None:
     """Log report files to W&B (one run of job_type 'report' per kind): every file in an artifact,
-    PNG figures also as images. Like WandbSink, it warns and carries on when W&B is unavailable."""
-    sink = WandbSink(mode=resolve_wandb_mode(mode), project=project, entity=entity, group=experiment,
+    PNG figures also as images. ``mode`` is resolved (online, offline or disabled). Like WandbSink,
+    it warns and carries on when W&B is unavailable."""
+    sink = WandbSink(mode=mode, project=project, entity=entity, group=experiment,
                      job_type="report", name=f"{experiment}-{kind}", config={"experiment": experiment},
-                     folder=folder)
+                     folder=folder, secrets=secrets)
     if sink.run is None:
         return
     try:

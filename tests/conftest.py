@@ -13,8 +13,9 @@ from slurm_smoke import slurm_smoke  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 # The tokenizer cache (converted once from the embedded GGUF) is shared by every test that
-# builds the tiny model; tests that need isolation point FERRET_RESOURCES elsewhere themselves.
-os.environ.setdefault("FERRET_RESOURCES", str(ROOT / "resources"))
+# builds the tiny model: passed as `resources=` / `--resources` (the workflow's `resources` key);
+# tests that need isolation pass their own folder.
+RESOURCES = ROOT / "resources"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Runs in tests log nowhere but their CSV; tests/test_wandb.py sets the mode it checks.
 os.environ["WANDB_MODE"] = "disabled"
@@ -25,7 +26,7 @@ def tiny():
     """(model, tokenizer) of the tiny random-init model, seed 0."""
     from ferret.models import load_model_and_tokenizer
 
-    model, tokenizer, _ = load_model_and_tokenizer("tiny", seed=0)
+    model, tokenizer, _ = load_model_and_tokenizer("tiny", seed=0, resources=RESOURCES)
     return model, tokenizer
 
 

@@ -69,7 +69,7 @@ def _copy(folder: Path) -> Path:
     from ferret.models import prepare_model
 
     (folder / "resources" / "prepared").mkdir(parents=True)
-    (folder / "resources" / "prepared" / "tiny.txt").write_text(f"{prepare_model('tiny')}\n")
+    (folder / "resources" / "prepared" / "tiny.txt").write_text(f"{prepare_model('tiny', ROOT / 'resources')}\n")
     profile = folder / "ci-profile"
     shutil.copytree(ROOT / "workflow" / "profiles" / "slurm", profile)
     settings = yaml.safe_load((profile / "config.yaml").read_text())

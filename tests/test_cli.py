@@ -12,22 +12,13 @@ from ferret.config import ConfigError, RunConfig, load_config
 
 
 def test_precedence_defaults_file_overrides(tmp_path):
-    cfg = load_config()  # the embedded default run config
-    assert cfg.model == "smollm2-135m" and cfg.method_options["ferret"]["basis"] == "rademacher"
+    assert load_config() == RunConfig()  # the embedded default run config changes nothing today
     f = tmp_path / "c.yaml"
     f.write_text("method: fedavg\nK: 8\nlr: 1e-3\n")
     cfg = load_config(f, ["K=32", "method_options.ferret.basis=uniform"])
     assert (cfg.method, cfg.K, cfg.lr) == ("fedavg", 32, 0.001)
     assert cfg.eval_every == RunConfig().eval_every  # keys the file omits keep their defaults
     assert cfg.method_options == {"ferret": {"basis": "uniform"}}
-
-
-def test_embedded_default_equals_the_dataclass_defaults_but_for_method_options():
-    embedded = load_config().to_dict()
-    defaults = RunConfig().to_dict()
-    assert embedded.pop("method_options") == {"ferret": {"basis": "rademacher"}}
-    defaults.pop("method_options")
-    assert embedded == defaults
 
 
 BAD = [
@@ -78,3 +69,33 @@ def test_cli_process_exit_status_and_message(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["ferret: error: K=-1: must be > 0"]
     assert not out.exists()
+
+
+def test_resources_option_is_where_models_are_cached(tmp_path, capsys):
+    # A copy of the session's tokenizer cache (conftest.RESOURCES) under another folder: the
+    # command must report that folder's copy, not the default resources/ of the working directory.
+    import shutil
+
+    from conftest import RESOURCES
+    from ferret.models import prepare_model
+
+    prepare_model("tiny", RESOURCES)  # the session's cache, converted here if no test did yet
+    main(["show-config"])  # warm-up so that capsys holds only prepare-model's line below
+    capsys.readouterr()
+    shutil.copytree(RESOURCES / "tokenizers", tmp_path / "tokenizers")
+    assert main(["--resources", str(tmp_path), "prepare-model", "--alias", "tiny"]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path.resolve() / "tokenizers" / "smollm2")
+
+
+def test_host_from_env_is_what_the_cli_passes_down(tmp_path):
+    from ferret.host import Host
+
+    key = "k" * 40
+    host = Host.from_env({"WANDB_API_KEY": key, "WANDB_PROJECT": "p", "HF_TOKEN": "hf_" + "x" * 20,
+                          "HOME": str(tmp_path)}, resources=tmp_path)
+    assert (host.resources, host.wandb_project, host.wandb_entity) == (tmp_path, "p", None)
+    assert host.wandb_mode("auto") == "online" and host.wandb_mode("offline") == "offline"
+    assert set(host.secrets) == {key, "hf_" + "x" * 20}
+    # Without the CLI nothing is known of the environment: auto logs nowhere, nothing is redacted.
+    assert Host().wandb_mode("auto") == "disabled" and Host().secrets == ()
+    assert Host.from_env({"HOME": str(tmp_path)}).wandb_mode("auto") == "offline"

@@ -11,7 +11,8 @@ import yaml
 
 from ferret.algorithms.registry import METHODS
 from ferret.cli import build_parser
-from ferret.config import RunConfig, describe
+from ferret.algorithms import registry
+from ferret.config import RunConfig, default_config_text, describe, load_config, resolved_default_text
 
 SCHEMA = yaml.safe_load((Path(__file__).parents[1] / "workflow/schemas/config.schema.yaml").read_text())
 DEFAULTS = {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
@@ -46,3 +47,26 @@ def test_workflow_schema_defaults_match_the_dataclass():
 def test_schema_method_enum_is_the_registry():
     enum = SCHEMA["definitions"]["method"]["anyOf"][0]["enum"]
     assert enum == list(METHODS)
+
+
+def restated_defaults(embedded: dict) -> list[str]:
+    """Keys of an embedded run config whose value is the default it would get anyway."""
+    same = [k for k, v in embedded.items() if k != "method_options" and v == DEFAULTS[k]]
+    for method, options in (embedded.get("method_options") or {}).items():
+        defaults = dataclasses.asdict(registry.options_for(method, {}))
+        same += [f"method_options.{method}.{k}" for k, v in options.items() if defaults.get(k) == v]
+    return same
+
+
+def test_embedded_run_config_restates_no_default():
+    # The check can fail: a restated dataclass default and a restated method option are named.
+    basis = registry.options_for("ferret", {}).basis
+    assert restated_defaults({"K": DEFAULTS["K"], "rounds": DEFAULTS["rounds"] + 1,
+                              "method_options": {"ferret": {"basis": basis, "slr_min": 0.5}}}) == [
+        "K", "method_options.ferret.basis"]
+    assert restated_defaults(yaml.safe_load(default_config_text()) or {}) == []
+
+
+def test_show_config_default_prints_the_full_resolved_config():
+    assert yaml.safe_load(resolved_default_text()) == load_config().to_dict()
+    assert set(yaml.safe_load(resolved_default_text())) == set(DEFAULTS)

@@ -172,10 +172,10 @@ def test_workflow_resumes_killed_jobs_and_carries_on_past_a_diverged_run(tmp_pat
     (tmp_path / "resources" / "prepared").mkdir(parents=True)
     (tmp_path / "resources" / "prepared" / "tiny.txt").write_text("tiny\n")  # tokenizer cached by conftest
     cfg = yaml.safe_load((ROOT / "workflow" / "configs" / "smoke.yaml").read_text())
-    cfg.update(experiment="faults", methods=["ferret", "fedavg"], seeds=[0], wandb={"mode": "disabled"})
+    cfg.update(experiment="faults", methods=["ferret", "fedavg"], seeds=[0], wandb={"mode": "disabled"},
+               resources=str(ROOT / "resources"))  # the session's tokenizer cache (conftest.RESOURCES)
     cfg.pop("ablations", None)
     cfg["settings"].update(rounds=3, num_tasks=2, eval_per_task=1, checkpoint_every=1)
-    # As the copy's default config: a --configfile would be merged into the default's ablations.
     (tmp_path / "workflow" / "configs" / "default.yaml").write_text(yaml.safe_dump(cfg))
     runs = tmp_path / "results" / "runs" / "faults"
     ids = {"ferret": "ferret_tiny_synthetic_N4_K16_s0", "fedavg": "fedavg_tiny_synthetic_N4_K16_s0"}
@@ -225,7 +225,8 @@ def test_keep_going_builds_tables_and_figures_past_a_failed_run(tmp_path):
     (tmp_path / "resources" / "prepared").mkdir(parents=True)
     (tmp_path / "resources" / "prepared" / "tiny.txt").write_text("tiny\n")  # tokenizer cached by conftest
     cfg = yaml.safe_load((ROOT / "workflow" / "configs" / "smoke.yaml").read_text())
-    cfg.update(experiment="keepgoing", methods=["ferret", "fedavg"], seeds=[0], wandb={"mode": "disabled"})
+    cfg.update(experiment="keepgoing", methods=["ferret", "fedavg"], seeds=[0], wandb={"mode": "disabled"},
+               resources=str(ROOT / "resources"))  # the session's tokenizer cache (conftest.RESOURCES)
     cfg.pop("ablations", None)
     cfg["settings"].update(rounds=2, num_tasks=2, eval_per_task=1)
     (tmp_path / "workflow" / "configs" / "default.yaml").write_text(yaml.safe_dump(cfg))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -19,10 +20,10 @@ def resources(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("resources")
 
 
-@pytest.fixture(autouse=True)
-def _resources_env(resources: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FERRET_RESOURCES", str(resources))
-    monkeypatch.delenv("FERRET_HUB_SMOLLM2", raising=False)
+@pytest.fixture
+def load(resources: Path):  # noqa: ANN201 - a partial of load_model_and_tokenizer
+    """load_model_and_tokenizer with this module's resources folder."""
+    return functools.partial(load_model_and_tokenizer, resources=resources)
 
 
 def _state_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -33,10 +34,10 @@ def _state_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 # --- tiny -----------------------------------------------------------------------------------
 
 
-def test_tiny_same_seed_same_weights_different_seed_differs(resources: Path) -> None:
-    m1, tok, info = load_model_and_tokenizer("tiny", seed=3)
-    m2, _, _ = load_model_and_tokenizer("tiny", seed=3)
-    m3, _, _ = load_model_and_tokenizer("tiny", seed=4)
+def test_tiny_same_seed_same_weights_different_seed_differs(resources: Path, load) -> None:
+    m1, tok, info = load("tiny", seed=3)
+    m2, _, _ = load("tiny", seed=3)
+    m3, _, _ = load("tiny", seed=4)
     assert _state_equal(m1, m2)
     assert not _state_equal(m1, m3)
     assert info["source"] == "random-init"
@@ -46,8 +47,8 @@ def test_tiny_same_seed_same_weights_different_seed_differs(resources: Path) -> 
     assert not (resources / "models").exists()
 
 
-def test_tiny_size_forward_and_pad_token() -> None:
-    model, tok, info = load_model_and_tokenizer("tiny")
+def test_tiny_size_forward_and_pad_token(load) -> None:
+    model, tok, info = load("tiny")
     emb = model.get_input_embeddings().weight
     assert model.get_output_embeddings().weight.data_ptr() == emb.data_ptr()  # tied
     non_embedding = info["num_parameters"] - emb.numel()
@@ -65,16 +66,16 @@ def test_tiny_size_forward_and_pad_token() -> None:
     assert not model.training
 
 
-def test_tiny_leaves_global_rng_alone() -> None:
+def test_tiny_leaves_global_rng_alone(load) -> None:
     torch.manual_seed(123)
     expected = torch.rand(4)
     torch.manual_seed(123)
-    load_model_and_tokenizer("tiny", seed=7)
+    load("tiny", seed=7)
     assert torch.equal(torch.rand(4), expected)
 
 
-def test_tiny_bfloat16() -> None:
-    model, _, info = load_model_and_tokenizer("tiny", dtype="bfloat16")
+def test_tiny_bfloat16(load) -> None:
+    model, _, info = load("tiny", dtype="bfloat16")
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     assert info["dtype"] == "bfloat16"
 
@@ -119,60 +120,59 @@ def test_file_is_not_a_model_dir(tmp_path: Path) -> None:
         check_model_name(str(f))
 
 
-def test_load_rejects_missing_path_before_loading() -> None:
+def test_load_rejects_missing_path_before_loading(load) -> None:
     with pytest.raises(ModelError, match="/nonexistent/x"):
-        load_model_and_tokenizer("/nonexistent/x")
+        load("/nonexistent/x")
 
 
 @pytest.mark.parametrize("dtype", ["float64", "fp32", "int8", ""])
-def test_bad_dtype_named(dtype: str) -> None:
+def test_bad_dtype_named(dtype: str, load) -> None:
     with pytest.raises(ModelError) as err:
-        load_model_and_tokenizer("tiny", dtype=dtype)
+        load("tiny", dtype=dtype)
     assert repr(dtype) in str(err.value) and "\n" not in str(err.value)
 
 
-def test_bad_device_named() -> None:
+def test_bad_device_named(load) -> None:
     with pytest.raises(ModelError, match="gpu0"):
-        load_model_and_tokenizer("tiny", device="gpu0")
+        load("tiny", device="gpu0")
 
 
-def test_unreachable_hub_id_is_model_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_hub_id_is_model_error(monkeypatch: pytest.MonkeyPatch, load) -> None:
     # Offline mode makes the lookup fail at once instead of retrying DNS for ~20 s.
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     name = "ferret-bench-test/no-such-model"
     with pytest.raises(ModelError) as err:
-        load_model_and_tokenizer(name)
+        load(name)
     msg = str(err.value)
     assert msg.startswith(f"could not load model '{name}': ") and "\n" not in msg
 
 
-def test_hub_switch_for_alias(monkeypatch: pytest.MonkeyPatch, resources: Path) -> None:
+def test_hub_switch_for_alias(monkeypatch: pytest.MonkeyPatch, resources: Path, load) -> None:
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setenv("FERRET_HUB_SMOLLM2", "1")
-    with pytest.raises(ModelError, match="could not load model 'smollm2-135m'"):
-        load_model_and_tokenizer("smollm2-135m")
+    with pytest.raises(ModelError, match="could not load model 'smollm2-135m-hub'"):
+        load("smollm2-135m-hub")
     assert not (resources / "models").exists()  # the hub path never converts the GGUF
 
 
 # --- local directories ----------------------------------------------------------------------
 
 
-def test_local_directory_round_trip(tmp_path: Path) -> None:
-    model, tok, _ = load_model_and_tokenizer("tiny", seed=11)
+def test_local_directory_round_trip(tmp_path: Path, load) -> None:
+    model, tok, _ = load("tiny", seed=11)
     model.save_pretrained(tmp_path / "m", safe_serialization=True)
     tok.save_pretrained(tmp_path / "m")
-    loaded, tok2, info = load_model_and_tokenizer(str(tmp_path / "m"))
+    loaded, tok2, info = load(str(tmp_path / "m"))
     assert _state_equal(model, loaded)
     assert info["source"] == f"path:{(tmp_path / 'm').resolve()}"
     assert info["num_parameters"] == sum(p.numel() for p in model.parameters())
     assert tok2("a b c")["input_ids"] == tok("a b c")["input_ids"]
 
 
-def test_custom_code_not_executed_without_trust(tmp_path: Path) -> None:
+def test_custom_code_not_executed_without_trust(tmp_path: Path, load) -> None:
     repo = tmp_path / "custom"
     repo.mkdir()
     marker = tmp_path / "custom_code_ran"
@@ -188,9 +188,9 @@ def test_custom_code_not_executed_without_trust(tmp_path: Path) -> None:
     (repo / "configuration_x.py").write_text(payload)
     (repo / "modeling_x.py").write_text(payload)
     with pytest.raises(ValueError):  # ModelError is a ValueError
-        load_model_and_tokenizer(str(repo))
+        load(str(repo))
     with pytest.raises(ValueError):
-        load_model_and_tokenizer(str(repo), trust_remote_code=False)
+        load(str(repo), trust_remote_code=False)
     assert not marker.exists()
 
 
@@ -240,9 +240,7 @@ def test_prepare_model_refuses_incomplete_folder(tmp_path: Path) -> None:
 # --- the real embedded model (one conversion, ~20-30 s on 2 cores) ----------------------------
 
 
-def test_prepare_and_load_smollm2(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_prepare_and_load_smollm2(tmp_path_factory: pytest.TempPathFactory) -> None:
     root = tmp_path_factory.mktemp("smollm2_root")
     folder = prepare_model(root=root)
     assert folder == root.resolve() / "models" / "smollm2-135m"
@@ -260,8 +258,7 @@ def test_prepare_and_load_smollm2(
     assert prepare_model(root=root) == folder
     assert time.monotonic() - start < 0.5
 
-    monkeypatch.setenv("FERRET_RESOURCES", str(root))
-    model, tok, info = load_model_and_tokenizer("smollm2-135m")
+    model, tok, info = load_model_and_tokenizer("smollm2-135m", resources=root)
     assert info["source"] == "gguf:SmolLM2-135M-Instruct.Q4_1.gguf"
     assert 1.3e8 < info["num_parameters"] < 1.4e8
     assert tok.pad_token is not None
@@ -273,6 +270,6 @@ def test_prepare_and_load_smollm2(
     assert out.loss.item() < 7.0
 
     # With the full model cached, "tiny" reuses its tokenizer instead of building another.
-    _, tiny_tok, _ = load_model_and_tokenizer("tiny")
+    _, tiny_tok, _ = load_model_and_tokenizer("tiny", resources=root)
     assert not (root / "tokenizers").exists()
     assert tiny_tok("hello world")["input_ids"] == tok("hello world")["input_ids"]

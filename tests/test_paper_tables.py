@@ -110,7 +110,7 @@ def test_claims_carry_both_sides_absolute_numbers(runs):
     assert row["ours baseline"].startswith("12 ") and row["ours Ferret"].startswith("3 ")  # overall s: local + aggregation
     assert row["measured"] == "4.0×" and row["direction holds"] == "yes"
     rounds = t.loc["rounds"]
-    assert rounds["measured"] == "1.0×" and rounds["direction holds"] == "no"  # same rounds run: the claim is not tested
+    assert rounds["measured"] == "1.0×" and rounds["direction holds"].startswith("not tested")  # same rounds run
     score = t.loc["score"]
     expected = np.mean(_ours_mean("ferret") + OFFSETS) - np.mean(_ours_mean("fedkseed") + OFFSETS)
     assert score["measured"] == f"{expected:+.1f} pts"

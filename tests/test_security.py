@@ -12,7 +12,7 @@ import pytest
 from ferret.cli import main
 from ferret.config import load_config
 from ferret.models import ModelError, load_model_and_tokenizer
-from ferret.tracking import redact, write_json
+from ferret.tracking import redact, secret_values, write_json
 
 from conftest import tiny_overrides
 
@@ -96,14 +96,13 @@ def test_secrets_in_the_environment_never_reach_outputs_logs_or_wandb(tmp_path):
         assert not leaked, (secret, leaked)
 
 
-def test_redact_replaces_secret_values_wherever_they_appear(tmp_path, monkeypatch):
+def test_redact_replaces_secret_values_wherever_they_appear(tmp_path):
     env = {"HF_TOKEN": "hf_FAKEtokenABCDEFGHIJKLMNOP", "WANDB_API_KEY": "x" * 40, "SHORT_KEY": "1",
            "PATH": "/usr/bin"}
     data = {"config": {"experiment": "run-hf_FAKEtokenABCDEFGHIJKLMNOP", "K": 1, "path": "/usr/bin"},
             "error": ["OSError: 401 for key " + "x" * 40]}
-    assert redact(data, env) == {"config": {"experiment": "run-***", "K": 1, "path": "/usr/bin"},
-                                 "error": ["OSError: 401 for key ***"]}
-    monkeypatch.setenv("HF_TOKEN", env["HF_TOKEN"])
-    write_json(tmp_path / "run.json", data)
+    assert redact(data, secret_values(env)) == {"config": {"experiment": "run-***", "K": 1, "path": "/usr/bin"},
+                                                "error": ["OSError: 401 for key ***"]}
+    write_json(tmp_path / "run.json", data, secret_values(env))
     text = (tmp_path / "run.json").read_text()
     assert env["HF_TOKEN"] not in text and "run-***" in text

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from ferret.config import load_config
 from ferret.engine import run
+from ferret.host import Host
 from ferret.tracking import X_AXES, WandbSink, log_report, resolve_wandb_mode
 
 from conftest import tiny_overrides
@@ -67,8 +69,9 @@ def offline_run(tmp_path_factory):
         patch.setenv(var, str(folder / sub))
     try:
         out = folder / "run"
+        # What the CLI does: the host read from the (patched) environment resolves auto.
         record = run(load_config(None, tiny_overrides(rounds=2, experiment="wb-readback",
-                                                      wandb_mode="auto")), out)
+                                                      wandb_mode="auto")), out, host=Host.from_env(os.environ))
     finally:
         patch.undo()
     offline = list((out / "wandb").glob("offline-run-*"))

@@ -114,3 +114,16 @@ def test_profiles_are_valid_yaml_with_the_documented_keys():
     assert local["cores"] == "all"
     assert slurm["executor"] == "slurm"
     assert {"slurm_partition", "slurm_account"} <= set(slurm["default-resources"])
+
+
+def test_a_grid_file_stands_alone():
+    """No setting of the default grid leaks into a grid given with --configfile."""
+    default = yaml.safe_load((ROOT / "workflow/configs/default.yaml").read_text())["settings"]
+    smoke = yaml.safe_load((ROOT / "workflow/configs/smoke.yaml").read_text())["settings"]
+    proc = _snakemake("-n", "-p", "--cores", "1", "--configfile", "workflow/configs/smoke.yaml")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    commands = [line for line in proc.stdout.splitlines() if " run --out " in line]
+    assert commands
+    for key in sorted(set(default) - set(smoke)):  # e.g. checkpoint_every
+        assert not any(f" {key}=" in c for c in commands), key
+    assert all(f" num_tasks={smoke['num_tasks']} " in c for c in commands)

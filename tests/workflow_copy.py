@@ -22,7 +22,9 @@ METHODS = ["ferret", "fedavg"]
 def reduced_smoke(experiment: str, **settings: object) -> dict:
     """smoke.yaml cut down to METHODS x seed 0, no ablations, W&B off; ``settings`` override."""
     cfg = yaml.safe_load((ROOT / "workflow" / "configs" / "smoke.yaml").read_text())
-    cfg.update(experiment=experiment, methods=METHODS, seeds=[0], wandb={"mode": "disabled"})
+    # resources: the session's tokenizer cache (tests/conftest.py), so no job converts it again.
+    cfg.update(experiment=experiment, methods=METHODS, seeds=[0], wandb={"mode": "disabled"},
+               resources=str(ROOT / "resources"))
     cfg.pop("ablations", None)
     cfg["settings"].update(rounds=3, num_tasks=2, eval_per_task=1, checkpoint_every=1, **settings)
     return cfg
@@ -30,7 +32,7 @@ def reduced_smoke(experiment: str, **settings: object) -> dict:
 
 def copy_workflow(dest: Path, cfg: dict) -> Path:
     """Snakefile and workflow/ under dest, with cfg as the default config (the copy's
-    prepare_model job finds the tiny model's tokenizer in the session's cache, tests/conftest.py)."""
+    prepare_model job finds the tiny model's tokenizer in cfg's `resources`, the session's cache)."""
     shutil.copy(ROOT / "Snakefile", dest)
     shutil.copytree(ROOT / "workflow", dest / "workflow")
     (dest / "workflow" / "configs" / "default.yaml").write_text(yaml.safe_dump(cfg))

@@ -111,11 +111,47 @@ def _cmd_overhead(args: argparse.Namespace) -> int:
             for d in _numbers(args.d) for K in _numbers(args.K) for basis in _bases(args.bases)]
     if args.run_config:
         config = None if args.run_config == "default" else args.run_config
-        rows.append(config_overhead(config, args.overrides))
+        rows.append(config_overhead(config, args.overrides, args.host))
     write_table(rows, OVERHEAD_COLUMNS, Path(args.out), "overhead",
                 _header("Encode + rebuild vs local compute, per round", args, device,
                         ["overhead = (t_encode_s + t_rebuild_s) / t_local_s"]))
     print(Path(args.out, "overhead.md").read_text())
+    return 0
+
+
+def _cmd_round(args: argparse.Namespace) -> int:
+    from ferret.bench import round as R
+    from ferret.bench.report import write_table
+
+    device = _device(args)
+    preset = args.model if args.model != "auto" else ("llama-3b" if device.type == "cuda" else "small")
+    R.check_preset(preset)
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if args.dtype not in dtypes:
+        raise ConfigError(f"--dtype {args.dtype!r}: choose from {', '.join(dtypes)}")
+    k_of = {"ferret": _numbers(args.ferret_K)[0], "fedkseed": _numbers(args.fedkseed_K)[0]}
+    specs = R.parse_methods(args.methods, k_of)
+    reference = Path(args.reference)
+    for name in ("cost_per_round.csv", "table6_peak_memory.csv"):
+        if not (reference / name).is_file():
+            raise ConfigError(f"--reference {args.reference!r}: no {name} there")
+    if args.warmup not in (0, 1):
+        raise ConfigError(f"--warmup {args.warmup}: must be 0 or 1")
+    rows = R.run_round_bench(preset, specs, device, dtypes[args.dtype], args.seq_len, reference, args.overrides,
+                             warmup=bool(args.warmup))
+    notes = [f"model: random-init LLaMA '{preset}' ({rows[0]['d']:.3g} trainable parameters), {args.dtype}; "
+             f"one client, batch size 1, {args.seq_len} random tokens per example; "
+             f"{'after an untimed one-step round of the same method' if args.warmup else 'no warm-up round'}",
+             "local_s = local training + encode (encode_s, the projection: the paper counts it as local update); "
+             "aggregation_s = decode + receive + aggregate; overall_s = local_s + aggregation_s; per client",
+             "peak_mem_gb: CUDA max_memory_allocated over the round; CPU: the process's resident high-water mark "
+             "over the round (model, global copy and interpreter included); peak_extra_gb = peak_mem_gb less the "
+             "memory in use at the round's start (the model), i.e. the method's state, gradients and activations",
+             f"paper_*: the paper's numbers ({reference}/cost_per_round.csv {R.PAPER_TABLE}, table6_peak_memory.csv), "
+             f"model {R.PAPER_MODEL} on the paper's GPU; *_x_ferret = overall_s / Ferret's overall_s, each side its own"]
+    write_table(rows, R.COLUMNS, Path(args.out), "round",
+                _header("One federated round per method (paper Tables 4 and 6 beside)", args, device, notes))
+    print(Path(args.out, "round.md").read_text())
     return 0
 
 
@@ -126,7 +162,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """Register ``ferret bench {projection,server,overhead}`` on the top-level sub-parsers."""
+    """Register ``ferret bench {projection,server,overhead,round}`` on the top-level sub-parsers."""
     bench = sub.add_parser("bench", help="benchmarks: projection speed, server cost, local-step overhead")
     kinds = bench.add_subparsers(dest="bench", required=True)
 
@@ -163,3 +199,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides for --run-config")
     _common(p)
     p.set_defaults(func=_cmd_overhead)
+
+    p = kinds.add_parser("round", help="one federated round per method at a paper model size (Tables 4 and 6)")
+    p.add_argument("--model", default="auto", help="llama-3b (open_llama_3b's shape), small (scaled down for CPU), "
+                   "tiny (tests) or auto: llama-3b on CUDA, small on CPU; random-init weights")
+    p.add_argument("--methods", default="ferret:10,fedkseed:200,fedzo:200,fedavg:10",
+                   help="method:local_steps, comma-separated (the paper's steps per round)")
+    p.add_argument("--ferret-K", default="200", help="Ferret's seeds per round")
+    p.add_argument("--fedkseed-K", default="4096", help="FedKSeed's candidate seeds")
+    p.add_argument("--seq-len", type=int, default=64, help="tokens per example (batch size is 1)")
+    p.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
+    p.add_argument("--warmup", type=int, default=1, help="1: an untimed one-step round of each method first")
+    p.add_argument("--reference", default="results/reference", help="folder of the paper's reference CSVs")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="run-config overrides for every method")
+    _common(p)
+    p.set_defaults(func=_cmd_round)

@@ -26,6 +26,7 @@ from ferret.algorithms.base import RoundContext
 from ferret.bench.measure import sync
 from ferret.bench.projection import model_shapes
 from ferret.config import load_config
+from ferret.host import Host
 
 SERVER_COLUMNS = ["clients", "d", "K", "basis", "receive_s", "aggregate_s", "server_s", "ratio_to_first"]
 OVERHEAD_COLUMNS = ["setting", "d", "K", "basis", "local_steps", "t_local_s", "t_encode_s", "t_rebuild_s",
@@ -125,20 +126,21 @@ def model_overhead(d: int, K: int, local_steps: int, basis: str, device: torch.d
             "overhead": (t2 - t1 + t3 - t2) / (t1 - t0)}
 
 
-def config_overhead(config: str | None, overrides: list[str]) -> dict[str, Any]:
+def config_overhead(config: str | None, overrides: list[str], host: Host = Host()) -> dict[str, Any]:
     """One round of a real run config through the engine (defaults: the embedded default config);
-    the engine's t_encode_s + t_aggregate_s over its t_local_s (all sampled clients)."""
+    the engine's t_encode_s + t_aggregate_s over its t_local_s (all sampled clients). ``host``:
+    the resources folder and secrets (ferret/host.py)."""
     import pandas as pd
 
     from ferret.engine import run
 
     cfg = load_config(config, ["rounds=1", "wandb_mode=disabled", "checkpoint_every=0", *overrides])
     with tempfile.TemporaryDirectory() as tmp:
-        record = run(cfg, Path(tmp))
+        record = run(cfg, Path(tmp), host=host)
         row = pd.read_csv(Path(tmp) / "metrics.csv").set_index("round").loc[1]
     d = record.get("model", {}).get("num_parameters", math.nan)
     extra = f" {' '.join(overrides)}" if overrides else ""
     return {"setting": f"run config {config or 'embedded default'}{extra} (1 round, {int(row['clients'])} clients)",
-            "d": d, "K": cfg.K, "basis": cfg.method_options.get("ferret", {}).get("basis", "trunc_normal"),
+            "d": d, "K": cfg.K, "basis": registry.options_for("ferret", cfg.method_options).basis,
             "local_steps": cfg.local_steps, "t_local_s": row["t_local_s"], "t_encode_s": row["t_encode_s"],
             "t_rebuild_s": row["t_aggregate_s"], "overhead": (row["t_encode_s"] + row["t_aggregate_s"]) / row["t_local_s"]}

@@ -88,3 +88,37 @@ def best_seconds(fn: Callable[[], Any], device: torch.device, repeats: int = 3) 
         sync(device)
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def reset_peak(device: torch.device) -> None:
+    """Start a peak-memory window: CUDA's allocator peak, or (CPU) the process's resident high-water
+    mark, after returning glibc's free lists so that freed memory of earlier work is not counted."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    _trim()
+    try:
+        _CLEAR_REFS.write_text("5")
+    except OSError:  # no /proc or an old kernel: the high-water mark is then the process's lifetime one
+        pass
+
+
+def peak_since_reset_mb(device: torch.device) -> float:
+    """Absolute peak memory in MiB since :func:`reset_peak`: allocated CUDA memory, or the CPU
+    process's resident high-water mark (VmHWM; NaN where /proc is missing)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        return _status_kib("VmHWM") / 1024
+    except OSError:
+        return math.nan
+
+
+def memory_now_mb(device: torch.device) -> float:
+    """Memory in use now in MiB: allocated CUDA memory, or the CPU process's resident set (VmRSS)."""
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device) / 2**20
+    try:
+        return _status_kib("VmRSS") / 1024
+    except OSError:
+        return math.nan

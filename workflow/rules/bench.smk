@@ -1,6 +1,6 @@
 # Benchmarks of Ferret's projection (`ferret bench`); not part of `all` (the projection grid takes
 # up to ~10 minutes on 2 CPU cores). Run them explicitly, on an otherwise idle machine:
-#   snakemake --cores all bench                 (all three)
+#   snakemake --cores all bench                 (all four)
 #   snakemake --cores all bench_projection      (the table + figure shown in README "Performance")
 # Grid and budget are the `ferret bench projection` defaults (see `ferret bench projection --help`).
 
@@ -54,8 +54,25 @@ rule bench_overhead:
         "{params.ferret} bench overhead --run-config default --threads {threads} --out results/bench > {log} 2>&1"
 
 
+rule bench_round:
+    output:
+        md="results/bench/round.md",
+        csv="results/bench/round.csv",
+    params:
+        ferret=FERRET,
+    threads: 1024  # the whole machine: Snakemake caps it at --cores (workflow.cores breaks -n and --unlock)
+    log:
+        "logs/bench/round.log",
+    conda:
+        "../envs/ferret.yaml"
+    shell:
+        # on CPU: the scaled-down 'small' LLaMA (--device cuda would take open_llama_3b's shape)
+        "{params.ferret} bench round --threads {threads} --out results/bench > {log} 2>&1"
+
+
 rule bench:
     input:
         rules.bench_projection.output,
         rules.bench_server.output,
         rules.bench_overhead.output,
+        rules.bench_round.output,

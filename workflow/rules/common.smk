@@ -8,10 +8,14 @@ from types import SimpleNamespace  # a train job's wildcards, for an eval_untune
 import yaml
 from snakemake.utils import validate
 
-validate(config, "../schemas/config.schema.yaml")
+# Also fills the schema's defaults into config (set_default=True), so the rules below index
+# config instead of restating a default with .get(key, default).
+validate(config, "../schemas/config.schema.yaml", set_default=True)
 
-# The same interpreter (and environment) that runs Snakemake runs every `ferret` command.
-FERRET = f"{shlex.quote(sys.executable)} -m ferret"
+# The same interpreter (and environment) that runs Snakemake runs every `ferret` command; the
+# `resources` key (converted models) is passed to each, else ferret's own default applies.
+FERRET = f"{shlex.quote(sys.executable)} -m ferret" + (
+    f" --resources {shlex.quote(str(config['resources']))}" if "resources" in config else "")
 EXPERIMENT = config["experiment"]
 RUNS = f"results/runs/{EXPERIMENT}"
 PREPARED_ALIASES = {"smollm2-135m", "tiny"}  # models converted or cached once by their own rule
@@ -86,9 +90,8 @@ def run_settings(point):
 def run_overrides(point):
     """The `ferret run` key=value arguments of one grid point."""
     items = {**run_settings(point), **point, "experiment": EXPERIMENT, "run_id": run_id(point)}
-    wandb = config.get("wandb", {})
-    items.update({"wandb_mode": wandb.get("mode", "auto"), "wandb_project": wandb.get("project", ""),
-                  "wandb_entity": wandb.get("entity", "")})
+    wandb = config["wandb"]
+    items.update({"wandb_mode": wandb["mode"], "wandb_project": wandb["project"], "wandb_entity": wandb["entity"]})
     args = [f"{k}={v}" for k, v in items.items()]
     for method, options in config.get("method_options", {}).items():
         args += [f"method_options.{method}.{k}={v}" for k, v in options.items()]
@@ -123,7 +126,9 @@ def gpus(wildcards):
     resources = _model_resources(wildcards)
     if "gpu" in resources:
         return resources["gpu"]
-    return 1 if str(run_settings(GRID[wildcards.run_id]).get("device", "cpu")).startswith("cuda") else 0
+    from ferret.config import RunConfig  # the run default, not a copy of it
+
+    return 1 if str(run_settings(GRID[wildcards.run_id]).get("device", RunConfig.device)).startswith("cuda") else 0
 
 
 def run_mem_mb(wildcards):

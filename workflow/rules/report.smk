@@ -24,7 +24,7 @@ rule tables:
     params:
         ferret=FERRET,
         experiment=EXPERIMENT,
-        wandb_mode=config.get("wandb", {}).get("mode", "auto"),
+        wandb_mode=config["wandb"]["mode"],
     log:
         "logs/report/tables.log",
     conda:
@@ -43,7 +43,7 @@ rule figure:
     params:
         ferret=FERRET,
         experiment=EXPERIMENT,
-        wandb_mode=config.get("wandb", {}).get("mode", "auto"),
+        wandb_mode=config["wandb"]["mode"],
     log:
         "logs/report/{figure}.log",
     wildcard_constraints:

@@ -29,7 +29,7 @@ rule eval_untuned:
         folder="results/untuned/{key}",
     log:
         "logs/untuned/{key}.log",
-    threads: config.get("threads_per_run", 1)
+    threads: config["threads_per_run"]
     resources:
         # the same model in memory as its runs, so the same request (mem_mb, runtime, gpu)
         mem_mb=untuned_mem_mb,
@@ -57,7 +57,7 @@ rule train:
         folder=f"{RUNS}/{{run_id}}",
     log:
         f"logs/train/{EXPERIMENT}/{{run_id}}.log",
-    threads: config.get("threads_per_run", 1)
+    threads: config["threads_per_run"]
     resources:
         # From the grid's model_settings.<model>.resources (common.smk): the SLURM profile passes
         # them to sbatch (--mem, --time, --gpus); locally only gpu counts, against --resources gpu=N.

@@ -1,0 +1,201 @@
+"""``ferret bench round``: one federated round per method at a paper model size, in the shape of the
+paper's Tables 4 (seconds per round) and 6 (peak memory), with the paper's numbers beside ours.
+
+The model is a random-init ``LlamaForCausalLM`` built from an architecture config only (no weights
+can be downloaded, and values do not change speed): ``llama-3b`` is open_llama_3b's shape; ``small``
+and ``tiny`` are scaled-down LLaMAs for CPU runs and tests. The data are random token sequences of
+one length (the paper times at batch size 1).
+
+Each method goes through the registry and the engine's round, phase by phase as
+``ferret.engine._federate`` runs it for one sampled client (downlink, ``load_global``,
+``local_train``, ``encode``, ``receive`` + ``aggregate``), with the engine's batches
+(``client_batches``), serialisation (``ferret.comm``), ``Timer`` and device syncs. Columns follow the
+paper's definitions (appendix C.2): local = local training + encode (the projection counts as local
+update), aggregation = decode + receive + aggregate, overall = local + aggregation, all per client.
+Peak memory is the engine's per-round figure: on CUDA ``max_memory_allocated`` after resetting it at
+the round's start; on CPU the process's resident high-water mark over the round (reset at its start,
+so it includes the model, the global copy and the interpreter). ``peak_extra_gb`` is that peak less
+the memory in use when the round starts (the model alone is resident then): what the method's own
+state, gradients and activations add, the part that separates the methods in Table 6.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from ferret import comm
+from ferret.algorithms import registry
+from ferret.algorithms.base import RoundContext
+from ferret.bench.measure import memory_now_mb, peak_since_reset_mb, reset_peak
+from ferret.config import ConfigError, load_config
+from ferret.engine import Timer, client_batches
+
+# LlamaConfig keyword arguments. llama-3b: openlm-research/open_llama_3b's config.json.
+PRESETS: dict[str, dict[str, Any]] = {
+    "llama-3b": {"hidden_size": 3200, "num_hidden_layers": 26, "num_attention_heads": 32,
+                 "num_key_value_heads": 32, "intermediate_size": 8640, "vocab_size": 32000,
+                 "max_position_embeddings": 2048, "rms_norm_eps": 1e-6, "tie_word_embeddings": False},
+    # llama-3b scaled down ~1200x in parameters (hidden / 25, layers / 6.5, vocab / 4) so that the
+    # four methods' rounds (FedKSeed and FedZO: 200 zeroth-order steps, 400 forwards each) finish
+    # well inside 2 min on 2 shared cores (21 s with one torch thread, README "Performance").
+    "small": {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
+              "num_key_value_heads": 4, "intermediate_size": 344, "vocab_size": 8000,
+              "max_position_embeddings": 2048, "rms_norm_eps": 1e-6, "tie_word_embeddings": False},
+    "tiny": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+             "num_key_value_heads": 2, "intermediate_size": 64, "vocab_size": 256,
+             "max_position_embeddings": 256, "rms_norm_eps": 1e-6, "tie_word_embeddings": False},
+}
+# The paper model whose rows of the reference tables sit beside each preset (the scaled-down ones
+# too: the point of comparison is the multiples between methods, not the absolute seconds).
+PAPER_MODEL = "llama-3b"
+PAPER_TABLE = "Table 4"
+
+COLUMNS = ["method", "model", "d", "steps", "K", "local_s", "encode_s", "aggregation_s", "overall_s",
+           "peak_mem_gb", "peak_extra_gb", "uplink_bytes", "downlink_bytes", "paper_local_s", "paper_aggregation_s",
+           "paper_overall_s", "paper_peak_mem_gb", "overall_x_ferret", "paper_overall_x_ferret"]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One method's round: its registry name, local steps and seed count (K, where it has one)."""
+
+    method: str
+    steps: int
+    K: int
+
+
+def parse_methods(text: str, k_of: dict[str, int]) -> list[MethodSpec]:
+    """'ferret:10,fedkseed:200' -> specs; K from k_of (methods without one get the config's)."""
+    specs = []
+    for item in (s.strip() for s in text.split(",") if s.strip()):
+        name, _, steps = item.partition(":")
+        try:
+            registry.check_name(name)
+        except registry.UnknownMethodError as e:
+            raise ConfigError(f"--methods item {item!r}: {e}") from None
+        try:
+            n = int(steps)
+        except ValueError:
+            raise ConfigError(f"--methods item {item!r}: expected method:steps, e.g. ferret:10") from None
+        if n < 1:
+            raise ConfigError(f"--methods item {item!r}: steps must be >= 1")
+        specs.append(MethodSpec(name, n, k_of.get(name, 0)))
+    if not specs:
+        raise ConfigError(f"--methods {text!r}: no method given")
+    return specs
+
+
+def check_preset(preset: str) -> None:
+    if preset not in PRESETS:
+        raise ConfigError(f"--model {preset!r}: choose from {', '.join(PRESETS)}")
+
+
+def build_model(preset: str, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """A random-init LLaMA of the preset's architecture on device (seeded: the same weights every run)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    check_preset(preset)
+    with torch.device(device):  # allocate on the device directly: a 3B model need not pass through RAM
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(LlamaConfig(**PRESETS[preset], torch_dtype=dtype)).to(dtype)
+    return model
+
+
+def synthetic_client(vocab: int, n: int, seq_len: int) -> list[dict[str, list[int]]]:
+    """n tokenised examples of seq_len random tokens (labels = inputs), the engine's client format."""
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, vocab, (n, seq_len), generator=g).tolist()
+    return [{"input_ids": row, "labels": row} for row in ids]
+
+
+def _algorithm(spec: MethodSpec, steps: int, overrides: Iterable[str]) -> tuple[Any, Any]:  # noqa: ANN401
+    """The registry's method, configured as a run of the embedded default config would be."""
+    extra = [f"K={spec.K}"] if spec.K else []
+    cfg = load_config(None, [f"method={spec.method}", f"local_steps={steps}", "batch_size=1", *extra, *overrides])
+    return registry.resolve(cfg.method)(cfg, registry.options_for(cfg.method, cfg.method_options)), cfg
+
+
+def one_round(spec: MethodSpec, model: torch.nn.Module, data: list[dict[str, list[int]]], device: torch.device,
+              overrides: Iterable[str] = (), steps: int | None = None) -> dict[str, Any]:
+    """One round of spec.method for one client, as the engine runs it (spec.steps local steps unless
+    steps is given); the phases' seconds, the messages' bytes and the round's peak memory."""
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    sync()
+    # The window opens before setup: the method's global copy and state count, the model does not.
+    reset_peak(device)
+    before = memory_now_mb(device)
+    algo, cfg = _algorithm(spec, spec.steps if steps is None else steps, overrides)
+    model = algo.setup(model, None)
+    ctx = RoundContext(round=1, rounds=1, seed=cfg.seed, device=device)
+    batches = client_batches(data, cfg, 1, 0, 0, device)  # one length: no padding
+    t_local, t_encode, t_agg = Timer(), Timer(), Timer()
+    down = len(comm.encode(algo.downlink(0, ctx)))
+    algo.load_global(model)
+    with t_local:
+        algo.local_train(model, batches, 0, ctx)
+        sync()
+    with t_encode:
+        blob = comm.encode(algo.encode(model, 0, ctx))
+        sync()
+    with t_agg:
+        algo.receive(comm.decode(blob), 1.0, ctx)
+        algo.aggregate(ctx)
+        sync()
+    peak = peak_since_reset_mb(device)
+    local = t_local.seconds + t_encode.seconds
+    return {"method": spec.method, "d": sum(t.numel() for t in algo.global_params.values()), "steps": len(batches),
+            "K": cfg.K if spec.K else "", "local_s": local, "encode_s": t_encode.seconds,
+            "aggregation_s": t_agg.seconds, "overall_s": local + t_agg.seconds, "peak_mem_gb": peak / 1024,
+            "peak_extra_gb": (peak - before) / 1024,
+            "uplink_bytes": len(blob), "downlink_bytes": down}
+
+
+def paper_columns(rows: list[dict[str, Any]], reference: Path) -> None:
+    """Add the paper's Table 4 seconds and Table 6 peak memory (LLaMA-3B rows) to each row, in place;
+    a method the paper does not list gets NaN."""
+    cost = pd.read_csv(reference / "cost_per_round.csv")
+    cost = cost[(cost["table"] == PAPER_TABLE) & (cost["model"] == PAPER_MODEL)].set_index("method")
+    memory = pd.read_csv(reference / "table6_peak_memory.csv")
+    memory = memory[memory["model"] == PAPER_MODEL].set_index("method")
+    for row in rows:
+        m = row["method"]
+        for col in ("local_s", "aggregation_s", "overall_s"):
+            row[f"paper_{col}"] = float(cost.loc[m, col]) if m in cost.index else math.nan
+        row["paper_peak_mem_gb"] = float(memory.loc[m, "peak_gpu_gb"]) if m in memory.index else math.nan
+    ours = {r["method"]: r["overall_s"] for r in rows}
+    for row in rows:
+        row["overall_x_ferret"] = row["overall_s"] / ours["ferret"] if "ferret" in ours else math.nan
+        paper_ferret = float(cost.loc["ferret", "overall_s"]) if "ferret" in cost.index else math.nan
+        row["paper_overall_x_ferret"] = row["paper_overall_s"] / paper_ferret
+
+
+def run_round_bench(preset: str, specs: list[MethodSpec], device: torch.device, dtype: torch.dtype, seq_len: int,
+                    reference: Path, overrides: Iterable[str] = (), warmup: bool = True) -> list[dict[str, Any]]:
+    """One round of every method in specs on a fresh copy of the preset model (after an untimed
+    one-step warm-up round unless warmup is False); rows in COLUMNS."""
+    if seq_len < 2:
+        raise ConfigError(f"--seq-len {seq_len}: must be >= 2 (a causal LM needs a next token)")
+    rows = []
+    for spec in specs:
+        model = build_model(preset, device, dtype)
+        data = synthetic_client(model.config.vocab_size, spec.steps, seq_len)
+        if warmup:
+            # An untimed one-step round first, as a long run's later rounds are: one-off costs (kernel
+            # loading, the allocator's first requests, lazy initialisation) are not the method's.
+            one_round(spec, model, data, device, overrides, steps=1)
+            gc.collect()  # its global copy goes before the timed round's peak window opens
+        rows.append({"model": preset, **one_round(spec, model, data, device, overrides)})
+        del model
+        gc.collect()  # free this method's model and global copy before the next one's round
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    paper_columns(rows, reference)
+    return rows
