@@ -395,8 +395,9 @@ def write_tables(df: pd.DataFrame, out: Path, target_loss: float | None = None,
     written = {}
     for name, table in tables.items():
         md = out / f"{name}.md"
-        atomic_write_text(md, f"{captions[name]}\n\n{table.to_markdown(disable_numparse=True)}\n")
+        index = not isinstance(table.index, pd.RangeIndex)  # row numbers are not a column a reader needs
+        atomic_write_text(md, f"{captions[name]}\n\n{table.to_markdown(index=index, disable_numparse=True)}\n")
         tex = out / f"{name}.tex"
-        atomic_write_text(tex, table.to_latex(caption=captions[name], label=f"tab:{name}"))
+        atomic_write_text(tex, table.to_latex(index=index, caption=captions[name], label=f"tab:{name}"))
         written[name] = md
     return written
