@@ -44,7 +44,7 @@ def _std_term(std: float, n: float) -> float:
     return 0.0 if math.isnan(std) or n < 2 else std * std / n
 
 
-def rouge_comparison(df: pd.DataFrame, reference: Path | None = None, ferret: str = "ferret") -> pd.DataFrame:
+def rouge_comparison(df: pd.DataFrame, reference: Path | None = None) -> pd.DataFrame:
     """One row per cell: ours and the paper's Rouge-L (%), difference, se and verdict."""
     _, paper = read_reference(reference)
     rows = []
