@@ -9,7 +9,7 @@ import time
 import pytest
 
 from ferret.report.figures import FIGURES
-from workflow_copy import snakemake
+from workflow_copy import ROOT, snakemake
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +47,12 @@ def test_report_holds_every_table_and_figure_with_its_caption(report):
                    "Ablation over K", "Ablation over the number of clients", "Main results",
                    "Cost per method", "headline claims", "Every round of every run"):
         assert phrase in html, phrase
+
+
+def test_every_figure_of_the_workflow_has_a_caption():
+    """Checked without running the workflow: each name in common.smk's FIGURES has its branch."""
+    common = (ROOT / "workflow" / "rules" / "common.smk").read_text()
+    (names,) = re.findall(r"^FIGURES = \[(.*?)\]", common, flags=re.M)
+    figures = re.findall(r'"([a-z0-9_]+)"', names)
+    captions = (ROOT / "workflow" / "report" / "figure.rst").read_text()
+    assert figures and all(f'name == "{f}"' in captions for f in figures), figures
