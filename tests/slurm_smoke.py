@@ -63,13 +63,7 @@ class SlurmSmoke:
 def _copy(folder: Path) -> Path:
     cfg = reduced_smoke(EXPERIMENT)
     cfg["model_settings"] = {"tiny": {"resources": RUN_RESOURCES}}
-    copy_workflow(folder, cfg)
-    # The tiny model's tokenizer is cached here, in the session's cache (tests/conftest.py), and
-    # its prepare job's marker written, rather than spending a SLURM job on seconds of work.
-    from ferret.models import prepare_model
-
-    (folder / "resources" / "prepared").mkdir(parents=True)
-    (folder / "resources" / "prepared" / "tiny.txt").write_text(f"{prepare_model('tiny', ROOT / 'resources')}\n")
+    copy_workflow(folder, cfg)  # with the prepare job's marker: no SLURM job for seconds of work
     profile = folder / "ci-profile"
     shutil.copytree(ROOT / "workflow" / "profiles" / "slurm", profile)
     settings = yaml.safe_load((profile / "config.yaml").read_text())

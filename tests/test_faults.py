@@ -11,7 +11,6 @@ import csv
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from baselines.fedavg import FedAvg
 from ferret.cli import main
@@ -30,6 +28,7 @@ from ferret.report.collect import collect
 from ferret.report.tables import main_table
 
 from conftest import ROOT, tiny_overrides
+from workflow_copy import copy_workflow, reduced_smoke
 
 TIMING = {"t_local_s", "t_encode_s", "t_aggregate_s", "t_eval_s", "t_round_s", "peak_mem_mb"}
 OVERRIDES = tiny_overrides(method="ferret", rounds=4, num_tasks=2, eval_per_task=1, eval_every=1, threads=1,
@@ -167,16 +166,7 @@ def _snakemake(cwd: Path, env: dict[str, str], **popen) -> subprocess.Popen:
 def test_workflow_resumes_killed_jobs_and_carries_on_past_a_diverged_run(tmp_path):
     """Two runs in a copy of the workflow: both are killed after round 1; the rerun resumes both,
     one diverges at round 2 (exit 0) and the collect and tables jobs still run and mark it."""
-    shutil.copy(ROOT / "Snakefile", tmp_path)
-    shutil.copytree(ROOT / "workflow", tmp_path / "workflow")
-    (tmp_path / "resources" / "prepared").mkdir(parents=True)
-    (tmp_path / "resources" / "prepared" / "tiny.txt").write_text("tiny\n")  # tokenizer cached by conftest
-    cfg = yaml.safe_load((ROOT / "workflow" / "configs" / "smoke.yaml").read_text())
-    cfg.update(experiment="faults", methods=["ferret", "fedavg"], seeds=[0], wandb={"mode": "disabled"},
-               resources=str(ROOT / "resources"))  # the session's tokenizer cache (conftest.RESOURCES)
-    cfg.pop("ablations", None)
-    cfg["settings"].update(rounds=3, num_tasks=2, eval_per_task=1, checkpoint_every=1)
-    (tmp_path / "workflow" / "configs" / "default.yaml").write_text(yaml.safe_dump(cfg))
+    copy_workflow(tmp_path, reduced_smoke("faults"))  # ferret + fedavg, seed 0, 3 rounds
     runs = tmp_path / "results" / "runs" / "faults"
     ids = {"ferret": "ferret_tiny_synthetic_N4_K16_s0", "fedavg": "fedavg_tiny_synthetic_N4_K16_s0"}
     nan = _fault_env("nan@fedavg:2")
@@ -220,16 +210,7 @@ def test_workflow_resumes_killed_jobs_and_carries_on_past_a_diverged_run(tmp_pat
 def test_keep_going_builds_tables_and_figures_past_a_failed_run(tmp_path):
     """Acceptance 2 of issue 15: one of two runs raises in round 1; `snakemake --keep-going` still
     builds collect, the tables and a figure from the other, marks the failure and keeps its run.json."""
-    shutil.copy(ROOT / "Snakefile", tmp_path)
-    shutil.copytree(ROOT / "workflow", tmp_path / "workflow")
-    (tmp_path / "resources" / "prepared").mkdir(parents=True)
-    (tmp_path / "resources" / "prepared" / "tiny.txt").write_text("tiny\n")  # tokenizer cached by conftest
-    cfg = yaml.safe_load((ROOT / "workflow" / "configs" / "smoke.yaml").read_text())
-    cfg.update(experiment="keepgoing", methods=["ferret", "fedavg"], seeds=[0], wandb={"mode": "disabled"},
-               resources=str(ROOT / "resources"))  # the session's tokenizer cache (conftest.RESOURCES)
-    cfg.pop("ablations", None)
-    cfg["settings"].update(rounds=2, num_tasks=2, eval_per_task=1)
-    (tmp_path / "workflow" / "configs" / "default.yaml").write_text(yaml.safe_dump(cfg))
+    copy_workflow(tmp_path, reduced_smoke("keepgoing", rounds=2))
     runs = tmp_path / "results" / "runs" / "keepgoing"
     targets = ["results/tables/main.md", "figures/convergence_round.pdf"]
     cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", "2", "--keep-going"]

@@ -60,34 +60,6 @@ def test_a_busy_folder_and_a_file_as_out_stop_with_one_line(finished, tmp_path, 
     assert _snapshot(finished) == before
 
 
-def test_sigterm_on_a_forced_run_keeps_the_finished_one_and_resumes(finished, tmp_path):
-    out = tmp_path / "run"
-    out.mkdir()
-    for name in ("metrics.csv", "run.json"):
-        (out / name).write_bytes((finished / name).read_bytes())
-    before = _snapshot(out)
-    env = {**os.environ, "FERRET_FAULT": "pause@round:1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "fault_site"), str(ROOT)])}
-    cmd = [sys.executable, "-m", "ferret", "run", "--out", str(out), *OVERRIDES, "seed=1", "--force"]
-    proc = subprocess.Popen(cmd, env=env, text=True, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
-    for line in proc.stderr:
-        if "ferret-test-pause" in line:
-            proc.send_signal(signal.SIGTERM)
-            break
-    err = proc.stderr.read()
-    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
-    assert "ferret: interrupted:" in err and "stopped by SIGTERM" in err and "Traceback" not in err
-    assert _snapshot(out) == before  # the finished run is still the visible one
-    assert json.loads((out / ".staging" / "run.json").read_text())["status"] == "interrupted"
-    assert (out / "checkpoints" / "round-000001").is_dir()
-
-    assert main(["run", "--out", str(out), *OVERRIDES, "seed=1", "--force"]) == 0
-    record = json.loads((out / "run.json").read_text())
-    assert record["status"] == "ok" and record["resumed_from"] == [1]
-    (aside,) = (out / "replaced").iterdir()
-    assert _snapshot(aside) == before  # moved aside, never deleted
-
-
 # ---- The fault matrix in real `ferret run` subprocesses (issue 15). Each fault ends with a true
 # status and one line on stderr, and the finished run beside it is unchanged byte for byte.
 
@@ -127,6 +99,20 @@ def _copy_run(src: Path, dst: Path) -> dict[str, bytes]:
     for name in ("metrics.csv", "run.json"):
         (dst / name).write_bytes((src / name).read_bytes())
     return _snapshot(dst)
+
+
+def _signal_after_round_1(out: Path, sig: int) -> tuple[int, str]:
+    """A forced run of seed 1 into out, sent ``sig`` while it pauses after round 1 (the fault
+    site); its exit status and stderr."""
+    env = {**os.environ, "FERRET_FAULT": "pause@round:1", "PYTHONPATH": FAULT_ENV}
+    cmd = [sys.executable, "-m", "ferret", "run", "--out", str(out), *OVERRIDES, "seed=1", "--force"]
+    proc = subprocess.Popen(cmd, env=env, text=True, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    for line in proc.stderr:
+        if "ferret-test-pause" in line:
+            proc.send_signal(sig)
+            break
+    err = proc.stderr.read()
+    return proc.wait(timeout=60), err
 
 
 def test_read_only_out_fails_before_loading_with_one_line(finished, tmp_path):
@@ -171,18 +157,28 @@ def test_full_disk_ends_failed_and_keeps_the_finished_run(finished, small_fs):
     assert _snapshot(out) == before  # the finished run is still the visible one
 
 
+def test_sigterm_on_a_forced_run_keeps_the_finished_one_and_resumes(finished, tmp_path):
+    out = tmp_path / "run"
+    before = _copy_run(finished, out)
+    status, err = _signal_after_round_1(out, signal.SIGTERM)
+    assert status == 128 + signal.SIGTERM
+    assert "ferret: interrupted:" in err and "stopped by SIGTERM" in err and "Traceback" not in err
+    assert _snapshot(out) == before  # the finished run is still the visible one
+    assert json.loads((out / ".staging" / "run.json").read_text())["status"] == "interrupted"
+    assert (out / "checkpoints" / "round-000001").is_dir()
+
+    assert main(["run", "--out", str(out), *OVERRIDES, "seed=1", "--force"]) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "ok" and record["resumed_from"] == [1]
+    (aside,) = (out / "replaced").iterdir()
+    assert _snapshot(aside) == before  # moved aside, never deleted
+
+
 def test_sigint_ends_interrupted_and_keeps_the_finished_run(finished, tmp_path):
     out = tmp_path / "run"
     before = _copy_run(finished, out)
-    env = {**os.environ, "FERRET_FAULT": "pause@round:1", "PYTHONPATH": FAULT_ENV}
-    cmd = [sys.executable, "-m", "ferret", "run", "--out", str(out), *OVERRIDES, "seed=1", "--force"]
-    proc = subprocess.Popen(cmd, env=env, text=True, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
-    for line in proc.stderr:
-        if "ferret-test-pause" in line:
-            proc.send_signal(signal.SIGINT)
-            break
-    err = proc.stderr.read()
-    assert proc.wait(timeout=60) == 128 + signal.SIGINT
+    status, err = _signal_after_round_1(out, signal.SIGINT)
+    assert status == 128 + signal.SIGINT
     assert "ferret: interrupted:" in _one_line(err)
     assert _snapshot(out) == before
     assert json.loads((out / ".staging" / "run.json").read_text())["status"] == "interrupted"

@@ -2,7 +2,7 @@
 
 Two methods, one seed, three rounds of the tiny model: every rule of the workflow runs (prepare,
 train, collect, tables, figures) in about a minute on two cores. The grid becomes the copy's
-default config, since a --configfile would be merged into the default grid's ablations.
+default config, so a plain `snakemake` in the copy runs it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from ferret.models import prepare_model
+
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ["ferret", "fedavg"]
 
@@ -26,16 +28,19 @@ def reduced_smoke(experiment: str, **settings: object) -> dict:
     cfg.update(experiment=experiment, methods=METHODS, seeds=[0], wandb={"mode": "disabled"},
                resources=str(ROOT / "resources"))
     cfg.pop("ablations", None)
-    cfg["settings"].update(rounds=3, num_tasks=2, eval_per_task=1, checkpoint_every=1, **settings)
+    cfg["settings"].update({"rounds": 3, "num_tasks": 2, "eval_per_task": 1, "checkpoint_every": 1, **settings})
     return cfg
 
 
 def copy_workflow(dest: Path, cfg: dict) -> Path:
-    """Snakefile and workflow/ under dest, with cfg as the default config (the copy's
-    prepare_model job finds the tiny model's tokenizer in cfg's `resources`, the session's cache)."""
+    """Snakefile and workflow/ under dest, with cfg as the default config, and the prepare job's
+    marker for the tiny model: its tokenizer is already in cfg's `resources` (the session's cache,
+    tests/conftest.py), so no job converts it again."""
     shutil.copy(ROOT / "Snakefile", dest)
     shutil.copytree(ROOT / "workflow", dest / "workflow")
     (dest / "workflow" / "configs" / "default.yaml").write_text(yaml.safe_dump(cfg))
+    (dest / "resources" / "prepared").mkdir(parents=True)
+    (dest / "resources" / "prepared" / "tiny.txt").write_text(f"{prepare_model('tiny', Path(cfg['resources']))}\n")
     return dest
 
 
