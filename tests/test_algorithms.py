@@ -130,6 +130,19 @@ def test_ferret_server_rebuilds_once_per_round_whatever_the_client_count(tiny, m
     assert counter["entries"] == cfg.K * d  # one pass of K bases over the model, for 1 or 4 clients
 
 
+def test_ferret_setup_builds_its_basis_kernel_before_any_round(tiny, monkeypatch):
+    # The CPU extension compiles on first use (tens of seconds): in setup, not in round 1's encode.
+    calls = []
+    monkeypatch.setattr(projection, "warm_up", lambda kind, device: calls.append((kind, device.type)))
+    _setup(tiny, "ferret", method_options={"ferret": {"basis": "trunc_normal"}})
+    assert calls == [("trunc_normal", "cpu")]
+
+
+def test_warm_up_runs_the_products_of_every_basis():
+    for kind in projection.BASES:
+        projection.warm_up(kind, torch.device("cpu"))  # raises if a basis's product path is broken
+
+
 def test_ferret_uplink_is_tiny_and_carries_only_chosen_seeds(tiny):
     cfg, algo, model, tokenizer, clients = _setup(tiny, "ferret")
     _, ups = _train_clients(cfg, algo, model, tokenizer, clients, [0])

