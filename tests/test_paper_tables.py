@@ -1,4 +1,4 @@
-"""Our numbers beside the paper's (ferret/report/paper.py, claims in tables.py) on a fixture
+"""Our numbers beside the paper's (ferret/report/paper.py and claims.py) on a fixture
 all_runs.csv written here; expected values are computed in the test from the reference CSVs."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ferret.report import paper, tables
+from ferret.report import claims, paper
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "results" / "reference"
@@ -102,15 +102,16 @@ def test_cost_in_the_papers_shape_with_both_sides_multiples(runs):
 
 
 def test_claims_carry_both_sides_absolute_numbers(runs):
-    claims = pd.read_csv(REFERENCE / "claims.csv", dtype={"paper_value": str}).set_index("claim")
-    t = tables.claims_table(runs, reference=REFERENCE)
-    row = t.loc["computation"]
-    assert float(row["paper baseline"]) == pytest.approx(float(claims.loc["computation", "paper_baseline_abs"]))
-    assert float(row["paper Ferret"]) == pytest.approx(float(claims.loc["computation", "paper_ferret_abs"]))
+    reference = pd.read_csv(REFERENCE / "claims.csv", dtype={"paper_value": str}).set_index(["claim", "baseline"])
+    t = claims.claims_table(runs, reference=REFERENCE)
+    row, paper_row = t.loc["computation vs fedkseed"], reference.loc[("computation", "fedkseed")]
+    assert float(row["paper baseline"]) == pytest.approx(float(paper_row["paper_baseline_abs"]))
+    assert float(row["paper Ferret"]) == pytest.approx(float(paper_row["paper_ferret_abs"]))
     assert row["ours baseline"].startswith("12 ") and row["ours Ferret"].startswith("3 ")  # overall s: local + aggregation
-    assert row["measured"] == "4.0×" and row["direction holds"] == "yes"
-    rounds = t.loc["rounds"]
-    assert rounds["measured"] == "1.0×" and rounds["direction holds"].startswith("not tested")  # same rounds run
-    score = t.loc["score"]
+    assert row["measured (paired by seed)"].startswith("4.0× ") and row["direction holds"] == "yes"
+    rounds = t.loc["rounds vs fedkseed"]
+    assert rounds["measured (paired by seed)"].startswith("1.0× ")
+    assert rounds["direction holds"].startswith("not tested")  # same rounds run
+    score = t.loc["score vs fedkseed"]
     expected = np.mean(_ours_mean("ferret") + OFFSETS) - np.mean(_ours_mean("fedkseed") + OFFSETS)
-    assert score["measured"] == f"{expected:+.1f} pts"
+    assert score["measured (paired by seed)"].startswith(f"{expected:+.1f} pts")

@@ -9,7 +9,7 @@ import matplotlib.colors as mcolors
 import pandas as pd
 import pytest
 
-from ferret.report import figures, tables
+from ferret.report import claims, figures, runs, tables
 
 FIXTURE = Path(__file__).parent / "fixtures" / "all_runs.csv"
 PAPER_RUNS = Path(__file__).parent / "fixtures" / "paper_runs.csv"
@@ -25,7 +25,7 @@ def df():
 
 
 def test_labels_show_only_the_axes_a_method_varies(df):
-    labels = set(tables.with_labels(df)["label"])
+    labels = set(runs.with_labels(df)["label"])
     assert labels == {MAIN, "ferret (K=16, num_clients=12)", "ferret (K=64, num_clients=6)", "fedavg"}
 
 
@@ -40,7 +40,7 @@ def test_main_table_has_final_eval_loss_mean_std_beside_rouge(df):
     t = tables.main_table(df)
     # the paper did not run the synthetic set: no paper column; no per-example scores: no paired columns
     assert list(t.columns) == [ROUGE, f"{SETTING}: Rouge-L 95% t", LOSS, f"{SETTING}: eval loss 95% t"]
-    final = tables.final_rows(df)
+    final = runs.final_rows(df)
     fedavg = final[final["method"] == "fedavg"]["eval_loss"]
     assert t.loc["fedavg", LOSS] == f"{fedavg.mean():.3f} ± {fedavg.std():.3f} (n=2)"
     assert t.loc["ferret (K=16, num_clients=12)", LOSS] == "2.100 (n=1)"
@@ -62,46 +62,63 @@ def paper_df():
 
 
 def test_reference_claims_hold_the_headline_ratios_with_sources():
-    claims, table1 = tables.read_reference(REFERENCE)
-    by_claim = claims.set_index("claim")
-    assert float(by_claim.loc["computation", "paper_value"]) == pytest.approx(6.0)
-    assert float(by_claim.loc["rounds", "paper_value"]) == pytest.approx(3.3)
-    assert by_claim.loc["communication", "paper_value"] == "10^6"
-    assert (by_claim.loc["computation", "baseline"], by_claim.loc["communication", "baseline"]) == ("fedkseed", "fedavg")
-    assert "comparable" in by_claim.loc["score", "definition"]
-    assert claims["source"].str.contains(r"(?:Table|Figure) \d").all()  # every claim names where it was read
-    assert set(by_claim.index) == set(tables.MEASURES)  # every claim is measured from our runs
+    table, table1 = runs.read_reference(REFERENCE)
+    by_claim = table.set_index(["claim", "baseline"])
+    assert float(by_claim.loc[("computation", "fedkseed"), "paper_value"]) == pytest.approx(6.0)
+    assert float(by_claim.loc[("rounds", "fedkseed"), "paper_value"]) == pytest.approx(3.3)
+    assert by_claim.loc[("communication", "fedavg"), "paper_value"] == "10^6"
+    assert "comparable" in by_claim.loc[("score", "fedkseed"), "definition"]
+    assert by_claim.index.is_unique  # one row per (claim, baseline)
+    # the rows whose ratio the paper does not print carry both of its absolute numbers instead
+    unprinted = table[table["paper_value"].isna()]
+    assert set(zip(unprinted["claim"], unprinted["baseline"])) == {
+        ("local", "fedzo"), ("aggregation", "fedzo"), ("computation", "fedzo"), ("score", "fedkseed"),
+        ("score", "fedavg")}
+    assert unprinted["paper_ferret_abs"].notna().all() and unprinted["paper_baseline_abs"].notna().all()
+    assert table["source"].str.contains(r"(?:Table|Figure) \d").all()  # every claim names where it was read
+    assert set(table["claim"]) == set(claims.MEASURES)  # every claim is measured from our runs
     assert {"dataset", "model", "method", "rouge_l_mean"} <= set(table1.columns)
 
 
+MEASURED = "measured (paired by seed)"
+
+
 def test_claims_table_puts_the_papers_claims_beside_our_ratios(paper_df):
-    t = tables.claims_table(paper_df, reference=REFERENCE)
+    t = claims.claims_table(paper_df, reference=REFERENCE)
     assert set(t["setting"]) == {"natural-instructions / datajuicer-1.3b"}
-    # fixture: FedKSeed 18 s local + 1 s aggregation vs Ferret 3 s + 1 s per client per round
-    # (App. C.2's overall seconds); 2e9 vs 2,000 bytes; both run 4 rounds (rounds are counted as
-    # run, as in Fig. 1); Rouge-L 41 vs 40. The slow Ferret K=50 ablation run is not Ferret's main
-    # configuration.
-    assert (t.loc["computation", "paper"], t.loc["computation", "measured"]) == ("6.0×", "4.8×")
-    assert (t.loc["local", "measured"], t.loc["aggregation", "measured"]) == ("6.0×", "1.0×")
-    assert (t.loc["rounds", "paper"], t.loc["rounds", "measured"]) == ("3.3×", "1.0×")
-    assert t.loc["rounds", "direction holds"].startswith("not tested")
-    # to the eval loss both reach (FedKSeed's final 2.2): FedKSeed at round 4, Ferret at round 1
-    assert t.loc["rounds to target", "measured"] == "4.0×"
-    assert (t.loc["communication", "paper"], t.loc["communication", "measured"]) == ("1.0e+06×", "1.0e+06×")
-    assert t.loc["score", "measured"] == "+1.0 pts"
-    assert (t.loc["score", "paper"], t.loc["score", "paper baseline"], t.loc["score", "paper Ferret"]) == (
-        "comparable", 29.77, 30.03)  # FedKSeed vs Ferret Rouge-L, Fig. 1
+    # fixture: FedKSeed 18 s local + 1 s aggregation vs Ferret 3 s + 1 s per client per round in
+    # both seeds (App. C.2's overall seconds); 2e9 vs 2,000 bytes; both run 4 rounds (rounds are
+    # counted as run, as in Fig. 1); Rouge-L 41 vs 40. The slow Ferret K=50 ablation run is not
+    # Ferret's main configuration. Equal seeds: a zero-width interval.
+    assert t.loc["computation vs fedkseed", "paper"] == "6.0×"
+    assert t.loc["computation vs fedkseed", MEASURED] == "4.8× [4.8×, 4.8×] (n=2)"
+    assert t.loc["computation vs fedkseed", "direction holds"] == "yes"
+    assert t.loc["local vs fedkseed", MEASURED].startswith("6.0× ")
+    assert t.loc["aggregation vs fedkseed", MEASURED].startswith("1.0× ")
+    assert t.loc["aggregation vs fedkseed", "direction holds"].startswith("not resolved")  # [1.0, 1.0] is not > 1
+    assert (t.loc["rounds vs fedkseed", "paper"], t.loc["rounds vs fedkseed", MEASURED]) == (
+        "3.3×", "1.0× [1.0×, 1.0×] (n=2)")
+    assert t.loc["rounds vs fedkseed", "direction holds"].startswith("not tested")
+    assert t.loc["communication vs fedavg", "paper"] == "1.0e+06×"
+    assert t.loc["communication vs fedavg", MEASURED].startswith("1.0e+06×")
+    assert t.loc["score vs fedkseed", MEASURED].startswith("+1.0 pts")
+    assert (t.loc["score vs fedkseed", "paper"], t.loc["score vs fedkseed", "paper baseline"],
+            t.loc["score vs fedkseed", "paper Ferret"]) == ("comparable (+0.3 pts, from its numbers)", 29.77, 30.03)  # Fig. 1
+    # no ratio printed: derived from Table 4's seconds (32.9 / 30.3) and said so
+    assert t.loc["computation vs fedzo", "paper"] == "(1.1×, from its numbers)"
+    assert t.loc["computation vs fedzo", MEASURED] == "–"  # no FedZO run in the fixture
+    assert t.loc["score vs fedavg", "paper"] == "comparable (-2.1 pts, from its numbers)"  # 30.03 - 32.11
 
 
 def test_claims_without_the_baselines_runs_are_left_open(df):
-    t = tables.claims_table(df, reference=REFERENCE)  # no FedKSeed in this fixture
-    assert t.loc["computation", "measured"] == "–" and t.loc["rounds", "measured"] == "–"
-    assert t.loc["communication", "measured"] != "–"  # FedAvg and Ferret both ran
+    t = claims.claims_table(df, reference=REFERENCE)  # no FedKSeed in this fixture
+    assert t.loc["computation vs fedkseed", MEASURED] == "–" and t.loc["rounds vs fedkseed", MEASURED] == "–"
+    assert t.loc["communication vs fedavg", MEASURED] != "–"  # FedAvg and Ferret both ran
 
 
 def test_main_config_is_the_one_with_most_runs(paper_df):
-    runs = tables.main_config_runs(paper_df, "ferret")
-    assert set(runs["K"]) == {200} and runs["run_id"].nunique() == 2
+    runs_ = runs.main_config_runs(paper_df, "ferret")
+    assert set(runs_["K"]) == {200} and runs_["run_id"].nunique() == 2
 
 
 def test_cost_table_per_client_per_round_and_rounds_to_target(df):
@@ -148,8 +165,8 @@ def _lines(fig, ax=0):
 def test_convergence_figure_plots_the_seed_mean(df):
     fig = figures.convergence_round(df)
     lines = _lines(fig)
-    mains = pd.concat([tables.main_config_runs(df, m) for m in df["method"].unique()])
-    assert set(lines) == set(tables.with_labels(mains)["label"])  # one line per method; ablations elsewhere
+    mains = pd.concat([runs.main_config_runs(df, m) for m in df["method"].unique()])
+    assert set(lines) == set(runs.with_labels(mains)["label"])  # one line per method; ablations elsewhere
     assert len(lines) == df["method"].nunique()
     assert list(lines["fedavg"].get_ydata()) == pytest.approx([3.0, 1.85, 1.5])
     assert list(lines["fedavg"].get_xdata()) == [0, 1, 2]

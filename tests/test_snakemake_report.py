@@ -56,3 +56,4 @@ def test_every_figure_of_the_workflow_has_a_caption():
     figures = re.findall(r'"([a-z0-9_]+)"', names)
     captions = (ROOT / "workflow" / "report" / "figure.rst").read_text()
     assert figures and all(f'name == "{f}"' in captions for f in figures), figures
+    assert sorted(figures) == sorted(FIGURES)  # the workflow's list is the report module's

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from ferret.algorithms import registry
+from ferret.report.figures import FIGURES
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -57,8 +58,8 @@ def test_dry_run_lists_every_job_of_the_grid(name):
     assert n_train == {"default": 22, "smoke": 23}[name]
     assert counts["prepare_model"] == 1 and counts["collect"] == 1 and counts["tables"] == 1
     assert counts["eval_untuned"] == 1  # one model, one data set, one eval set: round 0 evaluated once
-    assert counts["figure"] == 6
-    assert counts["total"] == n_train + 11  # + prepare, untuned, collect, tables, 6 figures, all
+    assert counts["figure"] == len(FIGURES)  # one job per figure of ferret.report.figures
+    assert counts["total"] == n_train + 5 + len(FIGURES)  # + prepare, untuned, collect, tables, all
 
 
 BAD = [

@@ -21,7 +21,9 @@ import pandas as pd  # noqa: E402
 
 from ferret.algorithms.registry import METHODS  # noqa: E402
 from ferret.report.stats import t_interval  # noqa: E402
-from ferret.report.tables import REFERENCE, final_rows, main_config_runs, with_labels  # noqa: E402
+from ferret.report.claims import common_target  # noqa: E402
+from ferret.report.runs import (REFERENCE, final_rows, main_config_runs, round_costs,  # noqa: E402
+                                with_compute_clock, with_labels)
 
 plt.rcParams.update({"pdf.fonttype": 42, "ps.fonttype": 42})  # embedded TrueType, not Type 3
 
@@ -54,7 +56,10 @@ def _curves(ax: plt.Axes, df: pd.DataFrame, x: str, y: str) -> None:
         linestyle = "none" if y in SPARSE_METRICS else "-"
         st = style(group["method"].iloc[0])
         ax.plot(by_round["x"], by_round["mean"], linestyle=linestyle, markersize=4, label=label, **st)
-        if group["run_id"].nunique() > 1:
+        if group["run_id"].nunique() > 1 and y in SPARSE_METRICS:  # a band would join distant rounds
+            ax.errorbar(by_round["x"], by_round["mean"], yerr=[by_round["mean"] - by_round["low"],
+                        by_round["high"] - by_round["mean"]], linestyle="none", color=st["color"], capsize=3)
+        elif group["run_id"].nunique() > 1:
             ax.fill_between(by_round["x"], by_round["low"], by_round["high"], alpha=0.2, color=st["color"])
     ax.set_ylabel(y.replace("_", " "))
     ax.grid(alpha=0.3)
@@ -101,6 +106,22 @@ def convergence_time(df: pd.DataFrame) -> plt.Figure:
     return _convergence(_with_clock(df), "wall_clock_s", "wall-clock (s)", "Convergence vs wall-clock")
 
 
+def convergence_compute(df: pd.DataFrame) -> plt.Figure:
+    """Eval loss and Rouge-L against cumulative compute seconds per client (overall = local +
+    aggregation, the claims' definition), with the budget table's common target (dashed) and
+    Ferret's compute budget (dotted) on the eval-loss panel."""
+    fig = _convergence(with_compute_clock(df), "compute_s", "cumulative compute s per client (local + aggregation)",
+                       "Convergence vs compute")
+    runs = {m: main_config_runs(df, m) for m in df["method"].unique()}
+    if "ferret" in runs and len(df.groupby(["dataset", "model"])) == 1:  # one setting: one target
+        axes = fig.axes[0]
+        axes.axhline(common_target(runs), color="0.3", linestyle="--", linewidth=0.8, label="common target")
+        budget = with_compute_clock(runs["ferret"]).groupby("run_id")["compute_s"].max().mean()
+        axes.axvline(budget, color="0.3", linestyle=":", linewidth=0.8, label="Ferret's budget")
+        axes.legend(fontsize=7)
+    return fig
+
+
 def _ablation(df: pd.DataFrame, method: str, axis: str, log: bool, title: str) -> plt.Figure:
     """Final metrics of `method` against `axis`; the other axis (K or num_clients) is held at its
     most common value among the method's runs, i.e. the main grid's."""
@@ -136,15 +157,15 @@ FIGURE1_METHODS = ("fedavg", "fedkseed", "ferret")
 
 
 def figure1_values(df: pd.DataFrame) -> pd.DataFrame:
-    """Per Figure-1 method present in ``df`` (main configuration, mean over seeds): seconds per
-    communicated round, uplink bytes per client per round, rounds run, final Rouge-L in %."""
+    """Per Figure-1 method present in ``df`` (main configuration, mean over seeds): overall seconds
+    per round per client (local + aggregation, App. C.2's definition, as in the claims table), uplink bytes per client per round, rounds run, final Rouge-L in %."""
     rows = []
     for method in FIGURE1_METHODS:
         runs = main_config_runs(df, method) if method in set(df["method"]) else df.iloc[0:0]
         if runs.empty:
             continue
-        trained = runs[runs["round"] >= 1]
-        per_run = trained.groupby("run_id").agg(sec=("t_round_s", "mean"), up=("uplink_bytes_per_client", "mean"),
+        trained = runs[runs["round"] >= 1].assign(overall_s=round_costs(runs)["overall_s"])
+        per_run = trained.groupby("run_id").agg(sec=("overall_s", "mean"), up=("uplink_bytes_per_client", "mean"),
                                                 rounds=("round", "max"))
         final = final_rows(runs)
         rows.append({"method": method, "seconds_per_round": per_run["sec"].mean(),
@@ -192,6 +213,7 @@ FIGURES: dict[str, Callable[[pd.DataFrame], plt.Figure]] = {
     "convergence_round": convergence_round,
     "convergence_bytes": convergence_bytes,
     "convergence_time": convergence_time,
+    "convergence_compute": convergence_compute,
     "ablation_k": ablation_k,
     "ablation_clients": ablation_clients,
 }

@@ -23,13 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ferret.report.tables import REFERENCE, final_rows, main_config_runs, read_reference
+from ferret.report.runs import REFERENCE, final_rows, finished, main_config_runs, read_reference, round_costs
 
 FALLBACK = ("natural-instructions", "llama-3b")  # Table 4: the paper's headline cost setting
-
-
-def _finished(final: pd.DataFrame) -> pd.DataFrame:
-    return final[~final["status"].isin(["diverged", "failed"])] if "status" in final else final
 
 
 def verdict(diff: float, se: float) -> str:
@@ -53,7 +49,7 @@ def rouge_comparison(df: pd.DataFrame, reference: Path | None = None) -> pd.Data
         methods = sorted(set(here["method"]) | set(cells["method"]))
         for method in methods:
             runs = main_config_runs(here, method)
-            scores = 100.0 * _finished(final_rows(runs))["rouge_l"].dropna() if not runs.empty else pd.Series(dtype=float)
+            scores = 100.0 * finished(final_rows(runs))["rouge_l"].dropna() if not runs.empty else pd.Series(dtype=float)
             hit = cells[cells["method"] == method]
             p_mean = float(hit["rouge_l_mean"].iloc[0]) if not hit.empty else math.nan
             p_std = float(hit["rouge_l_std"].iloc[0]) if not hit.empty else math.nan
@@ -80,15 +76,10 @@ def rouge_comparison(df: pd.DataFrame, reference: Path | None = None) -> pd.Data
 
 
 def _per_client_round(runs: pd.DataFrame) -> dict[str, float]:
-    trained = runs[runs["round"] >= 1]
-    if trained.empty:
-        return {}
-    clients = trained["clients"]
-    local = ((trained["t_local_s"].fillna(0) + trained["t_encode_s"].fillna(0)) / clients).mean()
-    aggregation = trained["t_aggregate_s"].mean()
-    both = (trained["uplink_bytes_per_client"].fillna(0) + trained["downlink_bytes_per_client"].fillna(0)).mean()
-    return {"local_s": float(local), "aggregation_s": float(aggregation), "overall_s": float(local + aggregation),
-            "bytes": float(both), "params16": float(both) / 2.0}
+    """Means over every trained round of the runs (runs.round_costs's definitions)."""
+    costs = round_costs(runs)
+    return {} if costs.empty else {k: float(costs[k].mean()) for k in
+                                   ("local_s", "aggregation_s", "overall_s", "bytes", "params16")}
 
 
 def cost_comparison(df: pd.DataFrame, reference: Path | None = None, ferret: str = "ferret") -> pd.DataFrame:

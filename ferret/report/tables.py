@@ -12,48 +12,24 @@
   run, and the rounds needed to reach a target eval loss (default: the highest final eval loss
   of all configurations, which every one of them reaches, so the column compares speed).
 
-* Claims table: each headline claim of the paper (``claims.csv``: ≈ 6.0× less computation and
-  ≈ 3.3× fewer rounds than FedKSeed, ≈ 10^6× less communication than FedAvg, comparable score)
-  beside the same quantity computed from our runs, per data set / model where both methods ran.
-  A method's runs there are those of its main configuration (the (K, num_clients) with the most
-  runs), so ablation runs do not mix in.
+* Claims and budget tables: ferret/report/claims.py; the paper comparisons: ferret/report/paper.py.
+  :func:`write_tables` writes them all.
 
 A configuration is (method, K, num_clients); its label shows K and N only where that method
-was run with more than one value of them.
+was run with more than one value of them (ferret/report/runs.py).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
-from ferret.report import stats
+from ferret.report import claims, paper, stats
+from ferret.report.runs import (CONFIG, final_rows, finished, main_config_runs, read_reference,
+                                rounds_to_target, with_labels)
 from ferret.tracking import atomic_write_text
-
-CONFIG = ["method", "K", "num_clients"]
-REFERENCE = Path("results/reference")  # relative to the repository root, where the rules run
-
-
-def with_labels(df: pd.DataFrame) -> pd.DataFrame:
-    """Add a `label` column naming each configuration."""
-    def label(row: pd.Series, varying: dict[str, set[str]]) -> str:
-        extra = [f"{k}={row[k]}" for k in ("K", "num_clients") if k in varying.get(row["method"], set())]
-        return row["method"] + (f" ({', '.join(extra)})" if extra else "")
-
-    varying: dict[str, set[str]] = {}
-    for method, group in df.groupby("method"):
-        varying[method] = {k for k in ("K", "num_clients") if group[k].nunique() > 1}
-    out = df.copy()
-    out["label"] = out.apply(label, axis=1, varying=varying)
-    return out
-
-
-def final_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """The last round of every run."""
-    return df.sort_values("round").groupby("run_id", as_index=False).tail(1)
 
 
 def _mean_std(values: pd.Series, scale: float = 1.0, digits: int = 1) -> str:
@@ -63,11 +39,6 @@ def _mean_std(values: pd.Series, scale: float = 1.0, digits: int = 1) -> str:
     std = values.std(ddof=1) if len(values) > 1 else float("nan")
     text = f"{values.mean():.{digits}f}"
     return text + (f" ± {std:.{digits}f}" if not math.isnan(std) else "") + f" (n={len(values)})"
-
-
-def _finished(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs whose last row is a final result (not diverged, not failed)."""
-    return runs[~runs["status"].isin(["diverged", "failed"])] if "status" in runs else runs
 
 
 def _main_cell(runs: pd.DataFrame) -> str:
@@ -82,7 +53,7 @@ def _main_cell(runs: pd.DataFrame) -> str:
 
 def _loss_cell(runs: pd.DataFrame) -> str:
     """Final eval loss mean ± std over the runs that finished (diverged ones as in _main_cell)."""
-    return _mean_std(_finished(runs)["eval_loss"], digits=3)
+    return _mean_std(finished(runs)["eval_loss"], digits=3)
 
 
 def _interval_cell(values: pd.Series, scale: float = 1.0, digits: int = 1) -> str:
@@ -93,7 +64,7 @@ def _interval_cell(values: pd.Series, scale: float = 1.0, digits: int = 1) -> st
 
 def per_example_final(runs: pd.DataFrame, examples: pd.DataFrame, column: str = "rouge_l") -> pd.Series:
     """``column`` per eval example at each finished run's final round, averaged over the runs (seeds)."""
-    final = _finished(final_rows(runs))[["run_id", "round"]]
+    final = finished(final_rows(runs))[["run_id", "round"]]
     rows = examples.merge(final, on=["run_id", "round"]).dropna(subset=[column])
     return rows.groupby("example")[column].mean()
 
@@ -109,18 +80,6 @@ def _paired_cells(ours: pd.Series, ref: pd.Series) -> tuple[str, str]:
         return f"{100 * test.diff:+.1f}", ""
     return (f"{100 * test.diff:+.1f} [{100 * test.low:+.1f}, {100 * test.high:+.1f}]",
             "*" if test.significant else "")
-
-
-def read_reference(folder: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(claims, the paper's Rouge-L cells of Tables 2, 3 and 9) from the reference folder; empty
-    frames when it is absent."""
-    folder = REFERENCE if folder is None else Path(folder)
-    claims = folder / "claims.csv"
-    tables = [pd.read_csv(f) for f in (folder / f"table{n}_rouge_l.csv" for n in (2, 3, 9)) if f.is_file()]
-    rouge = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(
-        columns=["dataset", "model", "method", "rouge_l_mean", "rouge_l_std"])
-    return (pd.read_csv(claims, dtype={"paper_value": str}) if claims.is_file()
-            else pd.DataFrame(columns=["claim", "baseline", "paper_value"]), rouge)
 
 
 def _paper_cell(table1: pd.DataFrame, dataset: str, model: str, method: str) -> str:
@@ -147,7 +106,7 @@ def main_table(df: pd.DataFrame, reference: Path | None = None, examples: pd.Dat
         by_label = group.groupby("label")[list(group.columns)]
         columns[f"{setting}: Rouge-L (%)"] = by_label.apply(_main_cell)
         columns[f"{setting}: Rouge-L 95% t"] = by_label.apply(
-            lambda runs: _interval_cell(_finished(runs)["rouge_l"], scale=100.0))
+            lambda runs: _interval_cell(finished(runs)["rouge_l"], scale=100.0))
         if examples is not None:
             all_rows = labelled[labelled["setting"] == setting]
             ref_runs = main_config_runs(all_rows, method)
@@ -163,7 +122,7 @@ def main_table(df: pd.DataFrame, reference: Path | None = None, examples: pd.Dat
             columns[f"{setting}: p < 0.05"] = pd.Series(mark)
         columns[f"{setting}: eval loss"] = by_label.apply(_loss_cell)
         columns[f"{setting}: eval loss 95% t"] = by_label.apply(
-            lambda runs: _interval_cell(_finished(runs)["eval_loss"], digits=3))
+            lambda runs: _interval_cell(finished(runs)["eval_loss"], digits=3))
         first = group.groupby("label").first()
         dataset, model = first["dataset"].iloc[0], first["model"].iloc[0]
         if not ((table1["dataset"] == dataset) & (table1["model"] == model)).any():
@@ -189,144 +148,6 @@ def main_note(df: pd.DataFrame, examples: pd.DataFrame | None = None) -> str:
                 else ", no per-example scores"
         parts.append(text)
     return "; ".join(parts) + "."
-
-
-def main_config_runs(df: pd.DataFrame, method: str) -> pd.DataFrame:
-    """Rows of ``method``'s main configuration: the (K, num_clients) with the most runs (ties: the first)."""
-    rows = df[df["method"] == method]
-    if rows.empty:
-        return rows
-    counts = rows.groupby(["K", "num_clients"])["run_id"].nunique()
-    k, n = counts[counts == counts.max()].index[0]
-    return rows[(rows["K"] == k) & (rows["num_clients"] == n)]
-
-
-def _trained(run: pd.DataFrame) -> pd.DataFrame:
-    return run[run["round"] >= 1]
-
-
-def _local_s(run: pd.DataFrame) -> float:
-    t = _trained(run)  # local update incl. the client's encoding (Ferret's projection), per client
-    return float(((t["t_local_s"].fillna(0) + t["t_encode_s"].fillna(0)) / t["clients"]).mean())
-
-
-def _aggregation_s(run: pd.DataFrame) -> float:
-    return float(_trained(run)["t_aggregate_s"].mean())
-
-
-def _overall_s(run: pd.DataFrame) -> float:
-    return _local_s(run) + _aggregation_s(run)  # App. C.2: overall = local + aggregation
-
-
-def _rounds_run(run: pd.DataFrame) -> float:
-    return float(run["round"].max())  # Fig. 1 / App. C.2 count the rounds RUN, not rounds to a target
-
-
-def _params_per_round(run: pd.DataFrame) -> float:
-    t = _trained(run)  # the paper's unit: 16-bit parameters, up + down, per client; ours measured bytes / 2
-    return float((t["uplink_bytes_per_client"].fillna(0) + t["downlink_bytes_per_client"].fillna(0)).mean()) / 2.0
-
-
-def _final_rouge(run: pd.DataFrame) -> float:
-    return 100.0 * float(final_rows(run)["rouge_l"].iloc[0])
-
-
-def _times(value: float) -> str:
-    if math.isnan(value):
-        return "–"
-    return f"{value:.1e}×" if abs(value) >= 1000 else f"{value:.1f}×"
-
-
-def _points(value: float) -> str:
-    return "–" if math.isnan(value) else f"{value:+.1f} pts"
-
-
-def _abs(iv: stats.Interval) -> str:
-    if iv.n == 0:
-        return "–"
-    fmt = (lambda v: f"{v:.3g}")
-    return fmt(iv.mean) + (f" [{fmt(iv.low)}, {fmt(iv.high)}]" if iv.n >= 2 else "") + f" (n={iv.n})"
-
-
-# claim key (results/reference/claims.csv) -> (the per-run quantity, by the paper's definition;
-# True when the claim is a ratio baseline / Ferret, False for a difference Ferret - baseline)
-MEASURES: dict[str, tuple[Callable[[pd.DataFrame], float], bool]] = {
-    "computation": (_overall_s, True),
-    "local": (_local_s, True),
-    "aggregation": (_aggregation_s, True),
-    "rounds": (_rounds_run, True),
-    "communication": (_params_per_round, True),
-    "score": (_final_rouge, False),
-}
-
-
-def _per_run(runs: pd.DataFrame, quantity: Callable[[pd.DataFrame], float]) -> stats.Interval:
-    finished = runs[~runs["status"].isin(["diverged", "failed"])] if "status" in runs else runs
-    return stats.t_interval([quantity(run) for _, run in finished.groupby("run_id")])
-
-
-def _direction(ratio_claim: bool, base: stats.Interval, ours: stats.Interval, value: float) -> str:
-    """Whether our runs point the way the paper's claim does (Ferret cheaper; or 'comparable')."""
-    if math.isnan(value):
-        return "–"
-    if ratio_claim:
-        if value > 1 and not (base.n >= 2 and ours.n >= 2 and base.low <= ours.high):
-            return "yes"
-        return "yes (intervals overlap)" if value > 1 else "no"
-    overlap = base.n >= 2 and ours.n >= 2 and base.low <= ours.high and ours.low <= base.high
-    return "yes (intervals overlap)" if overlap else ("yes (Ferret higher)" if value > 0 else "no")
-
-
-def claims_table(df: pd.DataFrame, reference: Path | None = None, method: str = "ferret") -> pd.DataFrame:
-    """The paper's headline claims beside the same quantities from our runs, per data set / model:
-    both sides' absolute numbers (ours: mean [95% t interval over seeds]) and the ratio or difference."""
-    claims, _ = read_reference(reference)
-    rows = []
-    for _, claim in claims.iterrows():
-        quantity, ratio_claim = MEASURES[claim["claim"]]
-        show = _times if ratio_claim else _points
-        paper = claim.get("paper_value")  # as printed: "6.0", "10^6", or empty ("comparable")
-        paper_cell = show(float(paper.replace("10^", "1e"))) if not pd.isna(paper) else "comparable"
-        for dataset, model in sorted(set(zip(df["dataset"], df["model"]))):
-            here = df[(df["dataset"] == dataset) & (df["model"] == model)]
-            base_runs, our_runs = main_config_runs(here, claim["baseline"]), main_config_runs(here, method)
-            base, ours = _per_run(base_runs, quantity), _per_run(our_runs, quantity)
-            value = math.nan
-            if base.n and ours.n:
-                value = (base.mean / ours.mean if ours.mean else math.nan) if ratio_claim else ours.mean - base.mean
-            holds = _direction(ratio_claim, base, ours, value)
-            if claim["claim"] == "rounds" and base.n and ours.n and base.mean == ours.mean:
-                holds = "not tested (both ran the same rounds; see rounds to target)"
-            rows.append({"claim": claim["claim"], "vs": claim["baseline"], "setting": f"{dataset} / {model}",
-                         "paper": paper_cell, "paper baseline": claim.get("paper_baseline_abs", "–"),
-                         "paper Ferret": claim.get("paper_ferret_abs", "–"),
-                         "ours baseline": _abs(base), "ours Ferret": _abs(ours), "measured": show(value),
-                         "direction holds": holds, "measured as": claim.get("definition", "")})
-            if claim["claim"] == "rounds":  # our grid runs every method the same rounds: also to a target
-                rows.append(_rounds_to_target_row(base_runs, our_runs, claim["baseline"], f"{dataset} / {model}"))
-    columns = ["claim", "vs", "setting", "paper", "paper baseline", "paper Ferret", "ours baseline",
-               "ours Ferret", "measured", "direction holds", "measured as"]
-    return pd.DataFrame(rows, columns=columns).set_index("claim")
-
-
-def _rounds_to_target_row(base_runs: pd.DataFrame, our_runs: pd.DataFrame, baseline: str, setting: str) -> dict:
-    """Rounds each method needs to reach the eval loss both reach (the higher of their mean final
-    losses); the paper gives no such number (its methods ran different rounds)."""
-    finals = [_per_run(r, lambda run: float(final_rows(run)["eval_loss"].iloc[0])).mean
-              for r in (base_runs, our_runs)]
-    target = max(finals) if not any(math.isnan(f) for f in finals) else math.nan
-    base, ours = (_per_run(r, lambda run: rounds_to_target(run, target)) for r in (base_runs, our_runs))
-    value = base.mean / ours.mean if base.n and ours.n and ours.mean else math.nan
-    return {"claim": "rounds to target", "vs": baseline, "setting": setting, "paper": "–",
-            "paper baseline": "–", "paper Ferret": "–", "ours baseline": _abs(base), "ours Ferret": _abs(ours),
-            "measured": _times(value), "direction holds": _direction(True, base, ours, value),
-            "measured as": f"baseline / Ferret rounds to eval loss ≤ {target:.3f} (the higher final loss)"}
-
-
-def rounds_to_target(run: pd.DataFrame, target: float) -> float:
-    evaluated = run.dropna(subset=["eval_loss"]).sort_values("round")
-    hit = evaluated[evaluated["eval_loss"] <= target]
-    return float(hit["round"].iloc[0]) if not hit.empty else math.nan
 
 
 def cost_table(df: pd.DataFrame, target_loss: float | None = None) -> tuple[pd.DataFrame, float]:
@@ -371,10 +192,9 @@ def write_tables(df: pd.DataFrame, out: Path, target_loss: float | None = None,
     """Write main, cost and claims tables (.md and .tex) under out/ and return the .md paths.
     ``examples`` (all_examples.csv) adds the main table's paired differences from Ferret."""
     cost, target = cost_table(df, target_loss)
-    from ferret.report import paper  # paper.py builds on this module's helpers
-
+    budget, budget_note = claims.budget_table(df)
     tables = {"main": main_table(df, reference, examples), "cost": cost.map(_fmt),
-              "claims": claims_table(df, reference),
+              "claims": claims.claims_table(df, reference), "budget": budget,
               "paper_rouge": paper.rouge_comparison(df, reference).map(_fmt),
               "paper_cost": paper.cost_comparison(df, reference).map(_fmt)}
     paired = ("Δ: Rouge-L difference from Ferret's main configuration on the same eval examples (seeds "
@@ -384,9 +204,17 @@ def write_tables(df: pd.DataFrame, out: Path, target_loss: float | None = None,
                         "95% Student-t interval over seeds ([k diverged], [k failed]: runs that diverged or failed, "
                         f"not in the mean). {paired}Beside the paper's Rouge-L. {main_note(df, examples)}",
                 "cost": f"Cost per round; target eval loss {target:.3f}.",
-                "claims": "The paper's headline claims (Fig. 1, App. C.2) by its own definitions: both sides' "
-                          "absolute numbers (ours: mean [95% Student-t interval over seeds] (n runs)) and the "
-                          "ratio baseline / Ferret (difference for the score).",
+                "claims": "The paper's headline claims (Fig. 1, App. C.2; Table 4 for FedZO, Table 2 for FedAvg's "
+                          "score) by its own definitions: both sides' absolute numbers (ours: mean [95% Student-t "
+                          "interval over seeds] (n seeds)) and the ratio baseline / Ferret (difference Ferret − "
+                          "baseline for the score) paired by seed, with its 95% t interval. A direction holds when "
+                          "the whole interval is on the paper's side of 1× (of 0 for the score).",
+                "budget": "Cost to target and quality under budget, per method (main configuration), mean [95% "
+                          "Student-t interval over seeds]: rounds and cumulative compute seconds (overall = local + "
+                          "aggregation s per client, summed over rounds) to a common eval loss half-way from the "
+                          "untuned model's to the best method's final loss, and the eval loss reached within "
+                          "Ferret's compute budget (its whole run); ratios and differences paired by seed; '> x×': "
+                          f"a lower bound where a seed never reached the target. {budget_note}.",
                 "paper_rouge": "Final Rouge-L (%) beside the paper's (Tables 2, 3, 9), cell by cell: difference and "
                                "verdict in units of the combined standard error sqrt(s²/n + s_paper²/n_paper).",
                 "paper_cost": "Cost per round per client in the paper's shape (Tables 4, 5, 10): seconds, parameters "

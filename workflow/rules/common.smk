@@ -19,8 +19,8 @@ FERRET = f"{shlex.quote(sys.executable)} -m ferret" + (
 EXPERIMENT = config["experiment"]
 RUNS = f"results/runs/{EXPERIMENT}"
 PREPARED_ALIASES = {"smollm2-135m", "tiny"}  # models converted or cached once by their own rule
-FIGURES = ["convergence_round", "convergence_bytes", "convergence_time", "ablation_k", "ablation_clients", "figure1"]
-TABLES = ["main", "cost", "claims", "paper_rouge", "paper_cost"]
+FIGURES = ["convergence_round", "convergence_bytes", "convergence_time", "convergence_compute", "ablation_k", "ablation_clients", "figure1"]
+TABLES = ["main", "cost", "claims", "budget", "paper_rouge", "paper_cost"]
 AXES = ("method", "model", "dataset", "num_clients", "K", "seed")
 AXIS_KEYS = {"method": "methods", "model": "models", "dataset": "datasets", "num_clients": "num_clients",
              "K": "K", "seed": "seeds"}  # grid axis -> its config key

@@ -1,0 +1,285 @@
+"""The paper's headline claims checked on our runs, and what each method's compute buys.
+
+* :func:`claims_table`: one row per claim of ``results/reference/claims.csv`` (Fig. 1, App. C.2:
+  ≈ 6.0× less computation than FedKSeed, 10.2× local, 5.0× aggregation, 3.3× fewer rounds, 10^6×
+  less communication than FedAvg, a comparable score; and Table 4's FedZO seconds and Table 2's
+  FedAvg score, whose ratios the paper does not print and the table derives from its two numbers)
+  per data set / model: both sides' absolute numbers (mean [95% t interval over seeds] (n)), the
+  ratio baseline / Ferret (difference Ferret − baseline for the score) *paired by seed* (seed s of
+  both methods shares client sampling and data order) with its 95% t interval, and whether the
+  direction holds. A direction "holds" when the interval lies on the paper's side of 1 (of 0 for
+  a difference); an interval across it is "not resolved", never counted as holding.
+* :func:`budget_table`: cost to target and quality under budget. Per method: the rounds and the
+  cumulative compute seconds (runs.with_compute_clock: overall seconds per client, summed over
+  rounds) to reach a common eval loss, and the eval loss reached within a common compute budget.
+  The target is half-way from the untuned model's loss to the best method's mean final loss, so
+  it asks for real progress (a method that does not get there says "not reached" with what it
+  spent, and its ratio is a lower bound); the budget is Ferret's whole run.
+
+A method's runs are those of its main configuration (runs.main_config_runs).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from ferret.report import stats
+from ferret.report.runs import (final_rows, finished, main_config_runs, read_reference, round_costs,
+                                rounds_to_target, with_compute_clock)
+
+Quantity = Callable[[pd.DataFrame], float]
+
+
+def _overall_s(run: pd.DataFrame) -> float:
+    return float(round_costs(run)["overall_s"].mean())
+
+
+def _local_s(run: pd.DataFrame) -> float:
+    return float(round_costs(run)["local_s"].mean())
+
+
+def _aggregation_s(run: pd.DataFrame) -> float:
+    return float(round_costs(run)["aggregation_s"].mean())
+
+
+def _params_per_round(run: pd.DataFrame) -> float:
+    return float(round_costs(run)["params16"].mean())
+
+
+def _rounds_run(run: pd.DataFrame) -> float:
+    return float(run["round"].max())  # Fig. 1 / App. C.2 count the rounds RUN, not rounds to a target
+
+
+def _final_rouge(run: pd.DataFrame) -> float:
+    return 100.0 * float(final_rows(run)["rouge_l"].iloc[0])
+
+
+# claim kind (claims.csv `claim`) -> (the per-run quantity by the paper's definition; True for a
+# ratio baseline / Ferret, False for a difference Ferret - baseline)
+MEASURES: dict[str, tuple[Quantity, bool]] = {
+    "computation": (_overall_s, True),
+    "local": (_local_s, True),
+    "aggregation": (_aggregation_s, True),
+    "rounds": (_rounds_run, True),
+    "communication": (_params_per_round, True),
+    "score": (_final_rouge, False),
+}
+
+
+def per_seed(runs: pd.DataFrame, quantity: Quantity) -> pd.Series:
+    """``quantity`` of each finished run, indexed by seed (mean if a seed has several runs)."""
+    runs = finished(runs)
+    if runs.empty:
+        return pd.Series(dtype=float)
+    values = {run_id: (run["seed"].iloc[0], quantity(run)) for run_id, run in runs.groupby("run_id")}
+    frame = pd.DataFrame(values.values(), columns=["seed", "value"])
+    return frame.groupby("seed")["value"].mean()
+
+
+def paired(base: pd.Series, ours: pd.Series, ratio: bool) -> stats.Interval:
+    """base / ours (or ours - base) seed by seed, with its t interval over the shared seeds;
+    without two shared seeds, the ratio (difference) of the means and no interval."""
+    shared = base.index.intersection(ours.index)
+    if len(shared) >= 2:
+        b, o = base[shared], ours[shared]
+        return stats.t_interval((b / o if ratio else o - b).tolist())
+    if base.empty or ours.empty:
+        return stats.t_interval([])
+    value = base.mean() / ours.mean() if ratio else ours.mean() - base.mean()
+    return stats.t_interval([value])
+
+
+def _times(value: float) -> str:
+    if math.isnan(value):
+        return "–"
+    return f"{value:.1e}×" if abs(value) >= 1000 else f"{value:.3g}×" if abs(value) < 0.1 else f"{value:.1f}×"
+
+
+def _points(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:+.1f} pts"
+
+
+def _with_interval(iv: stats.Interval, show: Callable[[float], str]) -> str:
+    if iv.n == 0:
+        return "–"
+    text = show(iv.mean)
+    return text + (f" [{show(iv.low)}, {show(iv.high)}] (n={iv.n})" if iv.n >= 2 else " (no interval)")
+
+
+def _abs(iv: stats.Interval) -> str:
+    return _with_interval(iv, lambda v: f"{v:.3g}")
+
+
+def paper_value(claim: pd.Series) -> tuple[float, str]:
+    """The paper's value of a claim and how to show it: as printed, or derived from its two
+    absolute numbers where it prints none (said in the cell), or 'comparable' for the score."""
+    _, ratio = MEASURES[claim["claim"]]
+    show = _times if ratio else _points
+    printed = claim.get("paper_value")
+    if isinstance(printed, str) and printed.strip():
+        value = float(printed.replace("10^", "1e"))
+        return value, show(value)
+    try:
+        base, ferret = float(claim["paper_baseline_abs"]), float(claim["paper_ferret_abs"])
+    except (KeyError, TypeError, ValueError):
+        return math.nan, "comparable" if not ratio else "–"
+    value = base / ferret if ratio else ferret - base
+    return value, ("comparable " if not ratio else "") + f"({show(value)}, from its numbers)"
+
+
+def direction(ratio: bool, paper: float, iv: stats.Interval) -> str:
+    """Whether our interval points the paper's way: for a ratio, the side of 1 the paper's value
+    is on (Ferret cheaper unless the paper says otherwise); for the score ('comparable'), no
+    significant difference or Ferret higher."""
+    if iv.n == 0 or math.isnan(iv.mean):
+        return "–"
+    if ratio:
+        side = 1.0 if math.isnan(paper) or paper >= 1 else -1.0  # +1: the baseline costs more
+        if iv.n < 2:
+            return ("yes" if side * (iv.mean - 1) > 0 else "no") + " (one seed, no interval)"
+        if side * (iv.low - 1) > 0 and side * (iv.high - 1) > 0:
+            return "yes"
+        if side * (iv.low - 1) < 0 and side * (iv.high - 1) < 0:
+            return "no: the opposite direction"
+        return "not resolved: the interval includes 1×"
+    if iv.n < 2:
+        return "no interval (one seed)"
+    if iv.low > 0:
+        return "yes (Ferret higher)"
+    if iv.high < 0:
+        return "no: Ferret lower"
+    return "yes (no significant difference)"
+
+
+def claims_table(df: pd.DataFrame, reference: Path | None = None, method: str = "ferret") -> pd.DataFrame:
+    """The paper's headline claims beside the same quantities from our runs (module docstring)."""
+    claims, _ = read_reference(reference)
+    rows = []
+    for _, claim in claims.iterrows():
+        quantity, ratio = MEASURES[claim["claim"]]
+        show = _times if ratio else _points
+        value, paper_cell = paper_value(claim)
+        for dataset, model in sorted(set(zip(df["dataset"], df["model"]))):
+            here = df[(df["dataset"] == dataset) & (df["model"] == model)]
+            base_runs, our_runs = main_config_runs(here, claim["baseline"]), main_config_runs(here, method)
+            base, ours = per_seed(base_runs, quantity), per_seed(our_runs, quantity)
+            iv = paired(base, ours, ratio)
+            holds = direction(ratio, value, iv)
+            if claim["claim"] == "rounds" and not base.empty and set(base) == set(ours):
+                holds = "not tested (both ran the same rounds; see rounds to target)"
+            rows.append({"claim": f"{claim['claim']} vs {claim['baseline']}", "setting": f"{dataset} / {model}",
+                         "paper": paper_cell, "paper baseline": claim.get("paper_baseline_abs", "–"),
+                         "paper Ferret": claim.get("paper_ferret_abs", "–"),
+                         "ours baseline": _abs(stats.t_interval(base.tolist())),
+                         "ours Ferret": _abs(stats.t_interval(ours.tolist())),
+                         "measured (paired by seed)": _with_interval(iv, show), "direction holds": holds,
+                         "measured as": claim.get("definition", "")})
+            if claim["claim"] == "rounds":  # equal rounds run: also rounds to a common eval loss
+                rows.append(_rounds_to_target_row(here, claim["baseline"], method, f"{dataset} / {model}"))
+    columns = ["claim", "setting", "paper", "paper baseline", "paper Ferret", "ours baseline", "ours Ferret",
+               "measured (paired by seed)", "direction holds", "measured as"]
+    return pd.DataFrame(rows, columns=columns).set_index("claim")
+
+
+def common_target(runs_by_method: dict[str, pd.DataFrame]) -> float:
+    """Half-way from the untuned loss (mean round-0 eval loss) to the best method's mean final loss."""
+    rows = [r for r in runs_by_method.values() if not r.empty]
+    if not rows:
+        return math.nan
+    every = pd.concat(rows)
+    untuned = float(every[every["round"] == 0]["eval_loss"].mean())
+    best = min(per_seed(r, lambda run: float(final_rows(run)["eval_loss"].iloc[0])).mean() for r in rows)
+    return untuned - 0.5 * (untuned - best)
+
+
+def _seconds_to_target(run: pd.DataFrame, target: float) -> float:
+    r = rounds_to_target(run, target)
+    return math.nan if math.isnan(r) else float(run.loc[run["round"] == r, "compute_s"].iloc[0])
+
+
+def _loss_within(run: pd.DataFrame, budget: float) -> float:
+    """Eval loss at the last evaluation whose cumulative compute is within ``budget`` seconds."""
+    evaluated = run.dropna(subset=["eval_loss"])
+    inside = evaluated[evaluated["compute_s"] <= budget * (1 + 1e-9)]
+    return float(inside.sort_values("round")["eval_loss"].iloc[-1])
+
+
+def _total_s(run: pd.DataFrame) -> float:
+    return float(run["compute_s"].max())
+
+
+def _to_target(base: pd.DataFrame, ours: pd.Series, target: float, of: Quantity, total: Quantity) -> str:
+    """A baseline's rounds or seconds to the target ÷ Ferret's, paired by seed; where a seed of
+    the baseline never reached it, a lower bound from what that seed spent."""
+    reached = per_seed(base, lambda run: of(run))
+    if reached.isna().any():
+        spent = per_seed(base, total)
+        bound = (spent[reached.isna()] / ours.reindex(spent[reached.isna()].index)).min()
+        return f"> {_times(bound)} ({int(reached.isna().sum())} of {len(reached)} seeds not reached)"
+    return _with_interval(paired(reached, ours, True), _times)
+
+
+def _rounds_to_target_row(here: pd.DataFrame, baseline: str, method: str, setting: str) -> dict:
+    """Rounds each method needs to reach the common target (common_target of the two)."""
+    runs = {m: main_config_runs(here, m) for m in (baseline, method)}
+    target = common_target(runs)
+    rounds_of = (lambda run: rounds_to_target(run, target))
+    base, ours = per_seed(runs[baseline], rounds_of), per_seed(runs[method], rounds_of)
+    measured, holds = "–", "–"
+    if not base.empty and not ours.empty and not ours.isna().any():
+        measured = _to_target(runs[baseline], ours, target, rounds_of, _rounds_run)
+        iv = paired(base, ours, True)
+        holds = "yes (lower bound)" if base.isna().any() else direction(True, math.nan, iv)
+    elif not ours.empty and ours.isna().any():
+        holds = "no: Ferret did not reach the target in every seed"
+    return {"claim": f"rounds to target vs {baseline}", "setting": setting, "paper": "–", "paper baseline": "–",
+            "paper Ferret": "–", "ours baseline": _abs(stats.t_interval(base.dropna().tolist())),
+            "ours Ferret": _abs(stats.t_interval(ours.dropna().tolist())), "measured (paired by seed)": measured,
+            "direction holds": holds,
+            "measured as": f"baseline / Ferret rounds to eval loss ≤ {target:.3f} (half-way from the untuned "
+                           "loss to the better method's final loss)"}
+
+
+def budget_table(df: pd.DataFrame, method: str = "ferret") -> tuple[pd.DataFrame, str]:
+    """Per data set / model and method: cost to the common target and eval loss within Ferret's
+    compute budget (module docstring), and a caption line naming the target and budget."""
+    clocked = with_compute_clock(df)
+    rows, notes = [], []
+    for (dataset, model), here in clocked.groupby(["dataset", "model"], sort=True):
+        runs = {m: main_config_runs(here, m) for m in sorted(set(here["method"]))}
+        if method not in runs:
+            continue
+        target = common_target(runs)
+        budget = per_seed(runs[method], _total_s).mean()
+        setting = f"{dataset} / {model}"
+        notes.append(f"{setting}: target eval loss {target:.3f}, budget {budget:.0f} s")
+        ours_s = per_seed(runs[method], lambda run: _seconds_to_target(run, target))
+        ours_loss = per_seed(runs[method], lambda run: _loss_within(run, budget))
+        for m, r in runs.items():
+            rounds = per_seed(r, lambda run: rounds_to_target(run, target))
+            seconds = per_seed(r, lambda run: _seconds_to_target(run, target))
+            loss = per_seed(r, lambda run: _loss_within(run, budget))
+            total = per_seed(r, _total_s)
+            missed = int(seconds.isna().sum())
+            to_target = "ref" if m == method else (
+                _to_target(r, ours_s, target, lambda run: _seconds_to_target(run, target), _total_s)
+                if not ours_s.isna().any() else "–")
+            rows.append({
+                "setting": setting, "method": m, "seeds": len(total),
+                "reached target": f"{len(seconds) - missed} of {len(seconds)}",
+                "rounds to target": _abs(stats.t_interval(rounds.dropna().tolist())),
+                "compute s to target": _abs(stats.t_interval(seconds.dropna().tolist())),
+                "compute to target ÷ Ferret": to_target,
+                "eval loss within budget": _abs(stats.t_interval(loss.tolist())),
+                "Δ loss vs Ferret (paired by seed)": "ref" if m == method else _with_interval(
+                    paired(ours_loss, loss, False), lambda v: f"{v:+.3f}"),
+                "run ended before the budget": "yes" if (total < budget).all() else "no",
+                "total compute s": _abs(stats.t_interval(total.tolist())),
+                "final eval loss": _abs(stats.t_interval(
+                    per_seed(r, lambda run: float(final_rows(run)["eval_loss"].iloc[0])).tolist())),
+            })
+    return pd.DataFrame(rows), "; ".join(notes)
