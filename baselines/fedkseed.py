@@ -21,8 +21,9 @@ re-implemented here. Per round r:
 
 The server's rebuild and a client's replay are one function (:meth:`FedKSeed.apply_pairs`), so a
 client that missed rounds lands on the server's weights bit for bit (tests/test_zo_baselines.py).
-The engine resets its working copy from the global weights instead of replaying (identical, and
-cheaper); the bytes logged are those of the real downlink message built here.
+The engine resets its working copy from the global weights instead of replaying (identical with the
+per_round downlink, equal up to float rounding with merged, and cheaper); the bytes logged are
+those of the real downlink message built here (ferret/federated_round.py).
 
 Options (official code = default):
 

@@ -5,9 +5,11 @@ the bytes a deployment would send: one safetensors blob (an 8-byte header length
 with dtypes/shapes/offsets and the scalars under ``__metadata__``, then the raw tensor bytes).
 The engine logs ``len(encode(msg))`` for every message in both directions. The uplink is
 decoded and the *decoded* copy is what the server aggregates, so what is counted is what is used.
-The downlink is counted, not applied: the engine encodes it for its size and then resets the
-client's working copy from the server's global weights (``load_global``), which equals the replayed
-downlink by construction; the methods' ``replay`` checks that equality in the tests.
+The downlink is counted, not applied: the round (ferret/federated_round.py) encodes it for its
+size, never decodes it, and resets the client's working copy from the server's global weights
+(``load_global``). For the FedAvg family the downlink is those weights; for Ferret and
+FedKSeed(-Pro) replaying it on the client's stale copy gives them (bit for bit; FedKSeed's
+``merged`` downlink up to float rounding), which their ``replay`` tests check.
 """
 
 from __future__ import annotations

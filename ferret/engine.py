@@ -3,13 +3,9 @@
 Per round r = 1..R (round 0 evaluates the untuned model):
 
     sampled = seeded sample of max(1, int(N * participation)) clients, without replacement
-    for c in sampled:
-        down = encode(algo.downlink(c))          # bytes counted, not applied (comm.py):
-        algo.load_global(model)                  # the working copy is reset from the global weights
-        algo.local_train(model, batches(c, r), c)   # t_local
-        up = encode(algo.encode(model, c))       # t_encode; bytes counted
-        algo.receive(decode(up), p_c)            # t_aggregate (with the final aggregate below)
-    algo.aggregate()
+    federated_round(algo, model, sampled, ...)   # ferret/algorithms/base.py's round, timed per phase
+                                                 # (ferret/federated_round.py): the downlink is
+                                                 # counted, not applied; bytes and seconds logged
     evaluate every eval_every rounds (loss) / rouge_every rounds and at the end (Rouge-L)
 
 Every evaluation also writes its per-example scores to examples.csv (the reports' paired tests).
@@ -53,13 +49,14 @@ from typing import Any
 
 import torch
 
-from ferret import checkpoint, comm
+from ferret import checkpoint
 from ferret.algorithms import registry
 from ferret.algorithms.base import Algorithm, RoundContext
 from ferret.config import ConfigError, RunConfig
 from ferret.data.prompts import prompt_ids, tokenize_example
 from ferret.data.registry import load_federated_data
 from ferret.data.types import DataError, Example, Metric
+from ferret.federated_round import Timer, federated_round
 from ferret.generation import generate
 from ferret.host import Host
 from ferret.metrics import example_losses, rouge_l_scores
@@ -192,23 +189,6 @@ def environment_info(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         hardware["gpu"] = torch.cuda.get_device_name(device)
     return {"python": sys.version.split()[0], "versions": versions, "git_commit": _git_commit(), "hardware": hardware}
-
-
-class Timer:
-    def __init__(self) -> None:
-        self.seconds = 0.0
-
-    def __enter__(self) -> Timer:
-        self._t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.seconds += time.perf_counter() - self._t0
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _check_k(cfg: RunConfig, params: Iterable[torch.Tensor], what: str) -> None:
@@ -475,34 +455,16 @@ def _federate(cfg: RunConfig, algo: Algorithm, model: torch.nn.Module, tokenizer
                 torch.cuda.reset_peak_memory_stats(device)
             t_round = time.perf_counter()
             sampled = sample_clients(cfg, r)
-            total_w = sum(weights[c] for c in sampled)
-            t_local, t_encode, t_agg = Timer(), Timer(), Timer()
-            up_bytes = down_bytes = 0
-            losses = []
-            for c in sampled:
-                down_bytes += len(comm.encode(algo.downlink(c, ctx)))
-                algo.load_global(model)
-                batches = client_batches(clients[c], cfg, r, c, pad_id, device)
-                with t_local:
-                    losses.append(algo.local_train(model, batches, c, ctx))
-                    _sync(device)
-                with t_encode:
-                    blob = comm.encode(algo.encode(model, c, ctx))
-                    _sync(device)
-                up_bytes += len(blob)
-                with t_agg:
-                    algo.receive(comm.decode(blob), weights[c] / total_w, ctx)
-                del blob
-            with t_agg:
-                algo.aggregate(ctx)
-                _sync(device)
-            cum_bytes += up_bytes + down_bytes
-            train_loss = sum(losses) / len(losses)
+            done = federated_round(algo, model, sampled, weights,
+                                   lambda c: client_batches(clients[c], cfg, r, c, pad_id, device), ctx)
+            cum_bytes += done.uplink_bytes + done.downlink_bytes
+            train_loss = done.train_loss
             row = {"run_id": run_id, "method": cfg.method, "round": r, "clients": len(sampled),
-                   "train_loss": train_loss, "uplink_bytes": up_bytes, "downlink_bytes": down_bytes,
-                   "uplink_bytes_per_client": up_bytes / len(sampled),
-                   "downlink_bytes_per_client": down_bytes / len(sampled), "cum_bytes": cum_bytes,
-                   "t_local_s": t_local.seconds, "t_encode_s": t_encode.seconds, "t_aggregate_s": t_agg.seconds}
+                   "train_loss": train_loss, "uplink_bytes": done.uplink_bytes,
+                   "downlink_bytes": done.downlink_bytes,
+                   "uplink_bytes_per_client": done.uplink_bytes / len(sampled),
+                   "downlink_bytes_per_client": done.downlink_bytes / len(sampled), "cum_bytes": cum_bytes,
+                   "t_local_s": done.t_local_s, "t_encode_s": done.t_encode_s, "t_aggregate_s": done.t_aggregate_s}
             # The diverged round's row is not logged: metrics.csv keeps the finished rounds only.
             if not math.isfinite(train_loss):
                 raise DivergedError(f"training loss is {train_loss} at round {r}", r)

@@ -1,10 +1,10 @@
 """The one interface every federated method implements, and the round context the engine passes.
 
-The engine (ferret/engine.py) drives a round as:
+A round (ferret/federated_round.py, run by the engine and by ``ferret bench round``) is:
 
     for each sampled client c:
-        msg = algo.downlink(c, ctx)            # server -> client (serialised, counted)
-        algo.load_global(model)                # reset the single working copy
+        msg = algo.downlink(c, ctx)            # server -> client (serialised, counted, not applied)
+        algo.load_global(model)                # reset the single working copy to the global weights
         loss = algo.local_train(model, batches, c, ctx)  # "local compute" phase
         up = algo.encode(model, c, ctx)        # "encode" phase -> uplink (serialised, counted)
         algo.receive(decode(up), p_c, ctx)     # fold it in as it arrives (p_c sums to 1)

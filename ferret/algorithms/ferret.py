@@ -12,8 +12,9 @@ arXiv 2409.06277 (ICML 2025); official code github.com/allen4747/Ferret
              w_{r+1} = w_r - slr_r * delta
 
 The server rebuilds ONE update per round from the averaged coordinates, so its cost does not grow
-with the number of clients. A client that keeps a model copy replays the same rebuild from the
-aggregated coordinates it missed (its downlink; see :meth:`Ferret.replay`).
+with the number of clients. A client that keeps a model copy can replay the same rebuild from the
+aggregated coordinates it missed (its downlink; see :meth:`Ferret.replay`); the engine counts that
+downlink and resets its working copy from the global weights instead (ferret/federated_round.py).
 
 Options (official code = default, but for the basis; paper text or variants behind an option):
 

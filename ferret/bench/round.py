@@ -6,12 +6,12 @@ can be downloaded, and values do not change speed): ``llama-3b`` is open_llama_3
 and ``tiny`` are scaled-down LLaMAs for CPU runs and tests. The data are random token sequences of
 one length (the paper times at batch size 1).
 
-Each method goes through the registry and the engine's round, phase by phase as
-``ferret.engine._federate`` runs it for one sampled client (downlink, ``load_global``,
-``local_train``, ``encode``, ``receive`` + ``aggregate``), with the engine's batches
-(``client_batches``), serialisation (``ferret.comm``), ``Timer`` and device syncs. Columns follow the
-paper's definitions (appendix C.2): local = local training + encode (the projection counts as local
-update), aggregation = decode + receive + aggregate, overall = local + aggregation, all per client.
+Each method goes through the registry and the engine's own round,
+:func:`ferret.federated_round.federated_round`, for one sampled client (downlink, ``load_global``,
+``local_train``, ``encode``, ``receive`` + ``aggregate``, with its timers and device syncs), on the
+engine's batches (``client_batches``). Columns follow the paper's definitions (appendix C.2):
+local = local training + encode (the projection counts as local update), aggregation = decode +
+receive + aggregate, overall = local + aggregation, all per client.
 Peak memory is the engine's per-round figure: on CUDA ``max_memory_allocated`` after resetting it at
 the round's start; on CPU the process's resident high-water mark over the round (reset at its start,
 so it includes the model, the global copy and the interpreter). ``peak_extra_gb`` is that peak less
@@ -31,12 +31,12 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ferret import comm
 from ferret.algorithms import registry
 from ferret.algorithms.base import RoundContext
 from ferret.bench.measure import memory_now_mb, peak_since_reset_mb, reset_peak
 from ferret.config import ConfigError, load_config
-from ferret.engine import Timer, client_batches
+from ferret.engine import client_batches
+from ferret.federated_round import federated_round, sync
 
 # LlamaConfig keyword arguments. llama-3b: openlm-research/open_llama_3b's config.json.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -127,8 +127,7 @@ def one_round(spec: MethodSpec, model: torch.nn.Module, data: list[dict[str, lis
               overrides: Iterable[str] = (), steps: int | None = None) -> dict[str, Any]:
     """One round of spec.method for one client, as the engine runs it (spec.steps local steps unless
     steps is given); the phases' seconds, the messages' bytes and the round's peak memory."""
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    sync()
+    sync(device)
     # The window opens before setup: the method's global copy and state count, the model does not.
     reset_peak(device)
     before = memory_now_mb(device)
@@ -136,26 +135,14 @@ def one_round(spec: MethodSpec, model: torch.nn.Module, data: list[dict[str, lis
     model = algo.setup(model, None)
     ctx = RoundContext(round=1, rounds=1, seed=cfg.seed, device=device)
     batches = client_batches(data, cfg, 1, 0, 0, device)  # one length: no padding
-    t_local, t_encode, t_agg = Timer(), Timer(), Timer()
-    down = len(comm.encode(algo.downlink(0, ctx)))
-    algo.load_global(model)
-    with t_local:
-        algo.local_train(model, batches, 0, ctx)
-        sync()
-    with t_encode:
-        blob = comm.encode(algo.encode(model, 0, ctx))
-        sync()
-    with t_agg:
-        algo.receive(comm.decode(blob), 1.0, ctx)
-        algo.aggregate(ctx)
-        sync()
+    done = federated_round(algo, model, [0], [1.0], lambda c: batches, ctx)
     peak = peak_since_reset_mb(device)
-    local = t_local.seconds + t_encode.seconds
+    local = done.t_local_s + done.t_encode_s
     return {"method": spec.method, "d": sum(t.numel() for t in algo.global_params.values()), "steps": len(batches),
-            "K": cfg.K if spec.K else "", "local_s": local, "encode_s": t_encode.seconds,
-            "aggregation_s": t_agg.seconds, "overall_s": local + t_agg.seconds, "peak_mem_gb": peak / 1024,
+            "K": cfg.K if spec.K else "", "local_s": local, "encode_s": done.t_encode_s,
+            "aggregation_s": done.t_aggregate_s, "overall_s": local + done.t_aggregate_s, "peak_mem_gb": peak / 1024,
             "peak_extra_gb": (peak - before) / 1024,
-            "uplink_bytes": len(blob), "downlink_bytes": down}
+            "uplink_bytes": done.uplink_bytes, "downlink_bytes": done.downlink_bytes}
 
 
 def paper_columns(rows: list[dict[str, Any]], reference: Path) -> None:

@@ -1,0 +1,109 @@
+"""One federated round, as ferret/algorithms/base.py states it, timed phase by phase.
+
+Both the engine (``ferret run``, one call per round) and ``ferret bench round`` (one call for one
+client) run :func:`federated_round`, so the phases and what each timer covers are written once:
+
+    for each sampled client c:
+        down = comm.encode(algo.downlink(c))      # downlink_bytes: counted, not applied (below)
+        algo.load_global(model)                   # the working copy is reset from the global weights
+        loss = algo.local_train(model, batches_of(c), c)   # t_local
+        up = comm.encode(algo.encode(model, c))   # t_encode; uplink_bytes
+        algo.receive(comm.decode(up), p_c)        # t_aggregate (decode + receive) ...
+    algo.aggregate()                              # ... + the final aggregate
+
+Every timed phase ends with a device synchronisation, so asynchronous CUDA work is counted in the
+phase that queued it. Building a client's batches is not timed.
+
+The downlink is counted, not applied: its bytes are those of the message the method builds for
+the client, serialised, and that message is then dropped. The client's working copy is reset from
+the server's global weights with ``load_global`` instead of being rebuilt from the decoded
+downlink, and a client's ``local_train`` and ``encode`` read the shared seeds (FedKSeed-Pro: the
+seed probabilities) from the method object, the same values its downlink carries. For the FedAvg family the downlink
+is those global weights; for Ferret and FedKSeed(-Pro) a client replaying the decoded downlink
+lands on them (bit for bit; FedKSeed's ``merged`` downlink up to float rounding), which
+tests/test_algorithms.py and tests/test_zo_baselines.py check. The uplink, by contrast, is decoded
+and the decoded copy is what the server receives.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from ferret import comm
+from ferret.algorithms.base import Algorithm, RoundContext
+
+Batches = list[dict[str, torch.Tensor]]
+
+
+class Timer:
+    """Accumulates wall seconds over every ``with`` block it times."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __enter__(self) -> Timer:
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds += time.perf_counter() - self._t0
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); a no-op elsewhere."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """What one round measured, summed over its sampled clients."""
+
+    train_losses: list[float]  # each sampled client's mean local training loss, in sampled order
+    uplink_bytes: int
+    downlink_bytes: int        # counted, not applied (module docstring)
+    t_local_s: float           # local_train
+    t_encode_s: float          # algo.encode + serialisation
+    t_aggregate_s: float       # decode + receive of every uplink, then aggregate
+
+    @property
+    def train_loss(self) -> float:
+        """The round's training loss: the mean over its sampled clients."""
+        return sum(self.train_losses) / len(self.train_losses)
+
+
+def federated_round(algo: Algorithm, model: torch.nn.Module, sampled: Sequence[int], weights: Sequence[float],
+                    batches_of: Callable[[int], Batches], ctx: RoundContext) -> RoundResult:
+    """Run round ``ctx.round`` for the ``sampled`` clients on the one working copy ``model`` and
+    update the method's global model. ``weights[c]`` is client c's aggregation weight (normalised
+    over ``sampled`` here); ``batches_of(c)`` builds client c's local batches for this round.
+
+    The downlink is serialised to count its bytes and not applied: each client starts from
+    ``algo.load_global(model)``, the server's global weights (module docstring)."""
+    device = ctx.device
+    total_w = sum(weights[c] for c in sampled)
+    t_local, t_encode, t_agg = Timer(), Timer(), Timer()
+    up_bytes = down_bytes = 0
+    losses = []
+    for c in sampled:
+        down_bytes += len(comm.encode(algo.downlink(c, ctx)))
+        algo.load_global(model)
+        batches = batches_of(c)
+        with t_local:
+            losses.append(algo.local_train(model, batches, c, ctx))
+            sync(device)
+        with t_encode:
+            blob = comm.encode(algo.encode(model, c, ctx))
+            sync(device)
+        up_bytes += len(blob)
+        with t_agg:
+            algo.receive(comm.decode(blob), weights[c] / total_w, ctx)
+        del blob  # one client's uplink at a time
+    with t_agg:
+        algo.aggregate(ctx)
+        sync(device)
+    return RoundResult(losses, up_bytes, down_bytes, t_local.seconds, t_encode.seconds, t_agg.seconds)
