@@ -73,6 +73,15 @@ def test_score_difference_is_paired_by_seed(runs):
     assert t.loc["score vs fedavg", "direction holds"] == "yes (Ferret higher)"
 
 
+def test_a_comparable_score_needs_a_narrow_interval():
+    narrow = claims.paired(pd.Series([30.0, 31.0, 29.0]), pd.Series([30.5, 30.0, 30.0]), ratio=False)
+    wide = claims.paired(pd.Series([10.0, 50.0, 30.0]), pd.Series([30.0, 30.0, 30.0]), ratio=False)
+    assert narrow.low < 0 < narrow.high and -claims.COMPARABLE_PTS <= narrow.low and narrow.high <= claims.COMPARABLE_PTS
+    assert claims.direction(False, math.nan, narrow).startswith("yes (within")
+    assert wide.low < -claims.COMPARABLE_PTS
+    assert claims.direction(False, math.nan, wide).startswith("not resolved")
+
+
 def test_an_interval_across_one_is_not_resolved():
     iv = claims.paired(pd.Series([2.0, 0.5, 3.0]), pd.Series([1.0, 1.0, 1.0]), ratio=True)
     assert iv.low < 1 < iv.high

@@ -7,8 +7,9 @@
   per data set / model: both sides' absolute numbers (mean [95% t interval over seeds] (n)), the
   ratio baseline / Ferret (difference Ferret − baseline for the score) *paired by seed* (seed s of
   both methods shares client sampling and data order) with its 95% t interval, and whether the
-  direction holds. A direction "holds" when the interval lies on the paper's side of 1 (of 0 for
-  a difference); an interval across it is "not resolved", never counted as holding.
+  direction holds. A direction "holds" when the interval lies on the paper's side of 1; the
+  score's "comparable" holds when Ferret is higher or the interval lies within ±COMPARABLE_PTS;
+  an interval across 1 (or a wide one across 0) is "not resolved", never counted as holding.
 * :func:`budget_table`: cost to target and quality under budget. Per method: the rounds and the
   cumulative compute seconds (runs.with_compute_clock: overall seconds per client, summed over
   rounds) to reach a common eval loss, and the eval loss reached within a common compute budget.
@@ -131,10 +132,16 @@ def paper_value(claim: pd.Series) -> tuple[float, str]:
     return value, ("comparable " if not ratio else "") + f"({show(value)}, from its numbers)"
 
 
+# "Comparable" scores: the paired interval of Ferret - baseline must lie within +-5 Rouge-L points,
+# 2-10x the paper's own seed std (0.4-2.8 pts in Table 2). An interval that merely includes 0 but
+# is wider shows no difference and no equivalence either: "not resolved".
+COMPARABLE_PTS = 5.0
+
+
 def direction(ratio: bool, paper: float, iv: stats.Interval) -> str:
     """Whether our interval points the paper's way: for a ratio, the side of 1 the paper's value
-    is on (Ferret cheaper unless the paper says otherwise); for the score ('comparable'), no
-    significant difference or Ferret higher."""
+    is on (Ferret cheaper unless the paper says otherwise); for the score ('comparable'), Ferret
+    higher, or the interval within +-COMPARABLE_PTS."""
     if iv.n == 0 or math.isnan(iv.mean):
         return "–"
     if ratio:
@@ -152,7 +159,9 @@ def direction(ratio: bool, paper: float, iv: stats.Interval) -> str:
         return "yes (Ferret higher)"
     if iv.high < 0:
         return "no: Ferret lower"
-    return "yes (no significant difference)"
+    if -COMPARABLE_PTS <= iv.low and iv.high <= COMPARABLE_PTS:
+        return f"yes (within ±{COMPARABLE_PTS:g} pts)"
+    return f"not resolved: no significant difference, but the interval is wider than ±{COMPARABLE_PTS:g} pts"
 
 
 def claims_table(df: pd.DataFrame, reference: Path | None = None, method: str = "ferret") -> pd.DataFrame:

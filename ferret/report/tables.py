@@ -208,7 +208,8 @@ def write_tables(df: pd.DataFrame, out: Path, target_loss: float | None = None,
                           "score) by its own definitions: both sides' absolute numbers (ours: mean [95% Student-t "
                           "interval over seeds] (n seeds)) and the ratio baseline / Ferret (difference Ferret − "
                           "baseline for the score) paired by seed, with its 95% t interval. A direction holds when "
-                          "the whole interval is on the paper's side of 1× (of 0 for the score).",
+                          "the whole interval is on the paper's side of 1×; a 'comparable' score when Ferret is "
+                          f"higher or the interval lies within ±{claims.COMPARABLE_PTS:g} points.",
                 "budget": "Cost to target and quality under budget, per method (main configuration), mean [95% "
                           "Student-t interval over seeds]: rounds and cumulative compute seconds (overall = local + "
                           "aggregation s per client, summed over rounds) to a common eval loss half-way from the "
