@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ferret.models import DEFAULT_RESOURCES
-from ferret.tracking import DEFAULT_WANDB_PROJECT, resolve_wandb_mode, secret_values
+from ferret.redaction import secret_values
+from ferret.wandb_sink import DEFAULT_WANDB_PROJECT, resolve_wandb_mode
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ def _fill(folder: Path) -> None:
 
 def install(spec: str) -> None:
     action, _, point = spec.partition("@")
-    from ferret import checkpoint, tracking
+    from ferret import atomic, checkpoint, csv_sink
 
     if point.startswith("round:"):
         at = int(point.split(":")[1])
@@ -80,7 +80,7 @@ def install(spec: str) -> None:
         checkpoint.save_file = save_file
     elif point.startswith("write:"):
         name, _, nth = point.removeprefix("write:").partition("#")
-        real_write = tracking.atomic_write_text
+        real_write = atomic.atomic_write_text
         count = [0]
 
         def atomic_write_text(path, text):
@@ -91,7 +91,10 @@ def install(spec: str) -> None:
                     _pause(point)
             real_write(path, text)
 
-        tracking.atomic_write_text = atomic_write_text
+        # Each writer looks the function up in its own module: write_json (run.json) in ferret.atomic,
+        # CsvSink (metrics.csv, examples.csv) in ferret.csv_sink.
+        for module in (atomic, csv_sink):
+            module.atomic_write_text = atomic_write_text
     elif action in ("nan", "raise"):
         method, _, at_round = point.rpartition(":")
         from ferret.algorithms import registry
