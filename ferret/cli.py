@@ -113,7 +113,7 @@ def _cmd_tables(args: argparse.Namespace) -> int:
 
 
 def _log_report(args: argparse.Namespace, kind: str, files: list[Path]) -> None:
-    from ferret.tracking import log_report
+    from ferret.wandb_sink import log_report
 
     host = args.host
     log_report(files, kind=kind, mode=host.wandb_mode(args.wandb_mode), experiment=args.experiment,

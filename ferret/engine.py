@@ -64,7 +64,10 @@ from ferret.models import ModelError, load_model_and_tokenizer
 from ferret.seeding import derive_seed, generator
 from ferret.outdir import OutDirError, RunFolder
 from ferret import untuned
-from ferret.tracking import EXAMPLE_COLUMNS, CsvSink, Progress, WandbSink, remove_stale_temps, write_json
+from ferret.atomic import remove_stale_temps, write_json
+from ferret.csv_sink import EXAMPLE_COLUMNS, CsvSink
+from ferret.progress import Progress
+from ferret.wandb_sink import WandbSink
 
 TRACEBACK_LOG = "traceback.log"
 

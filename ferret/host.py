@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ferret.models import DEFAULT_RESOURCES
-from ferret.tracking import DEFAULT_WANDB_PROJECT, resolve_wandb_mode, secret_values
+from ferret.redaction import secret_values
+from ferret.wandb_sink import DEFAULT_WANDB_PROJECT, resolve_wandb_mode
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class Host:
     """The defaults (``Host()``) are a library call's: no secrets known, and ``wandb_mode=auto``
     logs nowhere, since only the CLI knows whether a W&B key is configured."""
 
-    resources: Path = DEFAULT_RESOURCES  # cache of converted models and tokenizers (ferret/models.py)
+    resources: Path = DEFAULT_RESOURCES  # cache of converted models and tokenizers (ferret/model_cache.py)
     wandb_auto: str = "disabled"  # what wandb_mode=auto resolves to
     wandb_project: str = DEFAULT_WANDB_PROJECT  # used when the run config's wandb_project is empty
     wandb_entity: str | None = None  # used when the run config's wandb_entity is empty

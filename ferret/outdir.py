@@ -176,7 +176,7 @@ class RunFolder:
                     os.replace(self.out / name, aside / name)
         staged_csv = self.staging / "metrics.csv"
         if not staged_csv.exists():  # failed before round 0: the header alone, so the outputs exist
-            from ferret.tracking import CsvSink
+            from ferret.csv_sink import CsvSink
 
             CsvSink(staged_csv).write()
         if (self.staging / "examples.csv").exists():  # per-example scores; absent before round 0

@@ -4,7 +4,7 @@ Round 0 scores the model before any training. For every full-parameter method (a
 starts at zero) that model is the base model itself, so its round-0 scores are the same for every
 method, seed and client count of a grid: ``ferret eval-untuned`` computes them once into a folder::
 
-    <folder>/examples.csv   per-example eval loss and Rouge-L (tracking.EXAMPLE_COLUMNS)
+    <folder>/examples.csv   per-example eval loss and Rouge-L (csv_sink.EXAMPLE_COLUMNS)
     <folder>/untuned.json   the identity below and the round-0 row (written last: its presence
                             means the folder is complete)
 

@@ -7,9 +7,10 @@ import json
 import pandas as pd
 import pytest
 
+from ferret.atomic import write_json
 from ferret.config import RunConfig
+from ferret.csv_sink import COLUMNS, CsvSink
 from ferret.report.collect import collect, write_all_runs
-from ferret.tracking import COLUMNS, CsvSink, write_json
 
 
 def _fake_run(folder, status="ok", **config):

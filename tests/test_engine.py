@@ -10,8 +10,8 @@ import torch
 
 from ferret import comm
 from ferret.config import load_config
+from ferret.csv_sink import COLUMNS
 from ferret.engine import run
-from ferret.tracking import COLUMNS
 
 from conftest import tiny_overrides
 

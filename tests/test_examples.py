@@ -9,8 +9,8 @@ import pytest
 
 from ferret import engine
 from ferret.config import ConfigError, load_config
+from ferret.csv_sink import EXAMPLE_COLUMNS
 from ferret.report.collect import collect_examples
-from ferret.tracking import EXAMPLE_COLUMNS
 
 from conftest import tiny_overrides
 

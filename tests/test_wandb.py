@@ -17,7 +17,7 @@ import pytest
 from ferret.config import load_config
 from ferret.engine import run
 from ferret.host import Host
-from ferret.tracking import X_AXES, WandbSink, log_report, resolve_wandb_mode
+from ferret.wandb_sink import X_AXES, WandbSink, log_report, resolve_wandb_mode
 
 from conftest import tiny_overrides
 

@@ -5,7 +5,8 @@ started below it (directly, or as a Snakemake job) then patches ferret at start-
 
 * ``pause@round:R``      after round R's checkpoint is published (checkpoint.save returns)
 * ``pause@checkpoint:R`` inside round R's checkpoint: the state file written, meta.json not yet
-* ``pause@write:NAME#N`` inside the N-th atomic write of a file NAME: half of it in the temporary
+* ``pause@write:NAME#N`` inside the N-th write of a file NAME: the real writer has written half the
+                         text to whatever file it opened (the temporary of an atomic write)
 * ``fill@round:R``       after round R's checkpoint, fill the file system of the run folder
 * ``nan@METHOD:R``       METHOD's local training returns a NaN loss in round R
 * ``raise@METHOD:R``     METHOD's local training raises RuntimeError in round R (a failed run)
@@ -18,9 +19,12 @@ kills the process at exactly that point. Other processes (Snakemake itself) are 
 
 from __future__ import annotations
 
+import builtins
+import io
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 SPEC = os.environ.get("FERRET_FAULT", "")
@@ -34,6 +38,46 @@ def _is_ferret_run() -> bool:
 def _pause(point: str) -> None:
     print(f"ferret-test-pause pid={os.getpid()} at={point}", file=sys.stderr, flush=True)
     time.sleep(300)
+
+
+class _HalfWriter:
+    """A file opened for writing whose write stops halfway and pauses: what a kill mid-write leaves."""
+
+    def __init__(self, file, point: str) -> None:
+        self._file, self._point = file, point
+
+    def write(self, text):
+        self._file.write(text[: len(text) // 2])
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        _pause(self._point)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return self._file.__exit__(*exc)
+
+    def __getattr__(self, attr):
+        return getattr(self._file, attr)
+
+
+@contextmanager
+def _writes_pause_halfway(point: str):
+    """Every file opened for writing meanwhile (open, Path.write_text, os.fdopen) pauses halfway."""
+    real = {"open": builtins.open, "io_open": io.open, "fdopen": os.fdopen}
+
+    def opener(real_open):
+        def open_(file, mode="r", *args, **kwargs):
+            f = real_open(file, mode, *args, **kwargs)
+            return _HalfWriter(f, point) if any(c in mode for c in "wax+") else f
+        return open_
+
+    builtins.open, io.open, os.fdopen = opener(real["open"]), opener(real["io_open"]), opener(real["fdopen"])
+    try:
+        yield
+    finally:
+        builtins.open, io.open, os.fdopen = real["open"], real["io_open"], real["fdopen"]
 
 
 def _fill(folder: Path) -> None:
@@ -55,7 +99,7 @@ def _fill(folder: Path) -> None:
 
 def install(spec: str) -> None:
     action, _, point = spec.partition("@")
-    from ferret import checkpoint, tracking
+    from ferret import atomic, checkpoint, csv_sink
 
     if point.startswith("round:"):
         at = int(point.split(":")[1])
@@ -80,18 +124,24 @@ def install(spec: str) -> None:
         checkpoint.save_file = save_file
     elif point.startswith("write:"):
         name, _, nth = point.removeprefix("write:").partition("#")
-        real_write = tracking.atomic_write_text
+        real_write = atomic.atomic_write_text
         count = [0]
 
         def atomic_write_text(path, text):
             if Path(path).name == name:
                 count[0] += 1
-                if count[0] == int(nth):  # what the real writer leaves at this instant: half a temporary
-                    (Path(path).parent / f".{name}.killed.tmp").write_text(text[: len(text) // 2])
-                    _pause(point)
+                if count[0] == int(nth):
+                    # The real writer, stopped halfway through its file: an atomic one leaves half a
+                    # temporary, one that wrote the target in place would leave it torn (and fail the test).
+                    with _writes_pause_halfway(point):
+                        real_write(path, text)
+                    return
             real_write(path, text)
 
-        tracking.atomic_write_text = atomic_write_text
+        # Each writer looks the function up in its own module: write_json (run.json) in ferret.atomic,
+        # CsvSink (metrics.csv, examples.csv) in ferret.csv_sink.
+        for module in (atomic, csv_sink):
+            module.atomic_write_text = atomic_write_text
     elif action in ("nan", "raise"):
         method, _, at_round = point.rpartition(":")
         from ferret.algorithms import registry

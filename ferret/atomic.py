@@ -1,0 +1,59 @@
+"""Atomic file writes: a crash never leaves a half-written CSV or JSON behind.
+
+Every file is written to a temporary file in the same folder and renamed over the target with
+``os.replace``, so a reader sees the previous complete version or the new one. A killed write
+leaves only its hidden temporary, which :func:`remove_stale_temps` deletes on the next start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ferret.redaction import redact
+
+__all__ = ["atomic_write_text", "remove_stale_temps", "write_json"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates 0600 files; a result file gets the mode a plain open() would give it (0644 under umask 022).
+_FILE_MODE = 0o666 & ~_umask()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write text to path via a temporary sibling and rename (atomic on POSIX)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, _FILE_MODE)
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def remove_stale_temps(folder: Path, names: Iterable[str]) -> None:
+    """Delete the temporary files that a killed :func:`atomic_write_text` of these names left."""
+    for name in names:
+        for tmp in folder.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: Mapping[str, Any], secrets: Sequence[str] = ()) -> None:
+    """Atomic JSON with every value in ``secrets`` redacted (see :func:`redact`)."""
+    # Values first (a secret JSON would escape), then the text (objects that default=str renders).
+    text = json.dumps(redact(data, secrets), indent=2, sort_keys=False, default=str)
+    atomic_write_text(path, redact(text, secrets) + "\n")

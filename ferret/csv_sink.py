@@ -1,0 +1,73 @@
+"""The CSV sinks: metrics.csv (one row per round) and examples.csv (one row per evaluated example).
+
+Each write rewrites the whole file atomically (ferret/atomic.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ferret.atomic import atomic_write_text
+
+__all__ = ["COLUMNS", "EXAMPLE_COLUMNS", "CsvSink"]
+
+# The per-round columns, in order (empty where not measured that round).
+COLUMNS = [
+    "run_id", "method", "round", "clients", "train_loss", "eval_loss", "rouge_l", "accuracy",
+    "uplink_bytes", "downlink_bytes", "uplink_bytes_per_client", "downlink_bytes_per_client",
+    "cum_bytes", "t_local_s", "t_encode_s", "t_aggregate_s", "t_eval_s", "t_round_s", "peak_mem_mb",
+]
+# examples.csv: one row per (evaluated round, eval example); `example` is the index in the eval
+# set, which is fixed by the data (eval_seed), so rows of different runs pair one to one.
+EXAMPLE_COLUMNS = ["run_id", "method", "round", "example", "task", "eval_loss", "rouge_l"]
+
+
+def _cell(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return repr(value)  # round-trips exactly
+    return value
+
+
+class CsvSink:
+    """metrics.csv with one row per round (or examples.csv with ``columns=EXAMPLE_COLUMNS``); the
+    whole file is rewritten atomically each round. ``rows`` (a resumed run's rows so far) are
+    written at once."""
+
+    def __init__(self, path: Path, rows: Iterable[Mapping[str, Any]] = (), columns: list[str] | None = None) -> None:
+        self.path = path
+        self.columns = COLUMNS if columns is None else columns
+        self.rows: list[dict[str, Any]] = []
+        for row in rows:
+            self._add(row)
+        if self.rows:
+            self.write()
+
+    def _add(self, row: Mapping[str, Any]) -> None:
+        unknown = set(row) - set(self.columns)
+        if unknown:
+            raise KeyError(f"unknown {self.path.name} columns: {sorted(unknown)}")
+        self.rows.append({c: _cell(row.get(c)) for c in self.columns})
+
+    def log(self, row: Mapping[str, Any]) -> None:
+        self._add(row)
+        self.write()
+
+    def log_many(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Several rows in one rewrite (an evaluation's per-example rows)."""
+        for row in rows:
+            self._add(row)
+        self.write()
+
+    def write(self) -> None:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=self.columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.path, buf.getvalue())
