@@ -16,7 +16,7 @@ from typing import Any
 
 from ferret.redaction import redact
 
-__all__ = ["atomic_write_text", "remove_stale_temps", "write_json"]
+__all__ = ["atomic_write_text", "fsync_dir", "remove_stale_temps", "write_json"]
 
 
 def _umask() -> int:
@@ -43,6 +43,15 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a folder's entries (a rename into it) to disk, so the rename outlives a power cut."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def remove_stale_temps(folder: Path, names: Iterable[str]) -> None:

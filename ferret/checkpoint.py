@@ -41,6 +41,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from ferret.atomic import fsync_dir
+
 FORMAT = 1
 FOLDER = "checkpoints"
 STATE, META = "state.safetensors", "meta.json"
@@ -94,12 +96,6 @@ def restore_rng(tensors: dict[str, torch.Tensor], values: dict[str, Any]) -> Non
 
 
 # -- writing ------------------------------------------------------------------------------------------
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save(out: Path, round_: int, config: dict[str, Any], rows: list[dict[str, Any]],
@@ -128,7 +124,7 @@ def save(out: Path, round_: int, config: dict[str, Any], rows: list[dict[str, An
         if final.exists():  # a rerun that got this far before: replace it
             shutil.rmtree(final)
         os.rename(tmp, final)
-        _fsync_dir(root)
+        fsync_dir(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

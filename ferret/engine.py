@@ -49,10 +49,12 @@ from typing import Any
 
 import torch
 
-from ferret import checkpoint
+from ferret import checkpoint, untuned
 from ferret.algorithms import registry
 from ferret.algorithms.base import Algorithm, RoundContext
+from ferret.atomic import remove_stale_temps, write_json
 from ferret.config import ConfigError, RunConfig
+from ferret.csv_sink import EXAMPLE_COLUMNS, CsvSink
 from ferret.data.prompts import prompt_ids, tokenize_example
 from ferret.data.registry import load_federated_data
 from ferret.data.types import DataError, Example, Metric
@@ -61,12 +63,10 @@ from ferret.generation import generate
 from ferret.host import Host
 from ferret.metrics import example_losses, rouge_l_scores
 from ferret.models import ModelError, load_model_and_tokenizer
-from ferret.seeding import derive_seed, generator
 from ferret.outdir import OutDirError, RunFolder
-from ferret import untuned
-from ferret.atomic import remove_stale_temps, write_json
-from ferret.csv_sink import EXAMPLE_COLUMNS, CsvSink
 from ferret.progress import Progress
+from ferret.seeding import derive_seed, generator
+from ferret.sink import Sink
 from ferret.wandb_sink import WandbSink
 
 TRACEBACK_LOG = "traceback.log"
@@ -311,7 +311,7 @@ def run(cfg: RunConfig, out: Path, *, force: bool = False, host: Host = Host()) 
         error: BaseException | None = None
         try:
             write_json(stage / "run.json", record, host.secrets)
-            sinks: list[CsvSink | WandbSink] = [CsvSink(stage / "metrics.csv", resumed.rows if resumed else ())]
+            sinks: list[Sink] = [CsvSink(stage / "metrics.csv", resumed.rows if resumed else ())]
             wandb_sink = WandbSink(mode=record["wandb_mode"], project=cfg.wandb_project or host.wandb_project,
                                    entity=cfg.wandb_entity or host.wandb_entity or "", group=cfg.experiment, job_type=cfg.method, name=run_id,
                                    config=cfg.to_dict(), folder=out, run_key=extra["wandb_id"],
@@ -382,7 +382,7 @@ def _finish(record: dict[str, Any], folder: RunFolder, t_start: float, error: Ba
 
 
 def _federate(cfg: RunConfig, algo: Algorithm, model: torch.nn.Module, tokenizer: Any,
-              clients: list[list[dict[str, list[int]]]], ev: EvalSet, sinks: list[CsvSink | WandbSink],
+              clients: list[list[dict[str, list[int]]]], ev: EvalSet, sinks: list[Sink],
               run_id: str, device: torch.device, *, out: Path, resumed: checkpoint.Checkpoint | None = None,
               extra: dict[str, Any] | None = None, shared: tuple[dict, list[dict], float] | None = None) -> dict[str, Any]:
     """The rounds after ``resumed`` (all of them without), checkpointing every ``checkpoint_every``.

@@ -36,6 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ferret.atomic import fsync_dir
+
 FINISHED = ("ok", "diverged")
 OUTPUTS = ("examples.csv", "metrics.csv", "run.json")  # published in this order, run.json last
 LOCK, STAGING, REPLACED = ".lock", ".staging", "replaced"
@@ -183,14 +185,8 @@ class RunFolder:
             os.replace(self.staging / "examples.csv", self.out / "examples.csv")
         os.replace(staged_csv, self.out / "metrics.csv")
         os.replace(self.staging / "run.json", self.out / "run.json")
-        _fsync_dir(self.out)
+        fsync_dir(self.out)
         if status in FINISHED:
             shutil.rmtree(self.staging, ignore_errors=True)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

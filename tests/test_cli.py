@@ -72,19 +72,13 @@ def test_cli_process_exit_status_and_message(tmp_path):
 
 
 def test_resources_option_is_where_models_are_cached(tmp_path, capsys):
-    # A copy of the session's tokenizer cache (conftest.RESOURCES) under another folder: the
-    # command must report that folder's copy, not the default resources/ of the working directory.
-    import shutil
-
-    from conftest import RESOURCES
-    from ferret.models import prepare_model
-
-    prepare_model("tiny", RESOURCES)  # the session's cache, converted here if no test did yet
+    # An empty folder: the command must build the tiny model's tokenizer cache there and report
+    # that folder, not the default resources/ of the working directory (whatever that holds).
     main(["show-config"])  # warm-up so that capsys holds only prepare-model's line below
     capsys.readouterr()
-    shutil.copytree(RESOURCES / "tokenizers", tmp_path / "tokenizers")
     assert main(["--resources", str(tmp_path), "prepare-model", "--alias", "tiny"]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path.resolve() / "tokenizers" / "smollm2")
+    assert (tmp_path / "tokenizers" / "smollm2" / "tokenizer.json").is_file()
 
 
 def test_host_from_env_is_what_the_cli_passes_down(tmp_path):

@@ -7,7 +7,7 @@ so a run that crashed mid-write or was interrupted can never pass for a finished
 keeps the rows it finished (one identity row when it finished none) with status ``failed``, so the
 tables can mark it as they mark diverged runs.
 
-Per-example scores (each run's examples.csv, see ferret/tracking.py EXAMPLE_COLUMNS) go the same
+Per-example scores (each run's examples.csv, see ferret/csv_sink.py EXAMPLE_COLUMNS) go the same
 way into results/all_examples.csv, with the same grid values; only runs that finished (ok or
 diverged) contribute, and a run without examples.csv (made before it existed) contributes none.
 """
@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ferret.tracking import EXAMPLE_COLUMNS, atomic_write_text
+from ferret.atomic import atomic_write_text
+from ferret.csv_sink import EXAMPLE_COLUMNS
 
 GRID_COLUMNS = ["experiment", "method", "model", "dataset", "num_clients", "participation", "K", "seed",
                 "rounds", "local_steps", "batch_size", "lr", "slr"]
