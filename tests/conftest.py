@@ -37,3 +37,32 @@ def tiny_overrides(**extra: object) -> list[str]:
             "lr": 0.05, "K": 16}
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]
+
+
+def count_generated_entries(monkeypatch) -> dict[str, int]:
+    """Count every basis entry generated from here on ({"entries": n}), by the reference path
+    (projection.basis_chunk) and by the fused kernels, which make entries without it."""
+    from ferret import projection
+
+    counter = {"entries": 0}
+    real = projection.basis_chunk
+
+    def spy(kind, keys, start, length, d):
+        counter["entries"] += keys.shape[0] * length
+        return real(kind, keys, start, length, d)
+
+    monkeypatch.setattr(projection, "basis_chunk", spy)
+    fused = projection.fused_kernels  # the fused kernels make entries without basis_chunk
+    real_project, real_rebuild = fused.project, fused.reconstruct
+
+    def project_spy(x, keys, kind):
+        counter["entries"] += keys.shape[0] * x.numel()
+        return real_project(x, keys, kind)
+
+    def rebuild_spy(coef, keys, kind, out):
+        counter["entries"] += keys.shape[0] * out.numel()
+        return real_rebuild(coef, keys, kind, out)
+
+    monkeypatch.setattr(fused, "project", project_spy)
+    monkeypatch.setattr(fused, "reconstruct", rebuild_spy)
+    return counter

@@ -16,7 +16,7 @@ from ferret.engine import client_batches, collate
 from ferret.data.prompts import tokenize_example
 from ferret.data.synthetic import build_synthetic
 
-from conftest import tiny_overrides
+from conftest import count_generated_entries, tiny_overrides
 
 
 def _setup(tiny, method: str, **overrides):
@@ -90,37 +90,12 @@ def test_ferret_server_rebuild_equals_client_replay_bit_for_bit(tiny):
     assert changed
 
 
-def _count_generated(monkeypatch):
-    counter = {"entries": 0}
-    real = projection.basis_chunk
-
-    def spy(kind, keys, start, length, d):
-        counter["entries"] += keys.shape[0] * length
-        return real(kind, keys, start, length, d)
-
-    monkeypatch.setattr(projection, "basis_chunk", spy)
-    fused = projection.fused_kernels  # the fused kernels make entries without basis_chunk
-    real_project, real_rebuild = fused.project, fused.reconstruct
-
-    def project_spy(x, keys, kind):
-        counter["entries"] += keys.shape[0] * x.numel()
-        return real_project(x, keys, kind)
-
-    def rebuild_spy(coef, keys, kind, out):
-        counter["entries"] += keys.shape[0] * out.numel()
-        return real_rebuild(coef, keys, kind, out)
-
-    monkeypatch.setattr(fused, "project", project_spy)
-    monkeypatch.setattr(fused, "reconstruct", rebuild_spy)
-    return counter
-
-
 @pytest.mark.parametrize("n_clients", [1, 4])
 def test_ferret_server_rebuilds_once_per_round_whatever_the_client_count(tiny, monkeypatch, n_clients):
     cfg, algo, model, tokenizer, clients = _setup(tiny, "ferret", num_clients=4,
                                                   method_options={"ferret": {"seed_allocation": "all"}})
     ctx, ups = _train_clients(cfg, algo, model, tokenizer, clients, list(range(n_clients)))
-    counter = _count_generated(monkeypatch)
+    counter = count_generated_entries(monkeypatch)
     for u in ups:
         algo.receive(u, 1 / n_clients, ctx)
     assert counter["entries"] == 0  # folding uplinks in generates no bases
