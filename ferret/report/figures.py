@@ -1,10 +1,10 @@
 """Convergence and ablation plots, built from all_runs.csv alone (PNG and PDF).
 
 Each figure is one function of the DataFrame; lines are means over seeds per configuration
-(see tables.with_labels), with a 95% Student-t interval of the mean over seeds shaded where there
+(see runs.with_labels), with a 95% Student-t interval of the mean over seeds shaded where there
 is more than one seed (stats.t_interval). Each method keeps one colour and marker in every figure
-(METHOD_STYLE). Rouge-L, measured only at some rounds, is drawn as markers only, so no line
-suggests values between measurements. PDFs embed their fonts as TrueType (pdf.fonttype 42), as
+(METHOD_STYLE). Rouge-L, measured only at some rounds, is drawn as markers with error bars, so
+no line or band suggests values between measurements. PDFs embed their fonts as TrueType (pdf.fonttype 42), as
 publishers ask.
 """
 
