@@ -106,7 +106,11 @@ def _signal_after_round_1(out: Path, sig: int) -> tuple[int, str]:
     site); its exit status and stderr."""
     env = {**os.environ, "FERRET_FAULT": "pause@round:1", "PYTHONPATH": FAULT_ENV}
     cmd = [sys.executable, "-m", "ferret", "run", "--out", str(out), *OVERRIDES, "seed=1", "--force"]
-    proc = subprocess.Popen(cmd, env=env, text=True, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    # SIGINT at its default disposition in the child, as under an interactive shell: a test runner
+    # started in the background (`cmd &`) ignores SIGINT, its children inherit that, and Python then
+    # never raises KeyboardInterrupt.
+    proc = subprocess.Popen(cmd, env=env, text=True, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in proc.stderr:
         if "ferret-test-pause" in line:
             proc.send_signal(sig)
