@@ -55,6 +55,10 @@ def _rounds_run(run: pd.DataFrame) -> float:
     return float(run["round"].max())  # Fig. 1 / App. C.2 count the rounds RUN, not rounds to a target
 
 
+def _final_loss(run: pd.DataFrame) -> float:
+    return float(final_rows(run)["eval_loss"].iloc[0])
+
+
 def _final_rouge(run: pd.DataFrame) -> float:
     return 100.0 * float(final_rows(run)["rouge_l"].iloc[0])
 
@@ -201,7 +205,7 @@ def common_target(runs_by_method: dict[str, pd.DataFrame]) -> float:
         return math.nan
     every = pd.concat(rows)
     untuned = float(every[every["round"] == 0]["eval_loss"].mean())
-    best = min(per_seed(r, lambda run: float(final_rows(run)["eval_loss"].iloc[0])).mean() for r in rows)
+    best = min(per_seed(r, _final_loss).mean() for r in rows)
     return untuned - 0.5 * (untuned - best)
 
 
@@ -221,10 +225,16 @@ def _total_s(run: pd.DataFrame) -> float:
     return float(run["compute_s"].max())
 
 
+def compute_budget(runs: pd.DataFrame) -> float:
+    """The common compute budget: the mean over seeds of a method's whole-run compute seconds
+    (``runs`` carry runs.with_compute_clock's ``compute_s``)."""
+    return float(per_seed(runs, _total_s).mean())
+
+
 def _to_target(base: pd.DataFrame, ours: pd.Series, target: float, of: Quantity, total: Quantity) -> str:
     """A baseline's rounds or seconds to the target ÷ Ferret's, paired by seed; where a seed of
     the baseline never reached it, a lower bound from what that seed spent."""
-    reached = per_seed(base, lambda run: of(run))
+    reached = per_seed(base, of)
     if reached.isna().any():
         spent = per_seed(base, total)
         bound = (spent[reached.isna()] / ours.reindex(spent[reached.isna()].index)).min()
@@ -263,15 +273,15 @@ def budget_table(df: pd.DataFrame, method: str = "ferret") -> tuple[pd.DataFrame
         if method not in runs:
             continue
         target = common_target(runs)
-        budget = per_seed(runs[method], _total_s).mean()
+        budget = compute_budget(runs[method])
         setting = f"{dataset} / {model}"
         notes.append(f"{setting}: target eval loss {target:.3f}, budget {budget:.0f} s")
-        ours_s = per_seed(runs[method], lambda run: _seconds_to_target(run, target))
-        ours_loss = per_seed(runs[method], lambda run: _loss_within(run, budget))
+        seconds_to = {m: per_seed(r, lambda run: _seconds_to_target(run, target)) for m, r in runs.items()}
+        within = {m: per_seed(r, lambda run: _loss_within(run, budget)) for m, r in runs.items()}
+        ours_s, ours_loss = seconds_to[method], within[method]
         for m, r in runs.items():
             rounds = per_seed(r, lambda run: rounds_to_target(run, target))
-            seconds = per_seed(r, lambda run: _seconds_to_target(run, target))
-            loss = per_seed(r, lambda run: _loss_within(run, budget))
+            seconds, loss = seconds_to[m], within[m]
             total = per_seed(r, _total_s)
             missed = int(seconds.isna().sum())
             to_target = "ref" if m == method else (
@@ -288,7 +298,6 @@ def budget_table(df: pd.DataFrame, method: str = "ferret") -> tuple[pd.DataFrame
                     paired(ours_loss, loss, False), lambda v: f"{v:+.3f}"),
                 "run ended before the budget": "yes" if (total < budget).all() else "no",
                 "total compute s": _abs(stats.t_interval(total.tolist())),
-                "final eval loss": _abs(stats.t_interval(
-                    per_seed(r, lambda run: float(final_rows(run)["eval_loss"].iloc[0])).tolist())),
+                "final eval loss": _abs(stats.t_interval(per_seed(r, _final_loss).tolist())),
             })
     return pd.DataFrame(rows), "; ".join(notes)

@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 
 from ferret.algorithms.registry import METHODS  # noqa: E402
 from ferret.report.stats import t_interval  # noqa: E402
-from ferret.report.claims import common_target  # noqa: E402
+from ferret.report.claims import common_target, compute_budget  # noqa: E402
 from ferret.report.runs import (REFERENCE, final_rows, main_config_runs, round_costs,  # noqa: E402
                                 with_compute_clock, with_labels)
 
@@ -116,7 +116,7 @@ def convergence_compute(df: pd.DataFrame) -> plt.Figure:
     if "ferret" in runs and len(df.groupby(["dataset", "model"])) == 1:  # one setting: one target
         axes = fig.axes[0]
         axes.axhline(common_target(runs), color="0.3", linestyle="--", linewidth=0.8, label="common target")
-        budget = with_compute_clock(runs["ferret"]).groupby("run_id")["compute_s"].max().mean()
+        budget = compute_budget(with_compute_clock(runs["ferret"]))
         axes.axvline(budget, color="0.3", linestyle=":", linewidth=0.8, label="Ferret's budget")
         axes.legend(fontsize=7)
     return fig
