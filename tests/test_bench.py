@@ -143,5 +143,7 @@ def test_floor_counts_the_hash_once_per_word_and_the_cubic_term_only_where_kept(
 
 
 def test_cpu_lane_op_rate_is_a_plausible_rate():
+    threads = torch.get_num_threads()
     rate = floor.lane_op_rate(CPU, iters=2_000_000)
     assert 1e8 < rate < 1e14, rate  # between a slow core and far beyond any CPU
+    assert torch.get_num_threads() == threads  # measured on one thread, then restored

@@ -17,7 +17,9 @@ Derivation (lane ops: one 32-bit integer or float operation on one SIMD / GPU la
 * floor seconds = max(one read of the d floats at the measured memory rate,
   K d (per-entry ops + hash ops / entries per word) / peak lane-op rate).
 The peak rate comes from :func:`lane_op_rate`: a chain of shift / xor / add on values held in
-registers (no memory traffic), on every CPU thread (8-lane vectors, as gcc vectorises the kernels) or on enough GPU programs to fill the device.
+registers (no memory traffic), on one CPU thread scaled by the thread count (8-lane vectors, as
+gcc vectorises the kernels; see :func:`_cpu_rate` for why one thread) or on enough GPU programs
+to fill the device.
 """
 
 from __future__ import annotations
@@ -86,11 +88,21 @@ def ops_per_entry(kind: str, d: int) -> float:
 
 
 def _cpu_rate(iters: int) -> float:
+    """One thread's rate times the thread count. On a shared machine a run on every thread at
+    once measured anything from 82 to 164 G lane ops/s on the same 2 cores (another process took
+    one thread's core), and the floor moved with it; one thread's best run is disturbed far less,
+    and scaling it by the threads gives the idle machine's rate (an overestimate where threads
+    share a physical core, which only lowers the floor: it stays a floor)."""
     threads = torch.get_num_threads()
-    _cpu_module().chain(16)  # load and warm up
-    t0 = time.perf_counter()
-    _cpu_module().chain(iters)
-    return threads * _LANES_PER_THREAD * iters * _OPS_PER_STEP / (time.perf_counter() - t0)
+    try:
+        torch.set_num_threads(1)
+        _cpu_module().chain(16)  # load and warm up
+        t0 = time.perf_counter()
+        _cpu_module().chain(iters)
+        seconds = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(threads)
+    return threads * _LANES_PER_THREAD * iters * _OPS_PER_STEP / seconds
 
 
 def _cuda_rate(device: torch.device, iters: int) -> float:
@@ -100,9 +112,10 @@ def _cuda_rate(device: torch.device, iters: int) -> float:
 
 
 def lane_op_rate(device: torch.device, iters: int = 20_000_000) -> float:
-    """Measured peak 32-bit lane ops per second of `device` (the best of three runs)."""
+    """Measured peak 32-bit lane ops per second of `device` (the best of five runs: interference
+    only ever slows a run down)."""
     measure = _cpu_rate if device.type == "cpu" else functools.partial(_cuda_rate, device)
-    return max(measure(iters) for _ in range(3))
+    return max(measure(iters) for _ in range(5))
 
 
 def floor_seconds(kind: str, d: int, K: int, rate: float, mem_read_s: float) -> float:
