@@ -121,12 +121,16 @@ def test_model_overhead_reports_the_fraction_of_local_compute():
     assert row["t_local_s"] > 0 and row["d"] > 0
 
 
-def test_cli_writes_the_table_and_figure_and_rejects_bad_values(tmp_path, capsys):
+def test_cli_writes_the_table_and_figure_and_rejects_bad_values(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "sentinel-secret-0123456789")  # the Host holds it, to redact
     rc = main(["bench", "projection", "--d", "1e4", "--K", "8", "--bases", "rademacher", "--threads", "1",
                "--official-s", "0.5", "--out", str(tmp_path / "r"), "--figures", str(tmp_path / "f")])
     assert rc == 0
     assert (tmp_path / "r" / "projection.csv").is_file() and (tmp_path / "f" / "bench_projection.png").is_file()
-    assert "ferret bench projection" in (tmp_path / "r" / "projection.md").read_text()
+    md = (tmp_path / "r" / "projection.md").read_text()
+    command = next(line for line in md.splitlines() if line.startswith("- command:"))
+    assert "ferret --resources" in command and " bench projection " in command
+    assert "sentinel-secret" not in md and "--host" not in command  # the environment stays out
     assert main(["bench", "projection", "--K", "8,x"]) == 2
     assert "8,x" in capsys.readouterr().err
     assert main(["bench", "projection", "--bases", "sobol"]) == 2

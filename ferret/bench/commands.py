@@ -45,11 +45,16 @@ def _device(args: argparse.Namespace) -> torch.device:
     return device
 
 
+# Not options of the bench: the parser's bookkeeping, the global --resources (written before the
+# command) and the Host built from the environment, which holds the secrets to redact.
+_NOT_BENCH_OPTIONS = ("func", "command", "bench", "overrides", "resources", "host")
+
+
 def _command(args: argparse.Namespace) -> str:
     """The full command that reproduces this run, every option spelled out."""
-    words = ["ferret", "bench", args.bench]
+    words = ["ferret", "--resources", str(args.resources), "bench", args.bench]
     for key, value in vars(args).items():
-        if key not in ("func", "command", "bench", "overrides"):
+        if key not in _NOT_BENCH_OPTIONS:
             words += [f"--{key.replace('_', '-')}", str(value)]
     return " ".join(shlex.quote(w) for w in words + list(getattr(args, "overrides", [])))
 
