@@ -113,6 +113,11 @@ class RunConfig:
     def resolved_run_id(self) -> str:
         return self.run_id or f"{self.method}-seed{self.seed}"
 
+    @property
+    def clients_per_round(self) -> int:
+        """Clients sampled each round: max(1, int(num_clients * participation))."""
+        return max(1, int(self.num_clients * self.participation))
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

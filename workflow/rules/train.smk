@@ -58,6 +58,7 @@ rule train:
     log:
         f"logs/train/{EXPERIMENT}/{{run_id}}.log",
     threads: config["threads_per_run"]
+    priority: run_priority
     resources:
         # From the grid's model_settings.<model>.resources (common.smk): the SLURM profile passes
         # them to sbatch (--mem, --time, --gpus); locally only gpu counts, against --resources gpu=N.
