@@ -134,7 +134,7 @@ def test_resolved_runs_carry_the_papers_setup(dry_run):
 
 def test_runs_ask_for_their_models_gpus(dry_run):
     cfg = yaml.safe_load(PAPER.read_text())
-    blocks = re.findall(r"wildcards: run_id=(\S+)\n\s+resources: ([^\n]*)", dry_run)
+    blocks = re.findall(r"wildcards: run_id=(\S+)\n(?:\s+priority: \d+\n)?\s+resources: ([^\n]*)", dry_run)
     assert len(blocks) == len(_train_commands(dry_run))
     for rid, resources in blocks:
         model = next(m for m in cfg["model_settings"] if f"_{m}_" in rid)

@@ -60,6 +60,13 @@ def test_dry_run_lists_every_job_of_the_grid(name):
     assert counts["eval_untuned"] == 1  # one model, one data set, one eval set: round 0 evaluated once
     assert counts["figure"] == len(FIGURES)  # one job per figure of ferret.report.figures
     assert counts["total"] == n_train + 5 + len(FIGURES)  # + prepare, untuned, collect, tables, all
+    # longest first: a train job's priority is its sampled clients x local steps x rounds
+    s = cfg["settings"]
+    priority = dict(re.findall(r"wildcards: run_id=(\S+)\n\s+priority: (\d+)", proc.stdout))
+    assert len(priority) == n_train
+    for rid, value in priority.items():
+        n = int(re.search(r"_N(\d+)_", rid).group(1))
+        assert int(value) == max(1, int(n * s["participation"])) * s["local_steps"] * s["rounds"], rid
 
 
 BAD = [
