@@ -69,8 +69,8 @@ def test_eval_losses_come_back_in_example_order_whatever_the_batching(tiny) -> N
     ev = lambda its: engine.EvalSet(examples=[None] * len(its), tokenized=its, prompts=[])  # noqa: E731
     alone = [engine.eval_losses(model, ev([it]), load_config(None, []), tokenizer.pad_token_id, torch.device("cpu"))[0]
              for it in items]
+    assert len(set(alone)) == len(alone)  # distinct, so a misplaced loss cannot go unnoticed
     for batch_size in (1, 2, 16):
         cfg = load_config(None, [f"eval_batch_size={batch_size}"])
         got = engine.eval_losses(model, ev(items), cfg, tokenizer.pad_token_id, torch.device("cpu"))
-        assert len(set(alone)) == len(alone)  # distinct, so a misplaced loss cannot go unnoticed
         assert got == pytest.approx(alone, rel=1e-5, abs=1e-6), batch_size

@@ -259,8 +259,8 @@ def test_fused_bases_are_bit_identical_and_products_match_reference(kind, d, n):
     # Each path must be as close to the exact (float64) dot product as fp32 summation allows:
     # |error| <= lambda * sqrt(d) * u * ||x * b||_2 (the probabilistic bound of Higham & Mary, 2019,
     # with lambda = 4 and u = 2^-24), so neither can drift from the other unnoticed.
-    exact = (ref.double() * x.double()).sum(1)
-    bound = 4 * math.sqrt(d) * 2.0**-24 * (ref.double() * x.double()).norm(dim=1)
+    terms = ref.double() * x.double()
+    exact, bound = terms.sum(1), 4 * math.sqrt(d) * 2.0**-24 * terms.norm(dim=1)
     for fused in (True, False):
         err = (P.project(x, keys, kind, fused=fused).double() - exact).abs()
         assert bool((err <= bound).all()), (fused, float((err / bound).max()))

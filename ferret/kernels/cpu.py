@@ -36,7 +36,7 @@ import torch
 from ferret.kernels import float_law
 
 _TILE_WORDS = 64  # 4096 entries (Rademacher) per tile: x tile 16 KiB, stays in L1 across seeds
-_FLOAT_TILE_WORDS = 1024  # 2048 float entries: x tile + generated tile 16 KiB
+_FLOAT_TILE_WORDS = 1024  # 2048 float entries: x tile + its hashed 32-bit halves, 16 KiB
 _PARTS = 64  # fixed partition of the block for project's partial sums (thread-count independent)
 
 _SOURCE = r"""
@@ -188,7 +188,7 @@ torch::Tensor float_project(torch::Tensor x, torch::Tensor keys, int64_t kind, d
   double* pp = partial.data_ptr<double>();
   const int64_t per = ((words + parts - 1) / parts + 7) / 8 * 8;
   at::parallel_for(0, parts, grain(parts, n, d), [&](int64_t p0, int64_t p1) {
-    uint32_t hw[2 * FTILE + 16]; float xt[2 * FTILE + 16];
+    uint32_t hw[2 * FTILE]; float xt[2 * FTILE];  // m <= 2 FTILE: 2 FTILE is a multiple of 16
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t wa = std::min(words, p * per), wb = std::min(words, wa + per);
       for (int64_t w0 = wa; w0 < wb; w0 += FTILE) {
