@@ -20,8 +20,11 @@ How the bases are generated, and why
   generated on its own, in any order, on CPU or GPU, with identical integer bits everywhere
   (wrapping 64-bit and 32-bit integer arithmetic is the same on both). A K x d matrix is never
   materialised: the reference walks the block in chunks of ``chunk_elems // n`` columns
-  (multiples of 64), so the extra memory is a few chunk-sized temporaries; both products are
-  fp32 matrix-vector products on the chunk (bf16 GEMV is ~7x slower than fp32 on CPU).
+  (multiples of 64; seeds in groups where n x 64 would exceed ``chunk_elems``), so the extra
+  memory is a few chunk-sized temporaries; both products are fp32 matrix-vector products on the
+  chunk (bf16 GEMV is ~7x slower than fp32 on CPU). Blocks the fused kernels do not cover take
+  chunks no larger than the block (at least 4096 entries) on the fused path, which keeps that
+  path's extra memory about a tile plus d floats (``ferret bench projection``).
 * Bits per entry, chosen for speed (the hash, with its two 64-bit multiplies that CPUs do not
   vectorise, costs ~2-5 ns per word on one core; a 32-bit bit operation ~0.05-0.1 ns):
     - ``rademacher``: 64 signs per word. Entry 32 h + j of a word is bit j of its 32-bit half h,
@@ -194,6 +197,17 @@ def _chunk_len(n: int, chunk_elems: int) -> int:
     return max(64, (chunk_elems // max(n, 1)) // 64 * 64)
 
 
+def _chunks(n: int, d: int, chunk_elems: int):
+    """(seed rows, start, length) of the reference's chunks: columns as :func:`_chunk_len`, and
+    seeds in groups where even 64 columns of all n would exceed chunk_elems (many seeds, small
+    chunks), so no chunk holds more than max(chunk_elems, 64) entries."""
+    step = _chunk_len(n, chunk_elems)
+    group = min(n, max(1, chunk_elems // min(step, d)))
+    for r0 in range(0, n, group):
+        for start in range(0, d, step):
+            yield slice(r0, min(n, r0 + group)), start, min(step, d - start)
+
+
 DEFAULT_CHUNK = 1 << 22  # entries per reference chunk (16 MiB of float32)
 
 
@@ -228,9 +242,16 @@ def warm_up(kind: str, device: torch.device) -> None:
 def generate(kind: str, keys: torch.Tensor, d: int, chunk_elems: int = DEFAULT_CHUNK) -> None:
     """Generate all n x d entries chunk by chunk and discard them: the reference path's floor
     (same chunks, no products), for ``ferret bench projection``."""
-    step = _chunk_len(keys.shape[0], chunk_elems)
-    for start in range(0, d, step):
-        basis_chunk(kind, keys, start, min(step, d - start), d)
+    for rows, start, length in _chunks(keys.shape[0], d, chunk_elems):
+        basis_chunk(kind, keys[rows], start, length, d)
+
+
+def _fallback_chunk(chunk_elems: int, d: int) -> int:
+    """Chunk size of the reference where a device's kernels exist but not for this block (the
+    small trunc_normal blocks, gaussian): no larger than the block itself (and at least one
+    kernel tile, 4096 entries), so that the fused path's extra memory stays about a tile plus d
+    floats there too; large blocks keep ``chunk_elems``."""
+    return min(chunk_elems, max(4096, d))
 
 
 def project(x: torch.Tensor, keys: torch.Tensor, kind: str, chunk_elems: int = DEFAULT_CHUNK,
@@ -238,15 +259,15 @@ def project(x: torch.Tensor, keys: torch.Tensor, kind: str, chunk_elems: int = D
     """Coordinates <x, v_k> of a flat float32 vector x on the bases of `keys`, shape (n,): by the
     fused kernel for x's device where one covers the basis, else (or with ``fused=False``) by the
     reference path, chunks of ``chunk_elems`` entries."""
-    kernels = _kernels(x) if fused else None
-    if kernels is not None and kernels.supports(kind, x):
-        return kernels.project(x, keys, kind)
     d = x.numel()
-    step = _chunk_len(keys.shape[0], chunk_elems)
+    kernels = _kernels(x) if fused else None
+    if kernels is not None:
+        if kernels.supports(kind, x):
+            return kernels.project(x, keys, kind)
+        chunk_elems = _fallback_chunk(chunk_elems, d)
     out = torch.zeros(keys.shape[0], dtype=torch.float32, device=x.device)
-    for start in range(0, d, step):
-        length = min(step, d - start)
-        out.addmv_(basis_chunk(kind, keys, start, length, d), x[start : start + length])
+    for rows, start, length in _chunks(keys.shape[0], d, chunk_elems):
+        out[rows].addmv_(basis_chunk(kind, keys[rows], start, length, d), x[start : start + length])
     return out
 
 
@@ -254,12 +275,12 @@ def reconstruct(coef: torch.Tensor, keys: torch.Tensor, kind: str, out: torch.Te
                 chunk_elems: int = DEFAULT_CHUNK, fused: bool = True) -> torch.Tensor:
     """Add sum_k coef[k] v_k to the flat float32 vector `out` (in place) and return it (fused
     kernel or reference path, as in :func:`project`)."""
-    kernels = _kernels(out) if fused and out.is_contiguous() else None
-    if kernels is not None and kernels.supports(kind, out):
-        return kernels.reconstruct(coef, keys, kind, out)
     d = out.numel()
-    step = _chunk_len(keys.shape[0], chunk_elems)
-    for start in range(0, d, step):
-        length = min(step, d - start)
-        out[start : start + length].addmv_(basis_chunk(kind, keys, start, length, d).T, coef)
+    kernels = _kernels(out) if fused and out.is_contiguous() else None
+    if kernels is not None:
+        if kernels.supports(kind, out):
+            return kernels.reconstruct(coef, keys, kind, out)
+        chunk_elems = _fallback_chunk(chunk_elems, d)
+    for rows, start, length in _chunks(keys.shape[0], d, chunk_elems):
+        out[start : start + length].addmv_(basis_chunk(kind, keys[rows], start, length, d).T, coef[rows])
     return out

@@ -38,13 +38,14 @@ def test_basis_moments_match_declared_variance(kind):
     assert (gram - torch.diag(gram.diagonal())).abs().max() < 0.1
 
 
-def test_project_and_reconstruct_are_chunking_invariant():
+@pytest.mark.parametrize("small", [7 * 64, 3 * 64])  # all 7 seeds per chunk; seeds in groups of 3
+def test_project_and_reconstruct_are_chunking_invariant(small):
     x = torch.randn(5000)
     keys = P.stream_keys(torch.arange(7), 1)
-    g_small = P.project(x, keys, "rademacher", chunk_elems=7 * 64, fused=False)
+    g_small = P.project(x, keys, "rademacher", chunk_elems=small, fused=False)
     g_big = P.project(x, keys, "rademacher", chunk_elems=1 << 20, fused=False)
     torch.testing.assert_close(g_small, g_big)
-    r_small = P.reconstruct(g_small, keys, "rademacher", torch.zeros(5000), chunk_elems=7 * 64, fused=False)
+    r_small = P.reconstruct(g_small, keys, "rademacher", torch.zeros(5000), chunk_elems=small, fused=False)
     r_big = P.reconstruct(g_small, keys, "rademacher", torch.zeros(5000), chunk_elems=1 << 20, fused=False)
     torch.testing.assert_close(r_small, r_big)
 
@@ -123,23 +124,47 @@ def test_official_scaling_expectation_is_d_times_variance():
     assert ratio.item() == pytest.approx(expected, rel=0.1)
 
 
-def test_chunks_never_exceed_the_budget(monkeypatch):
-    """O(n x chunk) memory: no generated chunk is larger than chunk_elems, although n x d is 64x larger."""
-    n, d, budget = 256, 1 << 16, (256 << 16) // 64
-    shapes = []
+def _chunk_sizes(monkeypatch) -> list[int]:
+    """The sizes of every basis chunk the reference path generates from now on."""
+    sizes = []
     real = P.basis_chunk
 
     def spy(kind, keys, start, length, dd):
         out = real(kind, keys, start, length, dd)
-        shapes.append(out.numel())
+        sizes.append(out.numel())
         return out
 
     monkeypatch.setattr(P, "basis_chunk", spy)
+    return sizes
+
+
+@pytest.mark.parametrize("budget", [(256 << 16) // 64, 16 * 64])  # the second: fewer than 64 columns x n seeds
+def test_chunks_never_exceed_the_budget(monkeypatch, budget):
+    """O(chunk) memory: no generated chunk is larger than chunk_elems, although n x d is 64x
+    (or 16384x) larger, and every entry is generated exactly once per pass."""
+    n, d = 256, 1 << 16
+    shapes = _chunk_sizes(monkeypatch)
     keys = P.stream_keys(torch.arange(n), 0)
     coef = P.project(torch.randn(d), keys, "rademacher", chunk_elems=budget, fused=False)
     P.reconstruct(coef, keys, "rademacher", torch.zeros(d), chunk_elems=budget, fused=False)
     assert max(shapes) <= budget < n * d
-    assert sum(shapes) == 2 * n * d  # every entry generated exactly once per pass
+    assert sum(shapes) == 2 * n * d
+
+
+def test_blocks_no_kernel_covers_take_tile_sized_chunks(monkeypatch):
+    """A small trunc_normal block has no fused kernel; on the fused path its reference chunks stay
+    within one kernel tile (4096 entries) although the default chunk is 1000x larger, and the
+    results are the reference's."""
+    n, d = 256, 1000
+    keys = P.stream_keys(torch.arange(n), 5)
+    x, c = torch.randn(d), torch.randn(n)
+    want_g = P.project(x, keys, "trunc_normal", fused=False)
+    want_r = P.reconstruct(c, keys, "trunc_normal", torch.zeros(d), fused=False)
+    shapes = _chunk_sizes(monkeypatch)
+    torch.testing.assert_close(P.project(x, keys, "trunc_normal"), want_g)
+    torch.testing.assert_close(P.reconstruct(c, keys, "trunc_normal", torch.zeros(d)), want_r)
+    assert max(shapes) <= 4096 < n * d
+    assert sum(shapes) == 2 * n * d
 
 
 def test_peak_memory_stays_far_below_K_times_d():
