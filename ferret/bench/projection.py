@@ -26,7 +26,12 @@ points' time.
 Ratios: ``a_over_b`` = (a project + a rebuild) / (b project + b rebuild); ``b_over_c`` = (b project
 + b rebuild) / (2 c) (both b passes generate K x d entries once each). Peak extra memory of (b) is
 the larger of its two passes (see :mod:`ferret.bench.measure`); ``bound_mb`` = 2 x chunk_elems + d
-floats. Agreement: when (b) uses the official distribution (trunc_normal), its coordinates and
+floats, what (b) holds live at once. On glibc its RSS delta also holds the heap's fragmentation, so
+``mem_ok`` can read False while the allocations are within the bound: (b) allocates and frees
+chunk-sized temporaries per chunk, which glibc's dynamic mmap threshold serves from the heap
+(trunc_normal, d = 1e6, K = 256, one thread: 80-96 MiB RSS delta; 32 MiB with
+``mallopt(M_MMAP_THRESHOLD, 1 MiB)``, which makes every chunk a fresh mmap and the pass 2x slower,
+so the bench leaves glibc's default). (f) allocates no chunks. Agreement: when (b) uses the official distribution (trunc_normal), its coordinates and
 rebuild norms must match (a)'s statistically (:func:`agreement`). Grid points whose predicted time
 exceeds what is left of ``--budget-s`` are skipped, cheapest first, and listed as skipped.
 """
