@@ -202,7 +202,7 @@ def _chunks(n: int, d: int, chunk_elems: int):
     seeds in groups where even 64 columns of all n would exceed chunk_elems (many seeds, small
     chunks), so no chunk holds more than max(chunk_elems, 64) entries."""
     step = _chunk_len(n, chunk_elems)
-    group = min(n, max(1, chunk_elems // min(step, d)))
+    group = max(1, min(n, chunk_elems // max(1, min(step, d))))
     for r0 in range(0, n, group):
         for start in range(0, d, step):
             yield slice(r0, min(n, r0 + group)), start, min(step, d - start)
