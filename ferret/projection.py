@@ -246,12 +246,18 @@ def generate(kind: str, keys: torch.Tensor, d: int, chunk_elems: int = DEFAULT_C
         basis_chunk(kind, keys[rows], start, length, d)
 
 
-def _fallback_chunk(chunk_elems: int, d: int) -> int:
-    """Chunk size of the reference where a device's kernels exist but not for this block (the
-    small trunc_normal blocks, gaussian): no larger than the block itself (and at least one
+def _route(t: torch.Tensor, kind: str, fused: bool, chunk_elems: int) -> tuple[ModuleType | None, int]:
+    """(the fused kernels to run on t, or None for the reference path; the reference's chunk size).
+    Where a device's kernels exist but not for this block (the small trunc_normal blocks,
+    gaussian), the reference's chunks are no larger than the block itself (and at least one
     kernel tile, 4096 entries), so that the fused path's extra memory stays about a tile plus d
     floats there too; large blocks keep ``chunk_elems``."""
-    return min(chunk_elems, max(4096, d))
+    kernels = _kernels(t) if fused else None
+    if kernels is None:
+        return None, chunk_elems
+    if kernels.supports(kind, t):
+        return kernels, chunk_elems
+    return None, min(chunk_elems, max(4096, t.numel()))
 
 
 def project(x: torch.Tensor, keys: torch.Tensor, kind: str, chunk_elems: int = DEFAULT_CHUNK,
@@ -259,12 +265,10 @@ def project(x: torch.Tensor, keys: torch.Tensor, kind: str, chunk_elems: int = D
     """Coordinates <x, v_k> of a flat float32 vector x on the bases of `keys`, shape (n,): by the
     fused kernel for x's device where one covers the basis, else (or with ``fused=False``) by the
     reference path, chunks of ``chunk_elems`` entries."""
-    d = x.numel()
-    kernels = _kernels(x) if fused else None
+    kernels, chunk_elems = _route(x, kind, fused, chunk_elems)
     if kernels is not None:
-        if kernels.supports(kind, x):
-            return kernels.project(x, keys, kind)
-        chunk_elems = _fallback_chunk(chunk_elems, d)
+        return kernels.project(x, keys, kind)
+    d = x.numel()
     out = torch.zeros(keys.shape[0], dtype=torch.float32, device=x.device)
     for rows, start, length in _chunks(keys.shape[0], d, chunk_elems):
         out[rows].addmv_(basis_chunk(kind, keys[rows], start, length, d), x[start : start + length])
@@ -275,12 +279,10 @@ def reconstruct(coef: torch.Tensor, keys: torch.Tensor, kind: str, out: torch.Te
                 chunk_elems: int = DEFAULT_CHUNK, fused: bool = True) -> torch.Tensor:
     """Add sum_k coef[k] v_k to the flat float32 vector `out` (in place) and return it (fused
     kernel or reference path, as in :func:`project`)."""
-    d = out.numel()
-    kernels = _kernels(out) if fused and out.is_contiguous() else None
+    kernels, chunk_elems = _route(out, kind, fused and out.is_contiguous(), chunk_elems)
     if kernels is not None:
-        if kernels.supports(kind, out):
-            return kernels.reconstruct(coef, keys, kind, out)
-        chunk_elems = _fallback_chunk(chunk_elems, d)
+        return kernels.reconstruct(coef, keys, kind, out)
+    d = out.numel()
     for rows, start, length in _chunks(keys.shape[0], d, chunk_elems):
         out[start : start + length].addmv_(basis_chunk(kind, keys[rows], start, length, d).T, coef[rows])
     return out

@@ -85,8 +85,8 @@ static inline void half_axpy(uint32_t half, uint32_t cbits, float* y) {
 }
 
 // float bases: entry e of the stream is half (e & 1) of word e >> 1
-// uniform: t * scale; trunc_normal: (t + beta t^3) * scale (ferret.kernels.float_law); the kind
-// code itself is not needed here, only whether the cubic term is kept
+// uniform: t * scale; trunc_normal: (t + beta t^3) * scale (ferret.kernels.float_law, less its
+// kind code: only whether the cubic term is kept matters here)
 struct FloatLaw { float scale, beta; bool cubic; };
 
 static inline float entry(uint32_t half, float scale, float beta, bool cubic) {
@@ -174,15 +174,11 @@ void rademacher_rebuild(torch::Tensor coef, torch::Tensor keys, double s, torch:
   });
 }
 
-static FloatLaw law(int64_t kind, double scale, double beta, bool cubic) {
-  return FloatLaw{(float)scale, (float)beta, cubic};
-}
-
-torch::Tensor float_project(torch::Tensor x, torch::Tensor keys, int64_t kind, double scale, double beta, bool cubic) {
+torch::Tensor float_project(torch::Tensor x, torch::Tensor keys, double scale, double beta, bool cubic) {
   const int64_t d = x.numel(), n = keys.numel(), words = (d + 1) / 2;
   const float* xp = x.data_ptr<float>();
   const uint64_t* kp = (const uint64_t*)keys.data_ptr<int64_t>();
-  const FloatLaw L = law(kind, scale, beta, cubic);
+  const FloatLaw L{(float)scale, (float)beta, cubic};
   const int64_t parts = n_parts(words, FTILE);
   auto partial = torch::zeros({parts, n}, torch::kFloat64);
   double* pp = partial.data_ptr<double>();
@@ -212,12 +208,12 @@ torch::Tensor float_project(torch::Tensor x, torch::Tensor keys, int64_t kind, d
   return partial.sum(0).to(torch::kFloat32);
 }
 
-void float_rebuild(torch::Tensor coef, torch::Tensor keys, int64_t kind, double scale, double beta, bool cubic, torch::Tensor out) {
+void float_rebuild(torch::Tensor coef, torch::Tensor keys, double scale, double beta, bool cubic, torch::Tensor out) {
   const int64_t d = out.numel(), n = keys.numel(), words = (d + 1) / 2;
   float* op = out.data_ptr<float>();
   const float* cp = coef.data_ptr<float>();
   const uint64_t* kp = (const uint64_t*)keys.data_ptr<int64_t>();
-  const FloatLaw L = law(kind, scale, beta, cubic);
+  const FloatLaw L{(float)scale, (float)beta, cubic};
   const int64_t tiles = (words + FTILE - 1) / FTILE;
   at::parallel_for(0, tiles, grain(tiles, n, d), [&](int64_t t0, int64_t t1) {
     uint32_t hw[2 * FTILE]; float y[2 * FTILE];
@@ -281,7 +277,8 @@ def project(x: torch.Tensor, keys: torch.Tensor, kind: str) -> torch.Tensor:
     x, keys = x.contiguous(), keys.contiguous()
     if kind == "rademacher":
         return _module().rademacher_project(x, keys, 1.0 / math.sqrt(x.numel()))
-    return _module().float_project(x, keys, *float_law(kind, x.numel()))
+    _, scale, beta, cubic = float_law(kind, x.numel())
+    return _module().float_project(x, keys, scale, beta, cubic)
 
 
 def reconstruct(coef: torch.Tensor, keys: torch.Tensor, kind: str, out: torch.Tensor) -> torch.Tensor:
@@ -289,5 +286,6 @@ def reconstruct(coef: torch.Tensor, keys: torch.Tensor, kind: str, out: torch.Te
     if kind == "rademacher":
         _module().rademacher_rebuild(coef, keys, 1.0 / math.sqrt(out.numel()), out)
     else:
-        _module().float_rebuild(coef, keys, *float_law(kind, out.numel()), out)
+        _, scale, beta, cubic = float_law(kind, out.numel())
+        _module().float_rebuild(coef, keys, scale, beta, cubic, out)
     return out
