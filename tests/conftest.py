@@ -19,6 +19,37 @@ RESOURCES = ROOT / "resources"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Runs in tests log nowhere but their CSV; tests/test_wandb.py sets the mode it checks.
 os.environ["WANDB_MODE"] = "disabled"
+# The larger real samples (Natural Instructions, GSM8K, CodeAlpaca) and the maintainers' reference
+# copy of the paper's numbers live outside the project, in ../shared (or $FERRET_SHARED); a fresh
+# clone has none, so their tests skip, unless FERRET_REQUIRE_SHARED=1 says they must run (.ci/run).
+SHARED = Path(os.environ.get("FERRET_SHARED", ROOT.parent / "shared"))
+REQUIRE_SHARED = os.environ.get("FERRET_REQUIRE_SHARED", "") == "1"
+
+
+def shared_path(path: Path, what: str) -> Path:
+    """``path`` if it exists; else skip with the reason (fail when FERRET_REQUIRE_SHARED=1)."""
+    if not path.exists():
+        message = f"{what} not found at {path} (set FERRET_SHARED to the folder holding data/ and reference/)"
+        if REQUIRE_SHARED:
+            pytest.fail(f"FERRET_REQUIRE_SHARED=1 but {message}")
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def written_data(tmp_path_factory) -> Path:
+    """Small data sets in the real formats, written by tests/real_formats.py."""
+    from real_formats import write_all
+
+    return write_all(tmp_path_factory.mktemp("real-formats"))
+
+
+@pytest.fixture(scope="session", params=["written", pytest.param("shared", marks=pytest.mark.shared_data)])
+def data(request, written_data) -> Path:
+    """A folder in the layout of ../shared/data: the written formats, then the real samples."""
+    if request.param == "written":
+        return written_data
+    return shared_path(SHARED / "data" / "natural-instructions", "real data samples").parent
 
 
 @pytest.fixture(scope="session")
@@ -66,3 +97,18 @@ def count_generated_entries(monkeypatch) -> dict[str, int]:
     monkeypatch.setattr(fused, "project", project_spy)
     monkeypatch.setattr(fused, "reconstruct", rebuild_spy)
     return counter
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Name the tests that read ../shared and their outcome, so a CI log shows they ran."""
+    outcomes = {}
+    for outcome in ("passed", "failed", "skipped", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if "shared_data" in getattr(report, "keywords", {}) and report.when in ("call", "setup"):
+                outcomes.setdefault(report.nodeid, outcome)
+    if outcomes:
+        counts = {o: sum(v == o for v in outcomes.values()) for o in sorted(set(outcomes.values()))}
+        terminalreporter.write_sep("-", f"tests on the shared real data ({SHARED}): "
+                                        + ", ".join(f"{n} {o}" for o, n in counts.items()))
+        for nodeid, outcome in sorted(outcomes.items()):
+            terminalreporter.write_line(f"{outcome:8s} {nodeid}")

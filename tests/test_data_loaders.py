@@ -1,13 +1,13 @@
-"""Loaders of the paper's data sets, on the real samples in ../shared/data (or $FERRET_SHARED_DATA).
-
-The samples are required, never skipped: a missing folder fails with a message saying where it
-was looked for. Malformed and missing inputs are built in tmp_path from the real files.
+"""Loaders of the paper's data sets, on small files in their real formats (tests/real_formats.py)
+and, where present, on the larger real samples in ../shared/data (or $FERRET_SHARED/data): every
+test taking ``data`` runs on both (conftest.py; the real samples' run skips with the reason when
+they are absent, and fails when FERRET_REQUIRE_SHARED=1, as in CI). Malformed and missing inputs
+are built in tmp_path from those files.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 from collections import Counter
@@ -25,20 +25,6 @@ from ferret.data.prompts import format_prompt
 from ferret.data.registry import load_federated_data
 from ferret.data.types import DataError, Example
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def shared_data() -> Path:
-    """The shared real-data folder: $FERRET_SHARED_DATA, else ../shared/data beside the project."""
-    root = Path(os.environ.get("FERRET_SHARED_DATA", ROOT.parent / "shared" / "data"))
-    if not (root / "natural-instructions").is_dir():
-        pytest.fail(f"real data samples not found at {root}: set FERRET_SHARED_DATA to the shared/data folder")
-    return root
-
-
-@pytest.fixture(scope="module")
-def data() -> Path:
-    return shared_data()
 
 
 def _one_line(err: pytest.ExceptionInfo) -> str:
@@ -57,12 +43,19 @@ def _task(root: Path, name: str) -> dict:
     return json.loads((root / "tasks" / f"{name}.json").read_text())
 
 
+def _qualifying_train_tasks(root: Path) -> list[str]:
+    """Training tasks present with at least 20 instances (the official minimum)."""
+    present = {p.stem for p in (root / "tasks").glob("*.json")}
+    return [t for t in _split(root, "train") if t in present and len(_task(root, t)["Instances"]) >= 20]
+
+
 def test_ni_one_client_per_training_task_present_in_split_order(data):
     root = data / "natural-instructions"
     present = {p.stem for p in (root / "tasks").glob("*.json")}
-    train = [t for t in _split(root, "train") if t in present]
+    train = _qualifying_train_tasks(root)
     test = [t for t in _split(root, "test") if t in present]
     assert len(train) >= 2 and len(test) >= 1  # the sample holds both kinds
+    assert len(present) < len(_split(root, "train")) + len(_split(root, "test"))  # some listed are absent
     fd = ni.load_natural_instructions(root, num_clients=len(train), seed=0)
     assert fd.client_tasks == train
     for task, client in zip(fd.client_tasks, fd.clients):
@@ -90,7 +83,8 @@ def test_ni_evaluates_only_test_tasks_with_the_official_sample_size(data):
 
 def test_ni_sampling_is_seeded_and_eval_is_the_same_for_every_seed(data):
     root = data / "natural-instructions"
-    a, b, c = (ni.load_natural_instructions(root, 7, seed=s) for s in (0, 0, 1))
+    n = len(_qualifying_train_tasks(root))
+    a, b, c = (ni.load_natural_instructions(root, n, seed=s) for s in (0, 0, 1))
     assert a.clients == b.clients and a.eval == b.eval
     assert a.clients != c.clients
     assert a.eval == c.eval
@@ -130,7 +124,8 @@ def test_ni_minimum_size_rule_and_length_filter(tmp_path, data):
 
 def test_ni_num_clients_too_large_names_the_count(tmp_path, data):
     root = data / "natural-instructions"
-    with pytest.raises(DataError, match="num_clients=50 but only 7 training tasks") as e:
+    n = len(_qualifying_train_tasks(root))
+    with pytest.raises(DataError, match=f"num_clients=50 but only {n} training tasks") as e:
         ni.load_natural_instructions(root, 50, seed=0)
     _one_line(e)
     assert ni.load_natural_instructions(root, 3, seed=0).num_clients == 3
@@ -257,7 +252,7 @@ def test_codealpaca_errors(tmp_path, data):
         load_codealpaca("./missing.json", 2, 0)
 
 
-# -- Dolly-15K (no copy in shared/data: a small file in its format) -------------------------------
+# -- Dolly-15K (no real sample anywhere: a small file in its format) -------------------------------
 
 CATEGORIES = ["brainstorming", "classification", "closed_qa", "creative_writing", "general_qa",
               "information_extraction", "open_qa", "summarization"]

@@ -29,7 +29,6 @@ from ferret.data.types import DataError
 from ferret.engine import client_batches, run
 
 from conftest import tiny_overrides
-from test_data_loaders import shared_data
 from test_paper_workflow import _expected_points, _job_count, _train_commands
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,9 +153,10 @@ def test_bad_local_epochs_fail_in_one_line(override, names):
 
 
 @pytest.fixture
-def codealpaca_with_pascal(tmp_path) -> Path:
-    """The real sample lacks Pascal (and X86-64) records: add one of each so all nine clients exist."""
-    records = json.loads((shared_data() / "codealpaca/codealpaca.json").read_text())
+def codealpaca_with_pascal(tmp_path, data) -> Path:
+    """The data with one more Pascal and x86-64 record (the real sample has none), so all nine
+    clients exist."""
+    records = json.loads((data / "codealpaca/codealpaca.json").read_text())
     records += [{"instruction": "Write a Pascal program that prints the sum of two integers.", "input": "",
                  "output": "program Sum; begin writeln(2 + 3) end."},
                 {"instruction": "Write x86-64 assembly that returns 42.", "input": "", "output": "mov eax, 42\nret"}]
@@ -180,14 +180,16 @@ def test_codealpaca_language_split_is_nine_language_clients(codealpaca_with_pasc
     assert [[e.output for e in c] for c in a.clients] == [[e.output for e in c] for c in b.clients]
 
 
-def test_codealpaca_language_split_needs_nine_clients_and_every_language(codealpaca_with_pascal):
+def test_codealpaca_language_split_needs_nine_clients_and_every_language(codealpaca_with_pascal, tmp_path):
     with pytest.raises(ConfigError, match="num_clients=8") as e:
         load_config(None, ["dataset=codealpaca", f"data_path={codealpaca_with_pascal}",
                            "codealpaca_split=language", "num_clients=8", "participation=0.5"])
     assert "\n" not in str(e.value)
     with pytest.raises(ConfigError, match="codealpaca_split='bylang'"):
         load_config(None, ["dataset=codealpaca", f"data_path={codealpaca_with_pascal}", "codealpaca_split=bylang"])
-    sample = shared_data() / "codealpaca/codealpaca.json"  # no Pascal record in the real sample
+    records = json.loads(codealpaca_with_pascal.read_text())
+    sample = tmp_path / "no_pascal.json"
+    sample.write_text(json.dumps([r for r in records if language(r) != "pascal"]))
     with pytest.raises(DataError, match="pascal"):
         load_codealpaca(str(sample), 9, seed=0, split="language")
 

@@ -27,7 +27,6 @@ from ferret.config import load_config
 from ferret.engine import run
 from ferret.models import ALIASES, ModelError, check_model_name, load_model_and_tokenizer
 
-from test_data_loaders import shared_data
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "workflow/configs/paper.yaml"
@@ -174,21 +173,23 @@ NI_CPU = ROOT / "workflow/configs/ni_cpu.yaml"
 
 
 @pytest.mark.parametrize("method", ["ferret", "fedavg"])
-def test_ni_sample_end_to_end_on_the_tiny_model(tmp_path, method):
-    """The ni_cpu.yaml settings with model=tiny: 3 rounds, one client per training task present."""
-    ni = shared_data() / "natural-instructions"
+def test_ni_sample_end_to_end_on_the_tiny_model(tmp_path, method, data):
+    """The ni_cpu.yaml settings with model=tiny: 3 rounds, one client per training task present
+    (7 in the real sample, for which ni_cpu.yaml is written)."""
+    ni = data / "natural-instructions"
     grid = yaml.safe_load(NI_CPU.read_text())
-    settings = {**grid["settings"], "data_path": str(ni)}
-    overrides = [f"{k}={v}" for k, v in settings.items()]
-    overrides += [f"method={method}", "model=tiny", "dataset=natural-instructions",
-                  f"num_clients={grid['num_clients'][0]}", f"K={grid['K'][0]}", "threads=1", "max_new_tokens=2"]
-    record = run(load_config(None, overrides), tmp_path)
-    assert record["status"] == "ok"
     present = {p.stem for p in (ni / "tasks").glob("*.json")}
     splits = {part: [t.strip() for t in (ni / f"splits/default/{part}_tasks.txt").read_text().split()]
               for part in ("train", "test")}
-    assert record["data"]["client_tasks"] == [t for t in splits["train"] if t in present]
-    assert record["data"]["clients"] == grid["num_clients"][0]
+    train = [t for t in splits["train"] if t in present]
+    settings = {**grid["settings"], "data_path": str(ni)}
+    overrides = [f"{k}={v}" for k, v in settings.items()]
+    overrides += [f"method={method}", "model=tiny", "dataset=natural-instructions",
+                  f"num_clients={len(train)}", f"K={grid['K'][0]}", "threads=1", "max_new_tokens=2"]
+    record = run(load_config(None, overrides), tmp_path)
+    assert record["status"] == "ok"
+    assert record["data"]["client_tasks"] == train
+    assert record["data"]["clients"] == len(train)
     n_test = sum(1 for t in splits["test"] if t in present)
     assert record["data"]["eval_examples"] == 20 * n_test  # each sample test task has > 20 instances
     rows = _rows(tmp_path / "metrics.csv")
@@ -197,8 +198,8 @@ def test_ni_sample_end_to_end_on_the_tiny_model(tmp_path, method):
     assert json.loads((tmp_path / "run.json").read_text())["config"]["dataset"] == "natural-instructions"
 
 
-def test_gsm8k_run_logs_exact_match_accuracy(tmp_path):
-    gsm8k = shared_data() / "gsm8k"
+def test_gsm8k_run_logs_exact_match_accuracy(tmp_path, data):
+    gsm8k = data / "gsm8k"
     cfg = load_config(None, ["model=tiny", "method=fedavg", "dataset=gsm8k", f"data_path={gsm8k}",
                              "num_clients=4", "participation=0.5", "rounds=1", "local_steps=1", "batch_size=1",
                              "eval_limit=4", "max_length=512", "max_new_tokens=2", "threads=1"])

@@ -24,7 +24,7 @@ _SUFFIXES = (".json", ".jsonl")
 
 
 def expand(source: str) -> str:
-    """``~`` and ``$VARS`` expanded, so configs can point at e.g. ``$FERRET_SHARED_DATA/gsm8k``."""
+    """``~`` and ``$VARS`` expanded, so configs can point at e.g. ``$FERRET_SHARED/data/gsm8k``."""
     return os.path.expandvars(os.path.expanduser(source))
 
 
