@@ -4,12 +4,16 @@
   ≈ 6.0× less computation than FedKSeed, 10.2× local, 5.0× aggregation, 3.3× fewer rounds, 10^6×
   less communication than FedAvg, a comparable score; and Table 4's FedZO seconds and Table 2's
   FedAvg score, whose ratios the paper does not print and the table derives from its two numbers)
-  per data set / model: both sides' absolute numbers (mean [95% t interval over seeds] (n)), the
-  ratio baseline / Ferret (difference Ferret − baseline for the score) *paired by seed* (seed s of
-  both methods shares client sampling and data order) with its 95% t interval, and whether the
-  direction holds. A direction "holds" when the interval lies on the paper's side of 1; the
-  score's "comparable" holds when Ferret is higher or the interval lies within ±COMPARABLE_PTS;
-  an interval across 1 (or a wide one across 0) is "not resolved", never counted as holding.
+  per data set / model: both sides' absolute numbers (mean with the interval of ferret/report/
+  stats.py over seeds, n), the ratio baseline / Ferret (difference Ferret − baseline for the
+  score) *paired by seed* (seed s of both methods shares client sampling and data order), and
+  whether the direction holds. Ratios of costs are taken on the log scale (geometric mean of the
+  per-seed ratios, Student-t interval of the log ratios transformed back, so it is > 0); a ratio
+  that is the same in every seed (bytes of fixed-size messages) is exact and decides alone; with
+  fewer than three seeds the cell shows every seed's range and the direction must hold in each.
+  A direction "holds" when the interval lies on the paper's side of 1; the score's "comparable"
+  holds when Ferret is higher or the interval lies within ±COMPARABLE_PTS; an interval across 1
+  (or a wide one across 0), or seeds that disagree, is "not resolved", never counted as holding.
 * :func:`budget_table`: cost to target and quality under budget. Per method: the rounds and the
   cumulative compute seconds (runs.with_compute_clock: overall seconds per client, summed over
   rounds) to reach a common eval loss, and the eval loss reached within a common compute budget.
@@ -73,6 +77,12 @@ MEASURES: dict[str, tuple[Quantity, bool]] = {
     "communication": (_params_per_round, True),
     "score": (_final_rouge, False),
 }
+# The range of each claim's per-run quantity (stats.Domain): costs are positive, the score a
+# Rouge-L in %; its difference Ferret − baseline lies in ±100 points.
+DOMAINS: dict[str, stats.Domain] = {"computation": stats.POSITIVE, "local": stats.POSITIVE,
+                                    "aggregation": stats.POSITIVE, "rounds": stats.POSITIVE,
+                                    "communication": stats.POSITIVE, "score": stats.PERCENT}
+DIFFERENCE_DOMAIN = stats.PERCENT_DIFF  # the score's Ferret − baseline (the ratios are on the log scale)
 
 
 def per_seed(runs: pd.DataFrame, quantity: Quantity) -> pd.Series:
@@ -85,17 +95,21 @@ def per_seed(runs: pd.DataFrame, quantity: Quantity) -> pd.Series:
     return frame.groupby("seed")["value"].mean()
 
 
-def paired(base: pd.Series, ours: pd.Series, ratio: bool) -> stats.Interval:
-    """base / ours (or ours - base) seed by seed, with its t interval over the shared seeds;
-    without two shared seeds, the ratio (difference) of the means and no interval."""
+def paired(base: pd.Series, ours: pd.Series, ratio: bool, domain: stats.Domain = stats.REAL) -> stats.Interval:
+    """base / ours (or ours − base) seed by seed over the shared seeds: a ratio of positive costs on
+    the log scale (stats.log_ratio: geometric mean, interval > 0, exact where no seed differs), a
+    difference by stats.summary within ``domain``; without two shared seeds, the ratio
+    (difference) of the means and no interval."""
     shared = base.index.intersection(ours.index)
+    if ratio and ((base <= 0) | base.isna()).any() or ratio and ((ours <= 0) | ours.isna()).any():
+        return stats.summary([])  # a ratio of costs needs positive costs on both sides
     if len(shared) >= 2:
         b, o = base[shared], ours[shared]
-        return stats.t_interval((b / o if ratio else o - b).tolist())
+        return stats.log_ratio(b.tolist(), o.tolist()) if ratio else stats.summary((o - b).tolist(), domain)
     if base.empty or ours.empty:
-        return stats.t_interval([])
+        return stats.summary([])
     value = base.mean() / ours.mean() if ratio else ours.mean() - base.mean()
-    return stats.t_interval([value])
+    return stats.summary([value])
 
 
 def _times(value: float) -> str:
@@ -109,10 +123,7 @@ def _points(value: float) -> str:
 
 
 def _with_interval(iv: stats.Interval, show: Callable[[float], str]) -> str:
-    if iv.n == 0:
-        return "–"
-    text = show(iv.mean)
-    return text + (f" [{show(iv.low)}, {show(iv.high)}] (n={iv.n})" if iv.n >= 2 else " (no interval)")
+    return stats.format_interval(iv, show)
 
 
 def _abs(iv: stats.Interval) -> str:
@@ -142,29 +153,49 @@ def paper_value(claim: pd.Series) -> tuple[float, str]:
 COMPARABLE_PTS = 5.0
 
 
+def _qualifier(iv: stats.Interval) -> str:
+    """What a verdict rests on, beside it: every seed (n < MIN_SEEDS), an exact value, or nothing
+    (a confidence interval)."""
+    if iv.kind == "exact":
+        return " (exact: the same in every seed)"
+    if iv.kind == "range":
+        return f" (every seed, n = {iv.n}; no interval)"
+    return ""
+
+
 def direction(ratio: bool, paper: float, iv: stats.Interval) -> str:
     """Whether our interval points the paper's way: for a ratio, the side of 1 the paper's value
     is on (Ferret cheaper unless the paper says otherwise); for the score ('comparable'), Ferret
-    higher, or the interval within +-COMPARABLE_PTS."""
+    higher, or the interval within +-COMPARABLE_PTS. An exact value decides alone, and with fewer
+    than MIN_SEEDS seeds every seed must agree; 'not resolved' is left for the cases where the
+    interval (or the seeds) lie on both sides."""
     if iv.n == 0 or math.isnan(iv.mean):
         return "–"
+    low, high = (iv.mean, iv.mean) if iv.kind == "exact" else (iv.low, iv.high)
+    why = _qualifier(iv)
     if ratio:
         side = 1.0 if math.isnan(paper) or paper >= 1 else -1.0  # +1: the baseline costs more
         if iv.n < 2:
             return ("yes" if side * (iv.mean - 1) > 0 else "no") + " (one seed, no interval)"
-        if side * (iv.low - 1) > 0 and side * (iv.high - 1) > 0:
-            return "yes"
-        if side * (iv.low - 1) < 0 and side * (iv.high - 1) < 0:
-            return "no: the opposite direction"
+        if side * (low - 1) > 0 and side * (high - 1) > 0:
+            return "yes" + why
+        if side * (low - 1) < 0 and side * (high - 1) < 0:
+            return "no: the opposite direction" + why
+        if low == high == 1:
+            return "no: equal" + why
+        if iv.kind == "range":
+            return f"not resolved: the seeds disagree (n = {iv.n})"
         return "not resolved: the interval includes 1×"
     if iv.n < 2:
         return "no interval (one seed)"
-    if iv.low > 0:
-        return "yes (Ferret higher)"
-    if iv.high < 0:
-        return "no: Ferret lower"
-    if -COMPARABLE_PTS <= iv.low and iv.high <= COMPARABLE_PTS:
-        return f"yes (within ±{COMPARABLE_PTS:g} pts)"
+    if low > 0:
+        return "yes (Ferret higher)" + why
+    if high < 0:
+        return "no: Ferret lower" + why
+    if -COMPARABLE_PTS <= low and high <= COMPARABLE_PTS:
+        return f"yes (within ±{COMPARABLE_PTS:g} pts)" + why
+    if iv.kind == "range":
+        return f"not resolved: the seeds disagree by more than ±{COMPARABLE_PTS:g} pts (n = {iv.n})"
     return f"not resolved: no significant difference, but the interval is wider than ±{COMPARABLE_PTS:g} pts"
 
 
@@ -180,15 +211,15 @@ def claims_table(df: pd.DataFrame, reference: Path | None = None, method: str = 
             here = df[(df["dataset"] == dataset) & (df["model"] == model)]
             base_runs, our_runs = main_config_runs(here, claim["baseline"]), main_config_runs(here, method)
             base, ours = per_seed(base_runs, quantity), per_seed(our_runs, quantity)
-            iv = paired(base, ours, ratio)
+            iv = paired(base, ours, ratio, DIFFERENCE_DOMAIN)
             holds = direction(ratio, value, iv)
             if claim["claim"] == "rounds" and not base.empty and set(base) == set(ours):
                 holds = "not tested (both ran the same rounds; see rounds to target)"
             rows.append({"claim": f"{claim['claim']} vs {claim['baseline']}", "setting": f"{dataset} / {model}",
                          "paper": paper_cell, "paper baseline": claim.get("paper_baseline_abs", "–"),
                          "paper Ferret": claim.get("paper_ferret_abs", "–"),
-                         "ours baseline": _abs(stats.t_interval(base.tolist())),
-                         "ours Ferret": _abs(stats.t_interval(ours.tolist())),
+                         "ours baseline": _abs(stats.summary(base.tolist(), DOMAINS[claim["claim"]])),
+                         "ours Ferret": _abs(stats.summary(ours.tolist(), DOMAINS[claim["claim"]])),
                          "measured (paired by seed)": _with_interval(iv, show), "direction holds": holds,
                          "measured as": claim.get("definition", "")})
             if claim["claim"] == "rounds":  # equal rounds run: also rounds to a common eval loss
@@ -256,8 +287,8 @@ def _rounds_to_target_row(here: pd.DataFrame, baseline: str, method: str, settin
     elif not ours.empty and ours.isna().any():
         holds = "no: Ferret did not reach the target in every seed"
     return {"claim": f"rounds to target vs {baseline}", "setting": setting, "paper": "–", "paper baseline": "–",
-            "paper Ferret": "–", "ours baseline": _abs(stats.t_interval(base.dropna().tolist())),
-            "ours Ferret": _abs(stats.t_interval(ours.dropna().tolist())), "measured (paired by seed)": measured,
+            "paper Ferret": "–", "ours baseline": _abs(stats.summary(base.dropna().tolist(), stats.POSITIVE)),
+            "ours Ferret": _abs(stats.summary(ours.dropna().tolist(), stats.POSITIVE)), "measured (paired by seed)": measured,
             "direction holds": holds,
             "measured as": f"baseline / Ferret rounds to eval loss ≤ {target:.3f} (half-way from the untuned "
                            "loss to the better method's final loss)"}
@@ -290,14 +321,14 @@ def budget_table(df: pd.DataFrame, method: str = "ferret") -> tuple[pd.DataFrame
             rows.append({
                 "setting": setting, "method": m, "seeds": len(total),
                 "reached target": f"{len(seconds) - missed} of {len(seconds)}",
-                "rounds to target": _abs(stats.t_interval(rounds.dropna().tolist())),
-                "compute s to target": _abs(stats.t_interval(seconds.dropna().tolist())),
+                "rounds to target": _abs(stats.summary(rounds.dropna().tolist(), stats.POSITIVE)),
+                "compute s to target": _abs(stats.summary(seconds.dropna().tolist(), stats.POSITIVE)),
                 "compute to target ÷ Ferret": to_target,
-                "eval loss within budget": _abs(stats.t_interval(loss.tolist())),
+                "eval loss within budget": _abs(stats.summary(loss.tolist(), stats.POSITIVE)),
                 "Δ loss vs Ferret (paired by seed)": "ref" if m == method else _with_interval(
                     paired(ours_loss, loss, False), lambda v: f"{v:+.3f}"),
                 "run ended before the budget": "yes" if (total < budget).all() else "no",
-                "total compute s": _abs(stats.t_interval(total.tolist())),
-                "final eval loss": _abs(stats.t_interval(per_seed(r, _final_loss).tolist())),
+                "total compute s": _abs(stats.summary(total.tolist(), stats.POSITIVE)),
+                "final eval loss": _abs(stats.summary(per_seed(r, _final_loss).tolist(), stats.POSITIVE)),
             })
     return pd.DataFrame(rows), "; ".join(notes)
