@@ -1,5 +1,6 @@
 """Claims and budget tables (ferret/report/claims.py) on a fixture all_runs.csv written here; every
-expected number is recomputed in the test from the fixture's own arrays (scipy for the t quantiles)."""
+expected number is recomputed in the test from the fixture's own arrays (scipy for the t quantiles):
+ratios and positive quantities on the log scale, exact values where nothing varies by seed."""
 
 from __future__ import annotations
 
@@ -30,6 +31,18 @@ def _interval(values) -> tuple[float, float, float]:
     return x.mean(), x.mean() - half, x.mean() + half
 
 
+def _log_interval(values) -> tuple[float, float, float]:
+    """Arithmetic mean and the t interval of the logs, transformed back (a positive quantity)."""
+    _, low, high = _interval(np.log(values))
+    return float(np.mean(values)), math.exp(low), math.exp(high)
+
+
+def _ratio_interval(ratios) -> tuple[float, float, float]:
+    """Geometric mean of the ratios and the t interval of their logs, transformed back."""
+    mean, low, high = _interval(np.log(ratios))
+    return math.exp(mean), math.exp(low), math.exp(high)
+
+
 @pytest.fixture
 def runs(tmp_path) -> pd.DataFrame:
     rows = []
@@ -53,16 +66,16 @@ def _overall(method: str, s: int) -> float:
     return local(s) + aggregation
 
 
-def test_ratios_are_paired_by_seed_with_t_intervals(runs):
+def test_ratios_are_paired_by_seed_on_the_log_scale(runs):
     t = claims.claims_table(runs, reference=REFERENCE)
-    mean, low, high = _interval([_overall("fedkseed", s) / _overall("ferret", s) for s in SEEDS])
+    mean, low, high = _ratio_interval([_overall("fedkseed", s) / _overall("ferret", s) for s in SEEDS])
     cell = t.loc["computation vs fedkseed", "measured (paired by seed)"]
-    assert cell == f"{mean:.1f}× [{low:.1f}×, {high:.1f}×] (n=3)"
+    assert cell == f"{mean:.1f}× [{low:.1f}×, {high:.1f}×] (n = 3)" and low > 0
     assert t.loc["computation vs fedkseed", "direction holds"] == ("yes" if low > 1 else "not resolved: the interval includes 1×")
     # FedZO aggregates a dense average (0.1 s) faster than Ferret rebuilds (1 s): the paper's Table 4
     # says so too (0.3 vs 24.7 s), so "holds" means below 1x here
     assert t.loc["aggregation vs fedzo", "measured (paired by seed)"].startswith("0.1× ")
-    assert t.loc["aggregation vs fedzo", "direction holds"] == "yes"
+    assert t.loc["aggregation vs fedzo", "direction holds"] == "yes (exact: the same in every seed)"  # 0.1 / 1 s
     assert t.loc["aggregation vs fedzo", "paper"] == f"({0.3 / 24.7:.3g}×, from its numbers)"
 
 
@@ -70,7 +83,29 @@ def test_score_difference_is_paired_by_seed(runs):
     t = claims.claims_table(runs, reference=REFERENCE)
     cell = t.loc["score vs fedavg", "measured (paired by seed)"]
     assert cell.startswith("+2.0 pts")  # Ferret's Rouge-L is 2 points above FedAvg's in every seed
-    assert t.loc["score vs fedavg", "direction holds"] == "yes (Ferret higher)"
+    # the same +2 points in every seed: exact, decided without an interval
+    assert t.loc["score vs fedavg", "direction holds"] == "yes (Ferret higher) (exact: the same in every seed)"
+
+
+def test_fixed_size_messages_resolve_communication_exactly(runs):
+    t = claims.claims_table(runs, reference=REFERENCE)
+    # 100 B up and 100 B down in every round of every method: the ratio is exactly 1 in every seed
+    assert t.loc["communication vs fedavg", "measured (paired by seed)"] == "1.0× (exact, n = 3)"
+    assert t.loc["communication vs fedavg", "direction holds"] == "no: equal (exact: the same in every seed)"
+    bigger = runs.copy()
+    fedavg = bigger["method"] == "fedavg"
+    bigger.loc[fedavg, ["uplink_bytes_per_client", "downlink_bytes_per_client"]] *= 7.8e4
+    t = claims.claims_table(bigger, reference=REFERENCE)
+    assert t.loc["communication vs fedavg", "measured (paired by seed)"] == "7.8e+04× (exact, n = 3)"
+    assert t.loc["communication vs fedavg", "direction holds"] == "yes (exact: the same in every seed)"
+
+
+def test_two_seeds_decide_only_when_both_agree():
+    agree = claims.paired(pd.Series([5.0, 7.0]), pd.Series([1.0, 1.0]), ratio=True)
+    assert agree.kind == "range" and (agree.low, agree.high) == (pytest.approx(5.0), pytest.approx(7.0))
+    assert claims.direction(True, 6.0, agree) == "yes (every seed, n = 2; no interval)"
+    disagree = claims.paired(pd.Series([0.5, 3.0]), pd.Series([1.0, 1.0]), ratio=True)
+    assert claims.direction(True, 6.0, disagree) == "not resolved: the seeds disagree (n = 2)"
 
 
 def test_a_comparable_score_needs_a_narrow_interval():
@@ -109,8 +144,8 @@ def test_cost_to_target_and_quality_under_budget(runs):
     # Ferret: rounds and cumulative compute seconds to the target, seed by seed
     rounds = [_first_round("ferret", s, target) for s in SEEDS]
     seconds = [r * _overall("ferret", s) for r, s in zip(rounds, SEEDS)]
-    mean, low, high = _interval(seconds)
-    assert t.loc["ferret", "compute s to target"] == f"{mean:.3g} [{low:.3g}, {high:.3g}] (n=3)"
+    mean, low, high = _log_interval(seconds)
+    assert t.loc["ferret", "compute s to target"] == f"{mean:.3g} [{low:.3g}, {high:.3g}] (n = 3)"
     assert t.loc["ferret", "reached target"] == "3 of 3"
     # FedKSeed never gets there (2.7 > target): a lower bound from what it spent, not a ratio
     assert all(_first_round("fedkseed", s, target) is None for s in SEEDS)
@@ -121,8 +156,8 @@ def test_cost_to_target_and_quality_under_budget(runs):
     budget = np.mean([3 * _overall("ferret", s) for s in SEEDS])
     assert f"budget {budget:.0f} s" in note
     within = [PLAN["fedkseed"][2][int(budget // _overall("fedkseed", s))] + 0.01 * s for s in SEEDS]
-    mean, low, high = _interval(within)
-    assert t.loc["fedkseed", "eval loss within budget"] == f"{mean:.3g} [{low:.3g}, {high:.3g}] (n=3)"
+    mean, low, high = _log_interval(within)
+    assert t.loc["fedkseed", "eval loss within budget"] == f"{mean:.3g} [{low:.3g}, {high:.3g}] (n = 3)"
     # FedAvg's run ends long before the budget: flagged, its final loss counts
     assert t.loc["fedavg", "run ended before the budget"] == "yes"
     assert t.loc["fedavg", "eval loss within budget"].startswith(f"{1.7 + 0.01:.3g} ")
@@ -131,7 +166,7 @@ def test_cost_to_target_and_quality_under_budget(runs):
     assert int(budget // _overall("ferret", 2)) == 2
     diffs = [PLAN["fedavg"][2][-1] + 0.01 * s - f for s, f in zip(SEEDS, ferret_within)]
     mean, low, high = _interval(diffs)
-    assert t.loc["fedavg", "Δ loss vs Ferret (paired by seed)"] == f"{mean:+.3f} [{low:+.3f}, {high:+.3f}] (n=3)"
+    assert t.loc["fedavg", "Δ loss vs Ferret (paired by seed)"] == f"{mean:+.3f} [{low:+.3f}, {high:+.3f}] (n = 3)"
 
 
 def test_rounds_to_target_row_in_the_claims_table(runs):

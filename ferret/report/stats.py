@@ -166,6 +166,10 @@ def log_ratio(base: Sequence[float], ours: Sequence[float], level: float = LEVEL
     if len(d) >= 2 and np.ptp(d) <= 1e-12 * max(1.0, float(np.abs(d).max())):
         d = np.full_like(d, d[0])  # the same ratio in every seed, up to the last bit of the division
     on = summary(d, REAL, level)
+    if on.kind in ("exact", "single"):  # the ratio itself, not exp(log(ratio)) one ulp away
+        ratio = float(b[0] / o[0])
+        return Interval(ratio, on.std, on.n, ratio if on.n > 1 else math.nan, ratio if on.n > 1 else math.nan,
+                        level, on.kind)
     exp = (lambda v: math.exp(v) if not math.isnan(v) else math.nan)
     kind = {"t": "log t"}.get(on.kind, on.kind)
     return Interval(exp(on.mean), on.std, on.n, exp(on.low), exp(on.high), level, kind)
