@@ -1,12 +1,16 @@
 """The paper-shaped tables, built from all_runs.csv (and the paper's numbers in results/reference/).
 
 * Main table (Table 1 shape): one row per method configuration; per data set / model: final
-  Rouge-L (%) and final eval loss, each mean ± std over seeds (n = number of seeds) with its 95%
-  Student-t interval over seeds (ferret/report/stats.py); the paired difference in Rouge-L from
-  Ferret's main configuration on the shared eval set (per example: each configuration's seeds
-  averaged per example, then a paired t-test over the examples; needs all_examples.csv) with a
-  significance mark; and the paper's Rouge-L (``table{2,3,9}_rouge_l.csv``; "n/a" where it gives
-  none). :func:`main_note` states the number of seeds and eval examples behind it.
+  Rouge-L (%) by rouge-score and, where the runs have it, by the official metric (``rouge_l_official``,
+  the paper's), and final eval loss, each mean ± std over seeds (n = number of seeds) beside a 95%
+  interval that stays in its range (ferret/report/stats.py: the range of the seeds for n < 3; a
+  bootstrap over examples and seeds where all_examples.csv has the per-example scores; else a t
+  interval on the logit / log scale); the paired difference in Rouge-L from Ferret's main
+  configuration on the shared eval set (a seeded bootstrap over the examples, and the seeds when
+  both sides have three) with a mark where its interval excludes 0; and the paper's Rouge-L
+  (``table{2,3,9}_rouge_l.csv``; "n/a" where it gives none), comparable with the official metric.
+  :func:`main_note` states the number of seeds and eval examples behind it, and every table's
+  caption repeats it.
 * Cost table: per configuration, per-round local compute and encode seconds per client,
   aggregation seconds per round, bytes up and down per client per round, total bytes of the
   run, and the rounds needed to reach a target eval loss (default: the highest final eval loss
