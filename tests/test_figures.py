@@ -94,6 +94,17 @@ def test_rounds_get_integer_ticks(df):
         assert ticks and all(float(t).is_integer() for t in ticks), ticks
 
 
+def test_rouge_l_is_drawn_only_where_measured(df):
+    fig = figures.convergence_round(df)
+    line = _line(fig.axes[1], "fedavg")
+    measured = _main(df, "fedavg").dropna(subset=["rouge_l"])
+    # at each evaluated round, shifted a little so the methods' markers do not hide each other
+    shifts = np.asarray(line.get_xdata()) - np.asarray(sorted(measured["round"].unique()))
+    assert np.ptp(shifts) == pytest.approx(0) and abs(shifts[0]) <= 0.25
+    assert list(line.get_ydata()) == pytest.approx((100 * measured.groupby("round")["rouge_l"].mean()).tolist())
+    assert line.get_linestyle() == "None" and line.get_marker() not in (None, "None", "")
+
+
 def test_bytes_axis_starts_at_the_first_communicated_round(df):
     fig = figures.convergence_bytes(df)
     ax = fig.axes[0]
@@ -135,7 +146,7 @@ def test_ablation_points_follow_their_seed_count(df):
     assert sorted(y for ln in seeds for y in ln.get_ydata()) == sorted(finals[finals["K"] == 64]["eval_loss"])
     assert all(set(ln.get_xdata()) == {64} for ln in seeds)
     assert not [c for c in ax.collections if type(c).__name__ == "LineCollection"]
-    assert "n = 1–2 seed(s)" in fig._suptitle.get_text()
+    assert "seeds per point: K=16: 1, K=64: 2" in fig._suptitle.get_text()
     assert [t.get_text() for t in ax.get_xticklabels()] == ["16", "64"]  # the K run, no 2^5.5
 
 

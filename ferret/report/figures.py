@@ -9,7 +9,8 @@ a two-value t band is twelve times wider than its data; with one, the line alone
 by the official metric (the `rouge` 1.0.1 package, the paper's) where the runs have it, else by
 rouge-score, and the axis says which. Rouge-L, measured only at some rounds, is drawn as markers
 (error bars, seed points), so no line or band suggests values between measurements. Round axes
-have integer ticks. Each method keeps one colour and marker in every figure (METHOD_STYLE), and
+have integer ticks, and at each evaluated round the methods' Rouge-L markers sit side by side
+(a small horizontal offset) rather than on top of each other. Each method keeps one colour and marker in every figure (METHOD_STYLE), and
 legends sit outside the panels so they cover no data. PDFs embed their fonts as TrueType
 (pdf.fonttype 42), as publishers ask.
 """
@@ -81,9 +82,16 @@ def _curves(ax: plt.Axes, df: pd.DataFrame, x: str, y: str) -> None:
     drawn as the module docstring says."""
     domain, scale, ylabel = _metric(y)
     sparse = y in SPARSE_METRICS
-    for label, group in with_labels(df).dropna(subset=[y]).groupby("label"):
+    labelled = with_labels(df).dropna(subset=[y])
+    count = labelled["label"].nunique()
+    for i, (label, group) in enumerate(labelled.groupby("label")):
         by_round = mean_band(group, x, y, domain, scale)
         st = style(group["method"].iloc[0])
+        if sparse and x == "round":  # methods side by side at each evaluated round, not on top of each other
+            shift = (i - (count - 1) / 2) * min(0.08, 0.5 / max(count, 1))
+            by_round["x"] = by_round["x"] + shift
+            group = group.assign(round_x=group[x] + shift)
+        seed_x = "round_x" if sparse and x == "round" else x
         ax.plot(by_round["x"], by_round["mean"], linestyle="none" if sparse else "-", markersize=4, label=label,
                 **st)
         seeds = group["run_id"].nunique()
@@ -95,7 +103,7 @@ def _curves(ax: plt.Axes, df: pd.DataFrame, x: str, y: str) -> None:
                             linewidth=0)
         elif seeds > 1:  # each seed itself: a two-value t interval would be 12.7 × the standard error
             for _, run in group.sort_values("round").groupby("run_id"):
-                ax.plot(run[x], scale * run[y], color=st["color"], alpha=_SEED_ALPHA, label="_seed",
+                ax.plot(run[seed_x], scale * run[y], color=st["color"], alpha=_SEED_ALPHA, label="_seed",
                         linestyle="none" if sparse else "-", linewidth=_SEED_WIDTH,
                         marker=st["marker"] if sparse else "", markersize=2.5)
     ax.set_ylabel(ylabel)
@@ -155,7 +163,7 @@ def _convergence(df: pd.DataFrame, x: str, xlabel: str, title: str, log_x: bool 
         if log_x:
             ax.set_xscale("log")
     _outside_legend(fig)
-    fig.suptitle(f"{title} ({_seed_note(main)})")
+    fig.suptitle(f"{title}\n{_seed_note(main)}")
     return fig
 
 
@@ -222,7 +230,11 @@ def _ablation(df: pd.DataFrame, method: str, axis: str, log: bool, title: str) -
         ax.set_xticks(xs, [str(int(v)) for v in xs])  # the values run, not 2^0.5 or 7.5
         ax.xaxis.set_minor_locator(NullLocator())
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{title} ({_seed_note(final) if not final.empty else 'no runs'})")
+    per_point = final.groupby(axis)["run_id"].nunique()
+    short = "K" if axis == "K" else "N"
+    seeds = ", ".join(f"{short}={int(v)}: {n}" for v, n in per_point.items()) if not final.empty else "no runs"
+    fig.suptitle(f"{title}\nseeds per point: {seeds} (small points: each seed where 2; bars: 95% interval "
+                 "where ≥ 3)" if (per_point > 1).any() else f"{title}\nn = 1 seed per point: no interval")
     return fig
 
 
