@@ -288,7 +288,8 @@ def _rounds_to_target_row(here: pd.DataFrame, baseline: str, method: str, settin
         holds = "no: Ferret did not reach the target in every seed"
     return {"claim": f"rounds to target vs {baseline}", "setting": setting, "paper": "–", "paper baseline": "–",
             "paper Ferret": "–", "ours baseline": _abs(stats.summary(base.dropna().tolist(), stats.POSITIVE)),
-            "ours Ferret": _abs(stats.summary(ours.dropna().tolist(), stats.POSITIVE)), "measured (paired by seed)": measured,
+            "ours Ferret": _abs(stats.summary(ours.dropna().tolist(), stats.POSITIVE)),
+            "measured (paired by seed)": measured,
             "direction holds": holds,
             "measured as": f"baseline / Ferret rounds to eval loss ≤ {target:.3f} (half-way from the untuned "
                            "loss to the better method's final loss)"}

@@ -10,7 +10,8 @@ by the official metric (the `rouge` 1.0.1 package, the paper's) where the runs h
 rouge-score, and the axis says which. Rouge-L, measured only at some rounds, is drawn as markers
 (error bars, seed points), so no line or band suggests values between measurements. Round axes
 have integer ticks, and at each evaluated round the methods' Rouge-L markers sit side by side
-(a small horizontal offset) rather than on top of each other. Each method keeps one colour and marker in every figure (METHOD_STYLE), and
+(a small horizontal offset) rather than on top of each other. Each method keeps one colour and
+marker in every figure (METHOD_STYLE), and
 legends sit outside the panels so they cover no data. PDFs embed their fonts as TrueType
 (pdf.fonttype 42), as publishers ask.
 """

@@ -279,7 +279,8 @@ def write_tables(df: pd.DataFrame, out: Path, target_loss: float | None = None,
                           "1×; a 'comparable' score when Ferret is higher or the interval lies within "
                           f"±{claims.COMPARABLE_PTS:g} points. 'Not resolved' only where the data cannot tell.",
                 "budget": "Cost to target and quality under budget, per method (main configuration), mean with "
-                          "the 95% interval over seeds (as in the claims table): rounds and cumulative compute seconds (overall = local + "
+                          "the 95% interval over seeds (as in the claims table): rounds and cumulative compute "
+                          "seconds (overall = local + "
                           "aggregation s per client, summed over rounds) to a common eval loss half-way from the "
                           "untuned model's to the best method's final loss, and the eval loss reached within "
                           "Ferret's compute budget (its whole run); ratios and differences paired by seed; '> x×': "
