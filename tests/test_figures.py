@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 import matplotlib.colors as mcolors
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,6 +23,12 @@ FIXTURE = Path(__file__).parent / "fixtures" / "all_runs.csv"
 @pytest.fixture(scope="module")
 def df():
     return pd.read_csv(FIXTURE)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")  # each test draws several figures; keep pyplot's registry small
 
 
 def _main(df: pd.DataFrame, method: str) -> pd.DataFrame:
