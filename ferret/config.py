@@ -99,6 +99,9 @@ class RunConfig:
     seed: int = field(default=0, metadata={"help": "root seed: sampling, data order, init and all shared seeds"})
     device: str = field(default="cpu", metadata={"help": "cpu, cuda or cuda:N"})
     dtype: str = field(default="float32", metadata={"help": "float32, bfloat16 or float16"})
+    tf32: bool = field(default=True, metadata={"help": "CUDA only: TensorFloat-32 for float32 matmuls and "
+                                                   "convolutions (10-bit mantissa inputs, fp32 sums); "
+                                                   "false = full fp32"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads; 0 keeps torch's default"})
     checkpoint_every: int = field(default=1, metadata={"help": "checkpoint every N rounds under <out>/checkpoints "
                                                                "(a rerun resumes from it); 0 = never"})

@@ -12,8 +12,10 @@ How the bases are generated, and why
   CUDA; Rademacher, uniform, trunc_normal) and the reference path in plain torch ops below
   (every basis, every device; the kernels are tested against it bit for bit). Both use the bits
   described next. The reference is kept plain on purpose: it is the definition the kernels are
-  checked against and the fallback where no kernel exists, not a fast path (the worker threads,
-  reused buffers and look-ahead hashing it once had to be fast are gone with the kernels).
+  checked against and the fallback where no kernel exists or one fails to build or launch (one
+  warning naming the cause, then the reference for the rest of the process), not a fast path
+  (the worker threads, reused buffers and look-ahead hashing it once had to be fast are gone
+  with the kernels).
 * Counter-based, not stateful: every basis entry is a pure function of (seed, block, index):
   splitmix64's finaliser applied to ``key + (w + 1) * golden`` for the 64-bit word w that holds
   the entry, where ``key = mix(mix(seed) ^ mix(block))``. Any chunk of any basis can therefore be
@@ -53,7 +55,10 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
+from collections.abc import Iterable
 from types import ModuleType
+from typing import Any
 
 import torch
 
@@ -211,32 +216,80 @@ def _chunks(n: int, d: int, chunk_elems: int):
 DEFAULT_CHUNK = 1 << 22  # entries per reference chunk (16 MiB of float32)
 
 
-def _kernels(t: torch.Tensor) -> ModuleType | None:
-    """The fused kernels for t's device: the C++ extension on CPU, Triton on CUDA (None where
-    triton is not installed: the reference path runs)."""
-    if t.device.type == "cpu":
-        return fused_kernels
-    if t.device.type == "cuda":
-        return _triton_kernels()
-    return None
+def _triton_kernels() -> ModuleType:
+    from ferret.kernels import triton as kernels  # imports triton: CUDA machines only need it
 
-
-@functools.lru_cache(maxsize=1)
-def _triton_kernels() -> ModuleType | None:
-    try:
-        from ferret.kernels import triton as kernels
-    except ImportError:  # no triton: CUDA uses the reference path
-        return None
     return kernels
 
 
-def warm_up(kind: str, device: torch.device) -> None:
-    """Build or load the fused kernel of ``kind`` for ``device`` now: the CPU extension compiles on
-    first use (40-50 s) and Triton JIT-compiles on first launch, and a method calls this in its
-    setup so that neither lands inside a timed phase (the first round's encode)."""
-    x = torch.zeros(4096, dtype=torch.float32, device=device)
-    keys = stream_keys(torch.zeros(1, dtype=torch.int64, device=device), 0)
-    reconstruct(project(x, keys, kind), keys, kind, x)
+def _cpu_kernels() -> ModuleType:
+    fused_kernels.load()  # builds the C++ extension on first use (cached by torch afterwards)
+    return fused_kernels
+
+
+# Device type -> loader of its fused kernels (raises where they cannot be had).
+_LOADERS = {"cpu": _cpu_kernels, "cuda": _triton_kernels}
+# Device type -> why its fused kernels are off for the rest of the process.
+_UNAVAILABLE: dict[str, str] = {}
+
+
+def _give_up(device_type: str, exc: Exception) -> None:
+    """Turn a device's fused kernels off for this process, with the one warning that says why."""
+    first = str(exc).strip().splitlines()
+    cause = f"{type(exc).__name__}: {first[0] if first else ''}".rstrip(": ")
+    _UNAVAILABLE[device_type] = cause
+    warnings.warn(f"fused {device_type} kernels unavailable ({cause}); using the reference path from now on",
+                  RuntimeWarning, stacklevel=4)
+
+
+def _kernels(t: torch.Tensor) -> ModuleType | None:
+    """The fused kernels for t's device (the C++ extension on CPU, Triton on CUDA), or None: no
+    kernels for the device, or loading them failed (no triton, no compiler: one warning, then the
+    reference path for the rest of the process)."""
+    device_type = t.device.type
+    if device_type not in _LOADERS or device_type in _UNAVAILABLE:
+        return None
+    try:
+        return _LOADERS[device_type]()
+    except Exception as exc:  # noqa: BLE001 - any failure to load means the reference path, said once
+        _give_up(device_type, exc)
+        return None
+
+
+def _fused(kernels: ModuleType, op: str, t: torch.Tensor, *args: Any) -> torch.Tensor | None:
+    """kernels.op(*args), or None if it failed to compile or launch (then one warning, and the
+    reference path for the rest of the process). Compile and launch errors are raised before a
+    kernel writes, so an output it was to update in place is untouched. Out of memory is not a
+    kernel failure and is raised as it is."""
+    try:
+        return getattr(kernels, op)(*args)
+    except torch.OutOfMemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a compile or launch error must not end the run
+        _give_up(t.device.type, exc)
+        return None
+
+
+def warm_up(kind: str, device: torch.device, sizes: Iterable[int] = (4096,),
+            seed_counts: Iterable[int] = (1,)) -> None:
+    """Build the fused kernels of ``kind`` for ``device`` and compile every launch a run makes,
+    now: the CPU extension compiles on first use (40-50 s) and Triton JIT-compiles once per
+    distinct launch key (block size and seed count, as Triton specialises them), so a method
+    calls this in its setup with its block sizes and every seed count it may use, and no compile
+    lands inside a timed phase. One project and one reconstruct per distinct key (a failure here
+    warns once and the run goes on by the reference path)."""
+    kernels = _kernels(torch.empty(0, device=device))
+    counts = sorted(set(seed_counts))
+    seen: set[Any] = set()
+    for d in sorted(set(sizes)):
+        for n in counts:
+            key = kernels.launch_key(kind, d, n) if kernels is not None else None
+            if key in seen:
+                continue
+            seen.add(key)
+            x = torch.zeros(d, dtype=torch.float32, device=device)
+            keys = stream_keys(torch.zeros(n, dtype=torch.int64, device=device), 0)
+            reconstruct(project(x, keys, kind), keys, kind, x)
 
 
 def generate(kind: str, keys: torch.Tensor, d: int, chunk_elems: int = DEFAULT_CHUNK) -> None:
@@ -267,7 +320,9 @@ def project(x: torch.Tensor, keys: torch.Tensor, kind: str, chunk_elems: int = D
     reference path, chunks of ``chunk_elems`` entries."""
     kernels, chunk_elems = _route(x, kind, fused, chunk_elems)
     if kernels is not None:
-        return kernels.project(x, keys, kind)
+        done = _fused(kernels, "project", x, x, keys, kind)
+        if done is not None:
+            return done
     d = x.numel()
     out = torch.zeros(keys.shape[0], dtype=torch.float32, device=x.device)
     for rows, start, length in _chunks(keys.shape[0], d, chunk_elems):
@@ -281,7 +336,9 @@ def reconstruct(coef: torch.Tensor, keys: torch.Tensor, kind: str, out: torch.Te
     kernel or reference path, as in :func:`project`)."""
     kernels, chunk_elems = _route(out, kind, fused and out.is_contiguous(), chunk_elems)
     if kernels is not None:
-        return kernels.reconstruct(coef, keys, kind, out)
+        done = _fused(kernels, "reconstruct", out, coef, keys, kind, out)
+        if done is not None:
+            return done
     d = out.numel()
     for rows, start, length in _chunks(keys.shape[0], d, chunk_elems):
         out[start : start + length].addmv_(basis_chunk(kind, keys[rows], start, length, d).T, coef[rows])

@@ -107,10 +107,12 @@ def test_ferret_server_rebuilds_once_per_round_whatever_the_client_count(tiny, m
 
 def test_ferret_setup_builds_its_basis_kernel_before_any_round(tiny, monkeypatch):
     # The CPU extension compiles on first use (tens of seconds): in setup, not in round 1's encode.
+    # Triton compiles per block size and seed count: warm-up gets every block and every count 1..K.
     calls = []
-    monkeypatch.setattr(projection, "warm_up", lambda kind, device: calls.append((kind, device.type)))
-    _setup(tiny, "ferret", method_options={"ferret": {"basis": "trunc_normal"}})
-    assert calls == [("trunc_normal", "cpu")]
+    monkeypatch.setattr(projection, "warm_up", lambda kind, device, sizes, counts: calls.append(
+        (kind, device.type, list(sizes), list(counts))))
+    cfg, algo, *_ = _setup(tiny, "ferret", method_options={"ferret": {"basis": "trunc_normal"}})
+    assert calls == [("trunc_normal", "cpu", algo.block_sizes, list(range(1, cfg.K + 1)))]
 
 
 def test_warm_up_runs_the_products_of_every_basis():

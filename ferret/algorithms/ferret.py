@@ -129,7 +129,9 @@ class Ferret(Algorithm):
         self.last_sync: dict[int, int] = {}  # client -> last round whose model it holds
         self.rebuilds = 0  # rebuilds performed by the server (one per round)
         self._index_dtype = torch.int16 if K <= 32767 else torch.int32
-        projection.warm_up(self.options.basis, self.device)  # kernel build/JIT outside the timed rounds
+        # Kernel build and every JIT compile outside the timed rounds: encode projects each block
+        # with 2..K seeds, a rebuild with the 1..K seeds whose aggregated coordinate is non-zero.
+        projection.warm_up(self.options.basis, self.device, self.block_sizes, range(1, K + 1))
         return model
 
     # -- shared randomness ------------------------------------------------------------------------

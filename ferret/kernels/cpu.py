@@ -242,22 +242,16 @@ _LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=1)
-def _module():
-    """The compiled extension (built on first use, then loaded from torch's extension cache), or
-    None where it cannot be built (no compiler). The reference path is chosen by the caller
-    (``fused=False`` in :mod:`ferret.projection`), never by the environment."""
+def load():
+    """The compiled extension (built on first use, then loaded from torch's extension cache).
+    Raises where it cannot be built (no compiler, no headers): :mod:`ferret.projection` then
+    turns the fused CPU path off with one warning and runs its reference path."""
     from torch.utils.cpp_extension import load_inline
 
     with _LOCK:
-        try:
-            return load_inline("ferret_fused_cpu", cpp_sources=[_SOURCE], functions=None,
-                               extra_cflags=["-O3", "-march=native", "-fopenmp"],
-                               extra_ldflags=["-fopenmp"], verbose=False)
-        except Exception as exc:  # no compiler / headers: the reference path still works
-            import warnings
-
-            warnings.warn(f"fused CPU kernels unavailable, using the reference path ({exc})")
-            return None
+        return load_inline("ferret_fused_cpu", cpp_sources=[_SOURCE], functions=None,
+                           extra_cflags=["-O3", "-march=native", "-fopenmp"],
+                           extra_ldflags=["-fopenmp"], verbose=False)
 
 
 FUSED_BASES = ("rademacher", "uniform", "trunc_normal")
@@ -268,24 +262,30 @@ def supports(kind: str, x: torch.Tensor) -> bool:
     trunc_normal below d = 2048 uses torch's erfinv in the reference; gaussian uses sin/cos."""
     if x.device.type != "cpu" or x.dtype != torch.float32 or kind not in FUSED_BASES:
         return False
-    if kind == "trunc_normal" and x.numel() < 2048:
-        return False
-    return _module() is not None
+    return kind != "trunc_normal" or x.numel() >= 2048
+
+
+def launch_key(kind: str, d: int, n: int) -> tuple | None:
+    """What a call on a block of d with n seeds needs built: the one extension for every shape
+    (it compiles once, not per shape), or None where the reference path runs instead."""
+    if kind not in FUSED_BASES or (kind == "trunc_normal" and d < 2048):
+        return None
+    return ("cpu",)
 
 
 def project(x: torch.Tensor, keys: torch.Tensor, kind: str) -> torch.Tensor:
     x, keys = x.contiguous(), keys.contiguous()
     if kind == "rademacher":
-        return _module().rademacher_project(x, keys, 1.0 / math.sqrt(x.numel()))
+        return load().rademacher_project(x, keys, 1.0 / math.sqrt(x.numel()))
     _, scale, beta, cubic = float_law(kind, x.numel())
-    return _module().float_project(x, keys, scale, beta, cubic)
+    return load().float_project(x, keys, scale, beta, cubic)
 
 
 def reconstruct(coef: torch.Tensor, keys: torch.Tensor, kind: str, out: torch.Tensor) -> torch.Tensor:
     coef, keys = coef.to(torch.float32).contiguous(), keys.contiguous()
     if kind == "rademacher":
-        _module().rademacher_rebuild(coef, keys, 1.0 / math.sqrt(out.numel()), out)
+        load().rademacher_rebuild(coef, keys, 1.0 / math.sqrt(out.numel()), out)
     else:
         _, scale, beta, cubic = float_law(kind, out.numel())
-        _module().float_rebuild(coef, keys, scale, beta, cubic, out)
+        load().float_rebuild(coef, keys, scale, beta, cubic, out)
     return out

@@ -17,6 +17,8 @@ GPU. torch ships no CUDA kernel of its own for a counter hash fused with a GEMV.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import triton
@@ -146,6 +148,61 @@ def _check(kind: str, t: torch.Tensor) -> None:
         raise ValueError(f"no Triton kernel for basis '{kind}' on a {t.dtype} block of {t.numel()}")
 
 
+# -- what Triton compiles per launch -----------------------------------------------------------------
+# Triton compiles one binary per kernel, constexpr values and *specialisation* of the runtime
+# arguments: an integer equal to 1 becomes a constant, one divisible by 16 is marked so, and it is
+# an i32 or an i64 by range; a pointer is marked when 16-byte aligned (floats are all fp32).
+# A run's encode and rebuild therefore compile once per distinct key below, and warm-up
+# (ferret.projection.warm_up) launches one call per key so that no compile lands in a timed phase.
+
+def _spec(arg: Any) -> tuple:
+    """Triton's specialisation of one runtime argument (tests check it against Triton's own)."""
+    if isinstance(arg, torch.Tensor):
+        return ("ptr", str(arg.dtype), arg.data_ptr() % 16 == 0)
+    if isinstance(arg, bool) or not isinstance(arg, int):
+        return (type(arg).__name__,)
+    if arg == 1:
+        return ("constexpr", 1)
+    width = "i32" if -(2**31) <= arg < 2**31 else ("i64" if -(2**63) <= arg < 2**63 else "u64")
+    return (width, arg % 16 == 0)
+
+
+def _key(kernel: Any, args: tuple, constexprs: dict[str, Any]) -> tuple:
+    return (kernel.__name__, tuple(_spec(a) for a in args), tuple(sorted(constexprs.items())))
+
+
+# Called with the compile key of every launch before it happens (None: no hook); tests use it to
+# prove that warm-up covers every key a run launches.
+launch_hook: Callable[[tuple], None] | None = None
+
+
+def _launch(kernel: Any, grid: tuple[int, ...], *args: Any, **constexprs: Any) -> None:
+    if launch_hook is not None:
+        launch_hook(_key(kernel, args, constexprs))
+    kernel[grid](*args, **constexprs)
+
+
+def _aligned(dtype: torch.dtype) -> torch.Tensor:
+    """A stand-in for a fresh (16-byte aligned) allocation, for :func:`launch_key`."""
+    return torch.empty(4, dtype=dtype)
+
+
+def launch_key(kind: str, d: int, n: int) -> tuple | None:
+    """The compile keys a project and a reconstruct of a block of d with n seeds launch (fresh,
+    aligned tensors, as ferret's encode and rebuild pass), or None where the reference path runs."""
+    if kind not in FUSED_BASES or (kind == "trunc_normal" and d < 2048):
+        return None
+    f32, i64 = _aligned(torch.float32), _aligned(torch.int64)
+    if kind == "rademacher":
+        c = {"W": _SIGN_WORDS}
+        return (_key(_sign_project, (f32, i64, f32, d, n, 1.0), c),
+                _key(_sign_rebuild, (f32, i64, f32, d, n, 1.0), c))
+    code, scale, beta, cubic = float_law(kind, d)
+    c = {"W": _FLOAT_WORDS, "KIND": code, "CUBIC": cubic}
+    return (_key(_float_project, (f32, i64, f32, d, n, scale, beta), c),
+            _key(_float_rebuild, (f32, i64, f32, d, n, scale, beta), c))
+
+
 def project(x: torch.Tensor, keys: torch.Tensor, kind: str) -> torch.Tensor:
     """Coordinates <x, v_k>, shape (n,): per-tile partial sums, added in tile order in float64."""
     _check(kind, x)
@@ -154,12 +211,13 @@ def project(x: torch.Tensor, keys: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "rademacher":
         tiles = triton.cdiv(triton.cdiv(d, 64), _SIGN_WORDS)
         part = torch.empty(tiles, n, dtype=torch.float32, device=x.device)
-        _sign_project[(tiles,)](x, keys, part, d, n, 1.0 / math.sqrt(d), W=_SIGN_WORDS)
+        _launch(_sign_project, (tiles,), x, keys, part, d, n, 1.0 / math.sqrt(d), W=_SIGN_WORDS)
     else:
         code, scale, beta, cubic = float_law(kind, d)
         tiles = triton.cdiv(triton.cdiv(d, 2), _FLOAT_WORDS)
         part = torch.empty(tiles, n, dtype=torch.float32, device=x.device)
-        _float_project[(tiles,)](x, keys, part, d, n, scale, beta, W=_FLOAT_WORDS, KIND=code, CUBIC=cubic)
+        _launch(_float_project, (tiles,), x, keys, part, d, n, scale, beta, W=_FLOAT_WORDS, KIND=code,
+                CUBIC=cubic)
     return part.sum(0, dtype=torch.float64).to(torch.float32)
 
 
@@ -172,11 +230,12 @@ def reconstruct(coef: torch.Tensor, keys: torch.Tensor, kind: str, out: torch.Te
     d, n = out.numel(), keys.numel()
     if kind == "rademacher":
         tiles = triton.cdiv(triton.cdiv(d, 64), _SIGN_WORDS)
-        _sign_rebuild[(tiles,)](coef, keys, out, d, n, 1.0 / math.sqrt(d), W=_SIGN_WORDS)
+        _launch(_sign_rebuild, (tiles,), coef, keys, out, d, n, 1.0 / math.sqrt(d), W=_SIGN_WORDS)
     else:
         code, scale, beta, cubic = float_law(kind, d)
         tiles = triton.cdiv(triton.cdiv(d, 2), _FLOAT_WORDS)
-        _float_rebuild[(tiles,)](coef, keys, out, d, n, scale, beta, W=_FLOAT_WORDS, KIND=code, CUBIC=cubic)
+        _launch(_float_rebuild, (tiles,), coef, keys, out, d, n, scale, beta, W=_FLOAT_WORDS, KIND=code,
+                CUBIC=cubic)
     return out
 
 
@@ -189,9 +248,10 @@ def generate(keys: torch.Tensor, kind: str, d: int) -> torch.Tensor:
     _check(kind, out[0])
     if kind == "rademacher":
         grid = (triton.cdiv(triton.cdiv(d, 64), _SIGN_WORDS), n)
-        _generate[grid](keys, out, d, n, 1.0 / math.sqrt(d), 0.0, 0.0, W=_SIGN_WORDS, KIND=2, CUBIC=False)
+        _launch(_generate, grid, keys, out, d, n, 1.0 / math.sqrt(d), 0.0, 0.0, W=_SIGN_WORDS, KIND=2,
+                CUBIC=False)
     else:
         code, scale, beta, cubic = float_law(kind, d)
         grid = (triton.cdiv(triton.cdiv(d, 2), _FLOAT_WORDS), n)
-        _generate[grid](keys, out, d, n, 0.0, scale, beta, W=_FLOAT_WORDS, KIND=code, CUBIC=cubic)
+        _launch(_generate, grid, keys, out, d, n, 0.0, scale, beta, W=_FLOAT_WORDS, KIND=code, CUBIC=cubic)
     return out
