@@ -1,4 +1,4 @@
-"""Command line: ``ferret run | eval-untuned | prepare-model | show-config | collect | tables | figures | bench``.
+"""Command line: ``ferret run | eval-untuned | prepare-model | show-config | collect | rescore | tables | figures | bench``.
 
 ``ferret [--resources DIR] run [--config PATH] --out DIR [key=value ...]``: precedence is dataclass defaults <
 YAML file (or the embedded default run config when --config is absent) < key=value overrides.
@@ -90,6 +90,34 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rescore(args: argparse.Namespace) -> int:
+    from ferret.atomic import atomic_write_text
+    from ferret.rescore import check, compare, rescore
+
+    result = rescore(Path(args.input), args.metric)
+    if args.out:
+        atomic_write_text(Path(args.out), result.examples.to_csv(index=False))
+        print(f"rescore: {len(result.examples)} rows -> {args.out}", file=sys.stderr)
+    if args.compare:
+        table = compare(result, args.round)
+        at = "each run's final round" if args.round is None else f"round {args.round}"
+        print(f"Rouge-L at {at}: rouge-score vs the official `rouge` 1.0.1 (%), and the per-example "
+              "difference official − rouge-score (points)\n")
+        print(table.to_markdown(index=False, floatfmt=".2f"))
+    else:
+        exact = result.means.map(lambda v: repr(v) if isinstance(v, float) else v)  # every digit
+        print(exact.to_markdown(index=False, disable_numparse=True))
+    if args.check:
+        problems = check(result)
+        for line in problems:
+            print(f"rescore: differs: {line}", file=sys.stderr)
+        if problems:
+            print(f"rescore: {len(problems)} stored values not reproduced", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"rescore: every stored value of {args.input} reproduced exactly", file=sys.stderr)
+    return 0
+
+
 def _read_all_runs(path: str):  # noqa: ANN202 - pandas is imported lazily
     import pandas as pd
 
@@ -172,6 +200,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/all_runs.csv")
     p.add_argument("--examples-out", default="", help="per-example scores (default: all_examples.csv beside --out)")
     p.set_defaults(func=_cmd_collect)
+
+    p = sub.add_parser("rescore", help="recompute every generation metric from the kept texts (examples.csv)")
+    p.add_argument("input", help="a run folder, an examples.csv or all_examples.csv")
+    p.add_argument("--metric", action="append", default=[],
+                   help="a metric to recompute (repeatable; default: all: rouge_l, rouge_l_official and the "
+                        "data set's)")
+    p.add_argument("--out", default="", help="write the rows with the recomputed per-example columns here")
+    p.add_argument("--check", action="store_true",
+                   help="exit 1 unless every stored score (examples.csv, a run's metrics.csv) is reproduced exactly")
+    p.add_argument("--compare", action="store_true",
+                   help="print rouge-score vs official Rouge-L per method at each run's final round")
+    p.add_argument("--round", type=int, default=None, help="with --compare: this round instead (0: untuned)")
+    p.set_defaults(func=_cmd_rescore)
 
     p = sub.add_parser("tables", help="main and cost tables (Markdown, LaTeX) from all_runs.csv")
     p.add_argument("--input", default="results/all_runs.csv")

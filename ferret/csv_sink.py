@@ -18,13 +18,19 @@ __all__ = ["COLUMNS", "EXAMPLE_COLUMNS", "CsvSink"]
 
 # The per-round columns, in order (empty where not measured that round).
 COLUMNS = [
-    "run_id", "method", "round", "clients", "train_loss", "eval_loss", "rouge_l", "accuracy",
+    "run_id", "method", "round", "clients", "train_loss", "eval_loss", "rouge_l", "rouge_l_official", "accuracy",
     "uplink_bytes", "downlink_bytes", "uplink_bytes_per_client", "downlink_bytes_per_client",
     "cum_bytes", "t_local_s", "t_encode_s", "t_aggregate_s", "t_eval_s", "t_round_s", "peak_mem_mb",
 ]
+# rouge_l: rouge-score's Rouge-L F; rouge_l_official: the official code's, by `rouge` 1.0.1
+# (ferret/metrics.py). Both 0..1.
 # examples.csv: one row per (evaluated round, eval example); `example` is the index in the eval
-# set, which is fixed by the data (eval_seed), so rows of different runs pair one to one.
-EXAMPLE_COLUMNS = ["run_id", "method", "round", "example", "task", "eval_loss", "rouge_l"]
+# set, which is fixed by the data (eval_seed), so rows of different runs pair one to one;
+# `prompt_id` is a hash of the instance's contents (data.types.example_id). A round that generated
+# (its rouge_l cell is filled) also holds the decoded `prediction` and the `reference` text, so
+# every metric can be recomputed from the file alone (`ferret rescore`, ferret/rescore.py).
+EXAMPLE_COLUMNS = ["run_id", "method", "round", "example", "prompt_id", "task", "eval_loss", "rouge_l",
+                   "rouge_l_official", "prediction", "reference"]
 
 
 def _cell(value: Any) -> Any:

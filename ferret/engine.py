@@ -8,7 +8,9 @@ Per round r = 1..R (round 0 evaluates the untuned model):
                                                  # counted, not applied; bytes and seconds logged
     evaluate every eval_every rounds (loss) / rouge_every rounds and at the end (Rouge-L)
 
-Every evaluation also writes its per-example scores to examples.csv (the reports' paired tests).
+Every evaluation also writes its per-example rows to examples.csv (the reports' paired tests): the
+prompt id, the generated and the reference text and every per-example score, so any metric can be
+recomputed from the files alone (``ferret rescore``); W&B gets them as a table.
 With ``untuned=DIR`` (a ``ferret eval-untuned`` folder, ferret/untuned.py) round 0 is read from
 the shared evaluation of the untuned model instead of recomputed, when this method's model at
 init is that model.
@@ -57,11 +59,11 @@ from ferret.config import ConfigError, RunConfig
 from ferret.csv_sink import EXAMPLE_COLUMNS, CsvSink
 from ferret.data.prompts import prompt_ids, tokenize_example
 from ferret.data.registry import load_federated_data
-from ferret.data.types import DataError, Example, Metric
+from ferret.data.types import DataError, Example, Metric, example_id
 from ferret.federated_round import Timer, federated_round
 from ferret.generation import generate, length_batches
 from ferret.host import Host
-from ferret.metrics import example_losses, rouge_l_scores
+from ferret.metrics import PER_EXAMPLE, example_losses, mean
 from ferret.models import ModelError, load_model_and_tokenizer
 from ferret.outdir import OutDirError, RunFolder
 from ferret.progress import Progress
@@ -150,9 +152,12 @@ def eval_losses(model: torch.nn.Module, ev: EvalSet, cfg: RunConfig, pad_id: int
 
 def score(model: torch.nn.Module, tokenizer: Any, ev: EvalSet, cfg: RunConfig, device: torch.device, *,
           loss: bool, rouge: bool) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """Eval loss and/or Rouge-L (+ the data set's metrics): (their means, one row per example)."""
+    """Eval loss and/or the generation metrics (metrics.PER_EXAMPLE, + the data set's): (their means,
+    one row per example: its stable prompt_id and, where generated, the prediction and reference
+    texts beside every per-example score)."""
     means: dict[str, float] = {}
-    per_example: list[dict[str, Any]] = [{"example": i, "task": ex.task} for i, ex in enumerate(ev.examples)]
+    per_example: list[dict[str, Any]] = [{"example": i, "prompt_id": example_id(ex), "task": ex.task}
+                                         for i, ex in enumerate(ev.examples)]
     if loss:
         losses = eval_losses(model, ev, cfg, tokenizer.pad_token_id, device)
         means["eval_loss"] = sum(losses) / len(losses)
@@ -161,10 +166,13 @@ def score(model: torch.nn.Module, tokenizer: Any, ev: EvalSet, cfg: RunConfig, d
     if rouge:
         references = [ex.output for ex in ev.examples]
         predictions = generate(model, tokenizer, ev.prompts, cfg.eval_batch_size, cfg.max_new_tokens, device)
-        scores = rouge_l_scores(predictions, references)
-        means["rouge_l"] = sum(scores) / len(scores) if scores else math.nan
-        for row, value in zip(per_example, scores):
-            row["rouge_l"] = value
+        for row, prediction, reference in zip(per_example, predictions, references):
+            row.update(prediction=prediction, reference=reference)
+        for name, scorer in PER_EXAMPLE.items():  # rouge_l (rouge-score) and rouge_l_official (rouge 1.0.1)
+            scores = scorer(predictions, references)
+            means[name] = mean(scores)
+            for row, value in zip(per_example, scores):
+                row[name] = value
         means.update({name: fn(predictions, references) for name, fn in ev.metrics.items()})
     return means, per_example
 
@@ -195,7 +203,7 @@ def apply_tf32(enabled: bool, device: torch.device) -> None:
 
 def environment_info(device: torch.device) -> dict[str, Any]:
     versions = {}
-    for pkg in ("ferret-bench", "torch", "transformers", "peft", "safetensors", "rouge-score", "gguf"):
+    for pkg in ("ferret-bench", "torch", "transformers", "peft", "safetensors", "rouge-score", "rouge", "gguf"):
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -422,6 +430,9 @@ def _federate(cfg: RunConfig, algo: Algorithm, model: torch.nn.Module, tokenizer
     def log_examples(new: list[dict[str, Any]]) -> None:
         example_rows.extend(new)
         examples_sink.log_many(new)
+        for sink in sinks:  # W&B: the evaluation's generations as a table
+            if isinstance(sink, WandbSink):
+                sink.log_table("examples", new, EXAMPLE_COLUMNS)
 
     def evaluate(round_: int, row: dict[str, Any]) -> None:
         final = round_ == cfg.rounds

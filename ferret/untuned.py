@@ -4,7 +4,7 @@ Round 0 scores the model before any training. For every full-parameter method (a
 starts at zero) that model is the base model itself, so its round-0 scores are the same for every
 method, seed and client count of a grid: ``ferret eval-untuned`` computes them once into a folder::
 
-    <folder>/examples.csv   per-example eval loss and Rouge-L (csv_sink.EXAMPLE_COLUMNS)
+    <folder>/examples.csv   per-example eval loss, generation and scores (csv_sink.EXAMPLE_COLUMNS)
     <folder>/untuned.json   the identity below and the round-0 row (written last: its presence
                             means the folder is complete)
 
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ferret.config import ConfigError
+from ferret.csv_sink import EXAMPLE_COLUMNS
 from ferret.data.types import Example
 
 RECORD, EXAMPLES = "untuned.json", "examples.csv"
@@ -46,8 +47,10 @@ def _digest(value: Any) -> str:
 
 
 def folder_key(config: dict[str, Any]) -> str:
-    """``<model>_<dataset>_<hash of the eval-relevant keys>``: one folder per untuned evaluation."""
-    relevant = {k: v for k, v in config.items() if k not in TRAINING_KEYS}
+    """``<model>_<dataset>_<hash of the eval-relevant keys and the per-example columns>``: one
+    folder per untuned evaluation (a folder written with other columns gets a new key, so the
+    workflow never reuses it)."""
+    relevant = {**{k: v for k, v in config.items() if k not in TRAINING_KEYS}, "_columns": EXAMPLE_COLUMNS}
     slug = "".join(c if c.isalnum() or c in ".-" else "-" for c in f"{config['model']}_{config['dataset']}")
     return f"{slug}_{_digest(relevant)}"
 
@@ -56,7 +59,7 @@ def identity(config: dict[str, Any], eval_examples: Sequence[Example]) -> dict[s
     """What must match for a run to use a folder: the eval-relevant keys and the eval set's contents."""
     return {"config": {k: v for k, v in config.items() if k not in TRAINING_KEYS},
             "eval_set": _digest([[ex.task, ex.input, ex.output] for ex in eval_examples]),
-            "eval_examples": len(eval_examples)}
+            "eval_examples": len(eval_examples), "columns": EXAMPLE_COLUMNS}
 
 
 def load(folder: Path, config: dict[str, Any], eval_examples: Sequence[Example]) -> tuple[dict, list[dict], float]:
@@ -74,6 +77,8 @@ def load(folder: Path, config: dict[str, Any], eval_examples: Sequence[Example])
                          if theirs.get("config", {}).get(k) != mine["config"].get(k))
         if theirs.get("eval_set") != mine["eval_set"]:
             changed.append("eval set contents")
+        if theirs.get("columns") != mine["columns"]:
+            changed.append("per-example columns: made by another version")
         raise ConfigError(f"untuned={folder}: made for another evaluation (differs in {', '.join(changed)})")
     return record["row"], [_typed(row) for row in examples], float(record["probe_loss"])
 
@@ -81,6 +86,7 @@ def load(folder: Path, config: dict[str, Any], eval_examples: Sequence[Example])
 def _typed(row: dict[str, str]) -> dict[str, Any]:
     """A CSV row with its numbers back (repr-written floats round-trip exactly)."""
     out: dict[str, Any] = dict(row)
-    for key, kind in (("round", int), ("example", int), ("eval_loss", float), ("rouge_l", float)):
+    for key, kind in (("round", int), ("example", int), ("eval_loss", float), ("rouge_l", float),
+                      ("rouge_l_official", float)):
         out[key] = kind(row[key]) if row.get(key, "") != "" else None
     return out

@@ -104,6 +104,19 @@ class WandbSink:
         except Exception as e:  # noqa: BLE001
             self._off(e)
 
+    def log_table(self, key: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
+        """One evaluation's per-example rows (prompt id, prediction, reference, scores) as a W&B
+        table under ``key``, at that round's step."""
+        if self.run is None or not rows:
+            return
+        try:
+            import wandb
+
+            table = wandb.Table(columns=list(columns), data=[[row.get(c) for c in columns] for row in rows])
+            self.run.log({key: table}, step=int(rows[0]["round"]))
+        except Exception as e:  # noqa: BLE001
+            self._off(e)
+
     def finish(self, summary: Mapping[str, Any], status: str) -> None:
         if self.run is None:
             return

@@ -92,3 +92,62 @@ def test_where_round_0_came_from_does_not_make_a_finished_run_another_config(sha
 
     with pytest.raises(AlreadyDone):  # s0 ran with untuned=...; the same run without it is the same run
         engine.run(_cfg(run_id="s0", seed=0), shared / "s0")
+
+
+def test_examples_csv_keeps_every_generation_with_its_reference_and_stable_prompt_id(shared):
+    from ferret.data.registry import load_federated_data
+    from ferret.data.types import example_id
+    from ferret.metrics import rouge_l_official_score
+
+    eval_set = load_federated_data(_cfg()).eval
+    metrics = pd.read_csv(shared / "s0" / "metrics.csv").set_index("round")
+    runs = {n: pd.read_csv(shared / n / "examples.csv", dtype=str, keep_default_na=False) for n in ("s0", "s1")}
+    for r, group in runs["s0"].groupby("round"):
+        assert group["prompt_id"].tolist() == [example_id(ex) for ex in eval_set]  # stable, one per instance
+        assert group["prompt_id"].nunique() == len(eval_set)
+        assert group["reference"].tolist() == [ex.output for ex in eval_set]
+        official = [rouge_l_official_score(p, ref) for p, ref in zip(group["prediction"], group["reference"])]
+        assert [float(v) for v in group["rouge_l_official"]] == official
+        assert sum(official) / len(official) == metrics.loc[int(r), "rouge_l_official"]
+    assert runs["s0"]["prompt_id"].tolist() == runs["s1"]["prompt_id"].tolist()
+    assert (runs["s0"]["prediction"] != "").any()  # the decoded generations (the untuned tiny model's are empty)
+
+
+def test_rescore_reproduces_the_runs_numbers_from_the_files_alone(shared, tmp_path, capsys):
+    from ferret.cli import main
+    from ferret.report.collect import write_all_examples
+
+    for name in ("s0", "prompt"):  # round 0 shared from the untuned folder / evaluated in the run
+        assert main(["rescore", str(shared / name), "--check"]) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    metrics = pd.read_csv(shared / "prompt" / "metrics.csv")
+    assert repr(float(metrics["rouge_l_official"].iloc[-1])) in printed  # the run's number, every digit
+
+    all_examples = tmp_path / "all_examples.csv"
+    write_all_examples([shared / n for n in ("s0", "s1", "prompt")], all_examples)
+    assert main(["rescore", str(all_examples), "--check", "--out", str(tmp_path / "re.csv")]) == 0
+    kept = pd.read_csv(all_examples, dtype=str, keep_default_na=False)
+    again = pd.read_csv(tmp_path / "re.csv", dtype=str, keep_default_na=False)
+    pd.testing.assert_frame_equal(kept, again)  # recomputed cell for cell
+
+    assert main(["rescore", str(all_examples), "--compare"]) == 0
+    table = capsys.readouterr().out
+    assert "Rouge-L official (%)" in table and "fedprompt" in table and "ferret" in table
+
+
+def test_rescore_check_fails_when_a_kept_text_no_longer_gives_its_score(shared, tmp_path, capsys):
+    import shutil
+
+    from ferret.cli import main
+
+    run = tmp_path / "s0"
+    shutil.copytree(shared / "s0", run)
+    rows = pd.read_csv(run / "examples.csv", dtype=str, keep_default_na=False)
+    last = rows.index[rows["rouge_l"] != ""][-1]
+    rows.loc[last, "prediction"] = rows.loc[last, "reference"] + " and then some words the model never wrote"
+    rows.to_csv(run / "examples.csv", index=False)
+    assert main(["rescore", str(run), "--check"]) == 1
+    err = capsys.readouterr().err
+    assert f"example {rows.loc[last, 'example']}: rouge_l stored" in err and "metrics.csv rouge_l_official" in err
+    assert main(["rescore", str(run), "--metric", "bleu"]) == 2
+    assert "--metric bleu: unknown" in capsys.readouterr().err

@@ -112,6 +112,25 @@ def test_every_history_row_matches_metrics_csv(offline_run):
         assert item["elapsed_s"] == pytest.approx(elapsed, rel=1e-12)
 
 
+def test_every_evaluations_generations_are_a_table_beside_its_round(offline_run):
+    from ferret.csv_sink import EXAMPLE_COLUMNS
+
+    out, _, records = offline_run
+    with (out / "examples.csv").open() as f:
+        kept = list(csv.DictReader(f))
+    tables = {h["item"]["round"]: h["item"]["examples.path"] for h in of_type(records, "history")
+              if h["item"].get("examples._type") == "table-file"}
+    assert sorted(tables) == sorted({int(r["round"]) for r in kept}) == [0, 2]  # the evaluated rounds
+    files = next((out / "wandb").glob("offline-run-*")) / "files"
+    for round_, path in tables.items():
+        table = json.loads((files / path).read_text())
+        assert table["columns"] == EXAMPLE_COLUMNS
+        rows = [r for r in kept if int(r["round"]) == round_]
+        # Cell for cell as examples.csv writes them (floats by repr, as str() prints them).
+        assert [["" if v is None else str(v) for v in row] for row in table["data"]] == \
+            [[r[c] for c in EXAMPLE_COLUMNS] for r in rows]
+
+
 def test_summary_matches_run_json(offline_run):
     out, _, records = offline_run
     summary: dict = {}

@@ -59,6 +59,10 @@ def accuracy(predictions: Sequence[str], references: Sequence[str]) -> float:
     return hits / len(references)
 
 
+# The generation metrics of this data set, by metrics.csv column (FederatedData.metrics).
+METRICS = {"accuracy": accuracy}
+
+
 def read_split(source: str, split: str) -> list[dict]:
     source = expand(source)
     if is_local(source):
@@ -84,4 +88,4 @@ def load_gsm8k(source: str, num_clients: int, seed: int) -> FederatedData:
     return FederatedData(clients=[[_example(train[i]) for i in part] for part in parts],
                          eval=[_example(r) for r in test],
                          client_tasks=[f"client{c}" for c in range(num_clients)], name=NAME,
-                         metrics={"accuracy": accuracy})
+                         metrics=dict(METRICS))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ferret.data.types import DataError, FederatedData
+from ferret.data.types import DataError, FederatedData, Metric
 from ferret.hints import did_you_mean
 
 
@@ -112,6 +112,17 @@ def limit_eval(data: FederatedData, limit: int) -> FederatedData:
     keep = sorted(rng(0, data.name, "eval-limit").choice(len(data.eval), size=limit, replace=False).tolist())
     data.eval = [data.eval[i] for i in keep]
     return data
+
+
+def dataset_metrics(name: str) -> dict[str, Metric]:
+    """The extra generation metrics a data set's runs log (FederatedData.metrics), without
+    loading it: what `ferret rescore` recomputes beside Rouge-L."""
+    check_dataset_name(name)
+    if name == "gsm8k":
+        from ferret.data.gsm8k import METRICS
+
+        return dict(METRICS)
+    return {}
 
 
 def load_federated_data(cfg: Any) -> FederatedData:

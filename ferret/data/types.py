@@ -6,6 +6,8 @@ Loaders return a :class:`FederatedData`; the engine turns its examples into toke
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -26,6 +28,14 @@ class Example:
     input: str
     output: str
     template: str = "alpaca"  # prompt template name (ferret.data.prompts.TEMPLATES)
+
+
+def example_id(example: Example) -> str:
+    """A stable id of an instance (examples.csv ``prompt_id``): a hash of its contents, so the same
+    instance has the same id in every run, on every machine, wherever it sits in the eval set."""
+    fields = [example.task, example.instruction, example.input, example.output, example.template]
+    # The "ex" prefix keeps CSV readers from taking an all-digit (or "12e3...") hash for a number.
+    return "ex" + hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
 
 
 @dataclass

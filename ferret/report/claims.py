@@ -3,8 +3,8 @@
 * :func:`claims_table`: one row per claim of ``results/reference/claims.csv`` (Fig. 1, App. C.2:
   ≈ 6.0× less computation than FedKSeed, 10.2× local, 5.0× aggregation, 3.3× fewer rounds, 10^6×
   less communication than FedAvg, a comparable score; and Table 4's FedZO seconds and Table 2's
-  FedAvg score, whose ratios the paper does not print and the table derives from its two numbers)
-  per data set / model: both sides' absolute numbers (mean with the interval of ferret/report/
+  FedAvg score, whose ratios the paper does not print and the table derives from its two numbers;
+  the score is Rouge-L by the paper's own metric, paper.PAPER_METRIC) per data set / model: both sides' absolute numbers (mean with the interval of ferret/report/
   stats.py over seeds, n), the ratio baseline / Ferret (difference Ferret − baseline for the
   score) *paired by seed* (seed s of both methods shares client sampling and data order), and
   whether the direction holds. Ratios of costs are taken on the log scale (geometric mean of the
@@ -33,6 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from ferret.report import stats
+from ferret.report.paper import PAPER_METRIC
 from ferret.report.runs import (final_rows, finished, main_config_runs, read_reference, round_costs,
                                 rounds_to_target, with_compute_clock)
 
@@ -64,7 +65,9 @@ def _final_loss(run: pd.DataFrame) -> float:
 
 
 def _final_rouge(run: pd.DataFrame) -> float:
-    return 100.0 * float(final_rows(run)["rouge_l"].iloc[0])
+    """Final Rouge-L (%) by the paper's metric (paper.PAPER_METRIC), NaN for a run without it."""
+    final = final_rows(run)
+    return 100.0 * float(final[PAPER_METRIC].iloc[0]) if PAPER_METRIC in final else math.nan
 
 
 # claim kind (claims.csv `claim`) -> (the per-run quantity by the paper's definition; True for a

@@ -8,8 +8,9 @@ keeps the rows it finished (one identity row when it finished none) with status 
 tables can mark it as they mark diverged runs.
 
 Per-example scores (each run's examples.csv, see ferret/csv_sink.py EXAMPLE_COLUMNS) go the same
-way into results/all_examples.csv, with the same grid values; only runs that finished (ok or
-diverged) contribute, and a run without examples.csv (made before it existed) contributes none.
+way into results/all_examples.csv, with the same grid values, cell for cell (prompt id, prediction
+and reference texts, every per-example metric); only runs that finished (ok or diverged)
+contribute, and a run without examples.csv (made before it existed) contributes none.
 """
 
 from __future__ import annotations
@@ -84,7 +85,9 @@ def collect_examples(run_dirs: Iterable[Path]) -> pd.DataFrame:
         if record is None or record["status"] not in ("ok", "diverged") or not (folder / "examples.csv").is_file():
             continue
         try:
-            frame = pd.read_csv(folder / "examples.csv")
+            # Verbatim strings: texts stay texts ("NA", "None" or "" are predictions too) and
+            # scores keep every digit, so all_examples.csv rescores as the run folder does.
+            frame = pd.read_csv(folder / "examples.csv", dtype=str, keep_default_na=False)
         except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
             print(f"collect: skipping {folder}/examples.csv: unreadable ({e})", file=sys.stderr)
             continue

@@ -1,7 +1,9 @@
 """Our numbers beside the paper's, cell by cell (results/reference/, arXiv 2409.06277v3).
 
 * Rouge-L comparison: for every (data set, model, method) we ran, and every cell the paper has
-  in a setting we ran, our final Rouge-L (%) mean ± std over seeds beside the paper's (Tables 2,
+  in a setting we ran, our final Rouge-L (%) by the paper's own metric (``PAPER_METRIC``: the
+  official code's `rouge` 1.0.1, ferret/metrics.py; rouge-score's ``rouge_l`` is another quantity)
+  mean ± std over seeds beside the paper's (Tables 2,
   3, 9), the difference, and a verdict in units of the combined standard error
   ``se = sqrt(s_ours²/n_ours + s_paper²/n_paper)``: "within 1σ", "within 2σ" or "off" (an
   unknown std, one seed, contributes no term). "no paper value" / "not run" where one side is
@@ -26,6 +28,8 @@ import pandas as pd
 from ferret.report.runs import REFERENCE, final_rows, finished, main_config_runs, read_reference, round_costs
 
 FALLBACK = ("natural-instructions", "llama-3b")  # Table 4: the paper's headline cost setting
+# The column of all_runs.csv that is the paper's metric: what its cells are compared with.
+PAPER_METRIC = "rouge_l_official"
 
 
 def verdict(diff: float, se: float) -> str:
@@ -49,7 +53,9 @@ def rouge_comparison(df: pd.DataFrame, reference: Path | None = None) -> pd.Data
         methods = sorted(set(here["method"]) | set(cells["method"]))
         for method in methods:
             runs = main_config_runs(here, method)
-            scores = 100.0 * finished(final_rows(runs))["rouge_l"].dropna() if not runs.empty else pd.Series(dtype=float)
+            ended = finished(final_rows(runs)) if not runs.empty else pd.DataFrame()
+            # Runs made before the official metric existed have no such column: no score, not rouge-score's.
+            scores = 100.0 * ended[PAPER_METRIC].dropna() if PAPER_METRIC in ended else pd.Series(dtype=float)
             hit = cells[cells["method"] == method]
             p_mean = float(hit["rouge_l_mean"].iloc[0]) if not hit.empty else math.nan
             p_std = float(hit["rouge_l_std"].iloc[0]) if not hit.empty else math.nan
@@ -61,7 +67,7 @@ def rouge_comparison(df: pd.DataFrame, reference: Path | None = None) -> pd.Data
             terms = _std_term(std, n) + _std_term(p_std, p_n)
             se = math.sqrt(terms) if terms > 0 else math.nan
             if not n:
-                status = "not run"
+                status = "not run" if runs.empty else f"no {PAPER_METRIC} (runs made before it)"
             elif math.isnan(p_mean):
                 status = "no paper value"
             else:

@@ -269,7 +269,7 @@ def write_tables(df: pd.DataFrame, out: Path, target_loss: float | None = None,
                 "cost": f"Cost per round (means over rounds and seeds; 'seeds': runs per configuration); "
                         f"target eval loss {target:.3f}.",
                 "claims": "The paper's headline claims (Fig. 1, App. C.2; Table 4 for FedZO, Table 2 for FedAvg's "
-                          "score) by its own definitions: both sides' absolute numbers (ours: mean with the 95% "
+                          "score, Rouge-L by the official code's metric, `rouge` 1.0.1) by its own definitions: both sides' absolute numbers (ours: mean with the 95% "
                           "interval over seeds) and the ratio baseline / Ferret (difference Ferret − baseline for "
                           "the score) paired by seed. Ratios of costs are geometric means of the per-seed ratios, "
                           "with a Student-t interval on the log scale (always > 0); a quantity that does not vary "
@@ -285,7 +285,9 @@ def write_tables(df: pd.DataFrame, out: Path, target_loss: float | None = None,
                           "untuned model's to the best method's final loss, and the eval loss reached within "
                           "Ferret's compute budget (its whole run); ratios and differences paired by seed; '> x×': "
                           f"a lower bound where a seed never reached the target. {budget_note}.",
-                "paper_rouge": "Final Rouge-L (%) beside the paper's (Tables 2, 3, 9), cell by cell: difference and "
+                "paper_rouge": "Final Rouge-L (%) by the paper's own metric (the official code's `rouge` 1.0.1, "
+                               "column rouge_l_official; not rouge-score's, which lowercases and drops punctuation) "
+                               "beside the paper's (Tables 2, 3, 9), cell by cell: difference and "
                                "verdict in units of the combined standard error sqrt(s²/n + s_paper²/n_paper).",
                 "paper_cost": "Cost per round per client in the paper's shape (Tables 4, 5, 10): seconds, parameters "
                               "exchanged (16-bit, up + down: measured bytes / 2) and measured bytes, and multiples of "
