@@ -55,7 +55,8 @@ def runs(tmp_path) -> pd.DataFrame:
                              "uplink_bytes_per_client": one_way if r else None,
                              "downlink_bytes_per_client": one_way if r else None,
                              "eval_loss": 2.0 - 0.1 * r,
-                             "rouge_l": (_ours_mean(method) + offset) / 100 if r == 2 else 0.1})
+                             "rouge_l_official": (_ours_mean(method) + offset) / 100 if r == 2 else 0.1,
+                             "rouge_l": 0.9})  # rouge-score's: another quantity, never compared with the paper
     pd.DataFrame(rows).to_csv(tmp_path / "all_runs.csv", index=False)
     return pd.read_csv(tmp_path / "all_runs.csv")
 
@@ -73,6 +74,12 @@ def test_rouge_cells_sit_beside_the_papers_with_their_verdicts(runs):
         assert t.loc[method, "se"] == pytest.approx(_se(method))
     # the paper's cells of this setting that we did not run are listed, not dropped
     assert t.loc["fedzo", "verdict"] == "not run" and t.loc["fedzo", "paper"] == pytest.approx(29.46)
+
+
+def test_runs_without_the_official_metric_get_no_verdict_rather_than_rouge_scores(runs):
+    t = paper.rouge_comparison(runs.drop(columns="rouge_l_official"), REFERENCE).set_index("method")
+    assert t.loc["ferret", "verdict"] == "no rouge_l_official (runs made before it)"
+    assert math.isnan(t.loc["ferret", "ours"])
 
 
 def test_a_setting_the_paper_did_not_run_has_no_paper_values(runs):
