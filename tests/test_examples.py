@@ -151,3 +151,20 @@ def test_rescore_check_fails_when_a_kept_text_no_longer_gives_its_score(shared, 
     assert f"example {rows.loc[last, 'example']}: rouge_l stored" in err and "metrics.csv rouge_l_official" in err
     assert main(["rescore", str(run), "--metric", "bleu"]) == 2
     assert "--metric bleu: unknown" in capsys.readouterr().err
+
+
+def test_an_untuned_folder_written_with_other_columns_is_neither_reused_nor_keyed_alike(shared, tmp_path, monkeypatch):
+    import shutil
+
+    from ferret import untuned
+
+    old = tmp_path / "old"
+    shutil.copytree(shared / "untuned", old)
+    record = json.loads((old / "untuned.json").read_text())
+    record["identity"]["columns"] = ["run_id", "method", "round", "example", "task", "eval_loss", "rouge_l"]
+    (old / "untuned.json").write_text(json.dumps(record))
+    with pytest.raises(ConfigError, match="per-example columns"):
+        engine.run(_cfg(untuned=str(old)), tmp_path / "bad")
+    key = untuned.folder_key(_cfg().to_dict())
+    monkeypatch.setattr(untuned, "EXAMPLE_COLUMNS", record["identity"]["columns"])
+    assert untuned.folder_key(_cfg().to_dict()) != key  # the workflow makes a new folder, never reuses the old

@@ -59,3 +59,28 @@ def test_every_run_computes_both_metrics_per_example():
     assert rouge_l_official_scores(preds, refs) == [_package(p, r) for p, r in zip(preds, refs)]
     with pytest.raises(ValueError, match="2 predictions for 1 references"):
         rouge_l_official_scores(["a", "b"], ["a"])
+
+
+def test_rescore_recomputes_the_data_sets_own_metric_and_both_rouge_l_from_texts(tmp_path):
+    import pandas as pd
+
+    from ferret.data.gsm8k import accuracy
+    from ferret.rescore import check, compare, rescore
+
+    preds, refs = ["so #### 42", "Yes.", ""], ["#### 42", "yes", "#### 7"]
+    rows = pd.DataFrame({"run_id": "r", "method": "m", "dataset": "gsm8k", "round": 3, "example": [0, 1, 2],
+                         "rouge_l": ["0.5", "0.25", "0.0"], "prediction": preds, "reference": refs})
+    rows.to_csv(tmp_path / "all_examples.csv", index=False)
+    result = rescore(tmp_path / "all_examples.csv")
+    (means,) = result.means.to_dict("records")
+    assert means["accuracy"] == accuracy(preds, refs) == 1 / 3
+    assert means["rouge_l_official"] == sum(_package(p, r) if p else 0.0 for p, r in zip(preds, refs)) / 3
+    assert means["rouge_l"] == sum(rouge_l_scores(preds, refs)) / 3
+    # the stored rouge_l cells were made up: the check names each one it does not reproduce
+    assert [line.split(":")[0] for line in check(result)] == ["r round 3 example 0", "r round 3 example 1"]
+    table = compare(result).iloc[0]
+    assert table["Rouge-L official (%)"] == pytest.approx(100 * means["rouge_l_official"])
+    # "Yes." vs "yes": 1.0 by rouge-score, 0.0 officially; "so #### 42" vs "#### 42": rouge-score drops
+    # "####" (2/3), the official metric keeps it as a word (0.8); both empty predictions score 0
+    assert table["examples differing"] == "2 of 3"
+    assert (table["official lower"], table["official higher"]) == (1, 1)
