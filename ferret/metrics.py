@@ -4,12 +4,14 @@
   punctuation, one LCS over the whole text.
 * ``rouge_l_official`` -- the metric of the paper's code, computed by the package it used,
   ``rouge`` 1.0.1 (pinned: pyproject.toml, constraints-cpu.txt). That package keeps case and
-  punctuation, and splits sentences at every "." for a summary-level (union) LCS, so the two
-  metrics differ on the same pair: ("yes", "Yes") 1.0 vs 0.0, ("positive", "Positive.") 1.0 vs
-  0.0, two swapped sentences 0.63 vs 1.0. The paper's cells are compared with this one.
+  punctuation, splits sentences at every "." for a summary-level (union) LCS, and adds 1e-8 to
+  its F's denominator (a perfect match scores 0.99999999...). So the two differ on the same
+  (prediction, reference), rouge-score vs official: ("yes", "Yes") 1.0 vs 0.0, ("Positive.",
+  "positive") 1.0 vs 0.0, ("1, 2, 3", "[1, 2, 3]") 1.0 vs 0.33, two swapped sentences 0.63 vs
+  1.0. The paper's cells are compared with this one (ferret/report/paper.py, claims.py).
 
-The official code (github.com/allen4747/Ferret at 1a412a9, ``evaluations.py``; FedKSeed's is
-identical) scores one example as::
+The official code (github.com/allen4747/Ferret at commit 1a412a9, ``evaluations.py``, line 1
+``from rouge import Rouge``, line 4 ``rouge = Rouge()``) scores one example as::
 
     8   hyps = [tokenizer.decode(hyp_ids, skip_special_tokens=True)]
     9   if len(hyps[0]) == 0:
@@ -20,8 +22,8 @@ identical) scores one example as::
     14  except ValueError:
     15      return 0.0
 
-with ``rouge = Rouge()`` (line 4: the default metrics rouge-1, rouge-2 and rouge-l, so an error
-of any of them scores 0, as here). Its hypothesis is the generated tokens decoded with
+``Rouge()`` computes its default metrics, rouge-1, rouge-2 and rouge-l, so an error of any of
+them scores 0; here too (``_OFFICIAL``). Its hypothesis is the generated tokens decoded with
 ``skip_special_tokens`` (ferret/generation.py decodes the same way and strips surrounding
 whitespace, which ``rouge`` ignores); its reference is the target tokens decoded back, here
 the reference text itself. The run's score is the mean over examples (``server.py``

@@ -79,6 +79,11 @@ def _metric_names(requested: Sequence[str], datasets: set[str]) -> tuple[list[st
             {d: {k: f for k, f in ms.items() if k in chosen} for d, ms in extra.items()})
 
 
+def _run_keys(rows: pd.DataFrame) -> list[str]:
+    """What identifies one run: its run_id, within its experiment where several are collected."""
+    return ["experiment", "run_id"] if "experiment" in rows.columns else ["run_id"]
+
+
 def rescore(path: Path, metrics: Sequence[str] = ()) -> Rescored:
     """Recompute ``metrics`` (all by default) for every generated row of ``path``."""
     rows, stored_means, run_dataset = read_examples(path)
@@ -89,10 +94,10 @@ def rescore(path: Path, metrics: Sequence[str] = ()) -> Rescored:
     per_example, by_dataset = _metric_names(metrics, set(rows.loc[generated, "dataset"]))
     out = rows.copy()
     means = []
-    for (run_id, round_), group in rows[generated].groupby(["run_id", "round"], sort=False):
+    for key, group in rows[generated].groupby(_run_keys(rows) + ["round"], sort=False):
         group = group.sort_values("example", key=lambda s: s.astype(int)) if "example" in group else group
         preds, refs = group["prediction"].tolist(), group["reference"].tolist()
-        row: dict[str, object] = {"run_id": run_id, "round": int(round_), "examples": len(group)}
+        row: dict[str, object] = {**dict(zip(_run_keys(rows), key)), "round": int(key[-1]), "examples": len(group)}
         for name in per_example:
             scores = PER_EXAMPLE[name](preds, refs)
             out.loc[group.index, name] = [repr(float(v)) for v in scores]
@@ -118,7 +123,7 @@ def check(result: Rescored) -> list[str]:
     if result.stored_means is not None:
         stored = result.stored_means.astype({"round": int}).set_index("round")
         for _, row in result.means.iterrows():
-            for name in (c for c in result.means.columns if c not in ("run_id", "round", "examples")):
+            for name in (c for c in result.means.columns if c not in ("experiment", "run_id", "round", "examples")):
                 value = stored[name].get(row["round"], math.nan) if name in stored.columns else math.nan
                 if not (_same(value, row[name])):
                     problems.append(f"{row['run_id']} round {row['round']}: metrics.csv {name} {value!r}, "
@@ -147,7 +152,7 @@ def compare(result: Rescored, round_: int | None = None) -> pd.DataFrame:
     if "rouge_l_official" not in result.means.columns or "rouge_l" not in result.means.columns:
         raise ConfigError("--compare needs both rouge_l and rouge_l_official (leave --metric out)")
     ex["round"] = ex["round"].astype(int)
-    at = ex.groupby("run_id")["round"].transform("max") if round_ is None else round_
+    at = ex.groupby(_run_keys(ex))["round"].transform("max") if round_ is None else round_
     ex = ex[ex["round"] == at]
     if ex.empty:
         raise ConfigError(f"--round {round_}: no run generated at that round")
@@ -159,7 +164,7 @@ def compare(result: Rescored, round_: int | None = None) -> pd.DataFrame:
     for key, group in ex.groupby(keys, sort=True):
         d = group["diff"]
         rows.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,))),
-                     "runs": group["run_id"].nunique(), "examples": len(group),
+                     "runs": len(group.groupby(_run_keys(group))), "examples": len(group),
                      "Rouge-L rouge-score (%)": group["rouge_l"].mean(),
                      "Rouge-L official (%)": group["rouge_l_official"].mean(),
                      "official − rouge-score (pts)": d.mean(),
