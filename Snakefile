@@ -3,6 +3,7 @@
 #   snakemake --cores all --configfile workflow/configs/smoke.yaml      (tiny model, ~2 min)
 #   snakemake --profile workflow/profiles/slurm --configfile <grid>.yaml (a SLURM cluster)
 # The logic lives in the `ferret` package; the rules only call `ferret <subcommand>`.
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
 min_version("8.0")
@@ -27,3 +28,14 @@ rule all:
     input:
         final_outputs(),
     default_target: True
+
+
+# A failed run does not stop the workflow (rule train records it): the reports are built with it
+# marked, and only then does the workflow say how many failed and exit non-zero.
+onsuccess:
+    if summarize_failed_runs():
+        raise WorkflowError("some runs failed; the tables and figures mark them")
+
+
+onerror:
+    summarize_failed_runs()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +61,21 @@ def remove_stale_temps(folder: Path, names: Iterable[str]) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def write_json(path: Path, data: Mapping[str, Any], secrets: Sequence[str] = ()) -> None:
-    """Atomic JSON with every value in ``secrets`` redacted (see :func:`redact`)."""
-    # Values first (a secret JSON would escape), then the text (objects that default=str renders).
-    text = json.dumps(redact(data, secrets), indent=2, sort_keys=False, default=str)
-    atomic_write_text(path, redact(text, secrets) + "\n")
+def write_json(path: Path, data: Mapping[str, Any], secrets: Sequence[str] = (),
+               verbatim: Collection[str] = ()) -> None:
+    """Atomic JSON with every value in ``secrets`` redacted (see :func:`redact`), except under the
+    top-level keys ``verbatim`` (a run's recorded config stays exactly as given)."""
+    # Values, before JSON escapes them; objects that default=str renders are redacted as text.
+    shown = {k: v if k in verbatim else redact(_plain(v), secrets) for k, v in data.items()}
+    atomic_write_text(path, json.dumps(shown, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with every object JSON cannot hold as its str(), so that redaction sees it."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)

@@ -17,11 +17,12 @@ import signal
 import sys
 from pathlib import Path
 
-from ferret.config import ConfigError, RunConfig, describe, load_config, resolved_default_text
+from ferret.config import ConfigError, RunConfig, bounded, describe, load_config, resolved_default_text
 from ferret.data.types import DataError
 from ferret.host import Host
 from ferret.models import DEFAULT_RESOURCES, ModelError
 from ferret.outdir import AlreadyDone, OutDirError
+from ferret.redaction import redact
 
 # Exit statuses of `ferret run`: 0 ok, diverged or already done; 1 failed (recorded in run.json, which
 # the workflow's train rule relies on); 2 bad input or an unusable --out (nothing written); 128 + the
@@ -29,12 +30,20 @@ from ferret.outdir import AlreadyDone, OutDirError
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 
 
+def _out_folder(out: str) -> Path:
+    """``--out`` as a path; an empty one would be the working directory, never meant."""
+    if not out.strip():
+        raise ConfigError(f"--out {out!r}: an empty path; name the run folder")
+    return Path(out)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    out = _out_folder(args.out)
     cfg = load_config(args.config, args.overrides)
-    from ferret.engine import Interrupted, one_line, run  # heavy imports only once the config is good
+    from ferret.engine import TRACEBACK_LOG, Interrupted, one_line, run  # heavy imports only once the config is good
 
     try:
-        record = run(cfg, Path(args.out), force=args.force, host=args.host)
+        record = run(cfg, out, force=args.force, host=args.host)
     except AlreadyDone as done:
         print(f"{done.record.get('run_id')}: already done (status={done.record.get('status')}) in {args.out}")
         return 0
@@ -42,8 +51,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise
     except (Exception, KeyboardInterrupt, Interrupted) as e:  # recorded in run.json by the engine
         status = "interrupted" if isinstance(e, (KeyboardInterrupt, Interrupted)) else "failed"
-        print(f"ferret: {status}: {cfg.resolved_run_id()}: {one_line(e)} (traceback in {args.out}/traceback.log)",
-              file=sys.stderr)
+        log = out / TRACEBACK_LOG
+        where = f"traceback in {log}" if log.is_file() else f"no traceback: {out} could not be written"
+        print(redact(f"ferret: {status}: {cfg.resolved_run_id()}: {bounded(one_line(e), 1000)} ({where})",
+                     args.host.secrets), file=sys.stderr)
         if status == "failed":
             return EXIT_FAILED
         return 128 + (e.signum if isinstance(e, Interrupted) else signal.SIGINT)
@@ -56,10 +67,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval_untuned(args: argparse.Namespace) -> int:
+    out = _out_folder(args.out)
     cfg = load_config(args.config, args.overrides)
     from ferret.engine import evaluate_untuned
 
-    record = evaluate_untuned(cfg, Path(args.out), args.host)
+    record = evaluate_untuned(cfg, out, args.host)
     row = record["row"]
     print(f"untuned {cfg.model} on {cfg.dataset} ({record['identity']['eval_examples']} eval examples): "
           f"eval_loss {row.get('eval_loss')}, rouge_l {row.get('rouge_l')}, {row['t_eval_s']:.1f} s; wrote {args.out}")
@@ -118,14 +130,38 @@ def _cmd_rescore(args: argparse.Namespace) -> int:
     return 0
 
 
+class ReportInputError(ValueError):
+    """An input table of `ferret tables`/`figures` that is missing, unreadable or lacks a column."""
+
+
 def _read_all_runs(path: str):  # noqa: ANN202 - pandas is imported lazily
     import pandas as pd
 
     if not Path(path).is_file():
         raise ConfigError(f"input table not found: {path}")
-    return pd.read_csv(path)
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
+        raise ReportInputError(f"{path}: not a readable CSV ({bounded(str(e).splitlines()[0] if str(e) else e)})") from None
 
 
+def _report_errors(command):  # noqa: ANN001, ANN202 - wraps a command function
+    """A malformed input table (a missing column, a wrong type) ends `tables`/`figures` with one line
+    naming the file, not a traceback from inside pandas."""
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except ReportInputError:
+            raise
+        except (KeyError, ValueError, TypeError, IndexError) as e:
+            what = f"missing column {e}" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
+            raise ReportInputError(f"{args.input}: cannot build the {command.__name__.removeprefix('_cmd_')} "
+                                   f"from it ({bounded(what.splitlines()[0])})") from None
+    wrapped.__name__ = command.__name__
+    return wrapped
+
+
+@_report_errors
 def _cmd_tables(args: argparse.Namespace) -> int:
     from ferret.report.tables import write_tables
 
@@ -149,6 +185,7 @@ def _log_report(args: argparse.Namespace, kind: str, files: list[Path]) -> None:
                secrets=host.secrets)
 
 
+@_report_errors
 def _cmd_figures(args: argparse.Namespace) -> int:
     from ferret.report.figures import FIGURES, write_figure
 
@@ -247,8 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     args.host = Host.from_env(os.environ, resources=Path(args.resources))
     try:
         return args.func(args)
-    except (ConfigError, ModelError, DataError, OutDirError) as e:
-        print(f"ferret: error: {e}", file=sys.stderr)
+    except (ConfigError, ModelError, DataError, OutDirError, ReportInputError) as e:
+        print(redact(f"ferret: error: {bounded(str(e), 1000)}", args.host.secrets), file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

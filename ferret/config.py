@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from ferret.coercion import coerce
+from ferret.coercion import MAX_QUOTE, bounded, coerce, shown
 from ferret.hints import did_you_mean
 
 
@@ -133,17 +133,19 @@ _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def _unknown_key(key: str, known: typing.Iterable[str]) -> ConfigError:
-    return ConfigError(f"unknown config key '{key}'{did_you_mean(key, known)}")
+    return ConfigError(f"unknown config key {shown(key)}{did_you_mean(key, known)}")
 
 
 def _parse_override(item: str) -> tuple[str, Any]:
     if "=" not in item:
-        raise ConfigError(f"override '{item}' is not of the form key=value")
+        raise ConfigError(f"override {shown(item)} is not of the form key=value")
     key, raw = item.split("=", 1)
     key = key.strip()
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+        value = yaml.load(raw, Loader=UniqueKeyLoader) if raw.strip() else ""  # noqa: S506 - a SafeLoader
+    except AliasError as e:
+        raise ConfigError(f"override {bounded(key)}=...: {e}") from None
+    except (yaml.YAMLError, ValueError):  # ValueError: an integer of more than 4300 digits
         value = raw
     return key, value
 
@@ -154,14 +156,14 @@ def _apply(values: dict[str, Any], key: str, value: Any) -> None:
         raise _unknown_key(head, _FIELDS)
     if rest:
         if _TYPES[head] is not dict:
-            raise ConfigError(f"'{key}': '{head}' has no sub-keys")
+            raise ConfigError(f"{shown(key)}: '{head}' has no sub-keys")
         node = values.setdefault(head, {})
         # Option names have no dots but method paths may ("pkg.module:Class"): split at the last.
         *parents, leaf = rest.rsplit(".", 1) if head == "method_options" else rest.split(".")
         for part in parents:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"'{key}': '{part}' is not a mapping")
+                raise ConfigError(f"{shown(key)}: {shown(part)} is not a mapping")
         # YAML 1.1 reads '3e-7' as a string; a method option that looks like a number is one.
         if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
             value = float(value)
@@ -170,8 +172,20 @@ def _apply(values: dict[str, Any], key: str, value: Any) -> None:
         values[head] = coerce(key, value, _TYPES[head], ConfigError)
 
 
+class AliasError(yaml.YAMLError):
+    """A YAML alias (``*name``): refused, since a few of them nested expand a small file to gigabytes."""
+
+
 class UniqueKeyLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that rejects a key given twice in one mapping (plain YAML keeps the last)."""
+    """yaml.SafeLoader that rejects a key given twice in one mapping (plain YAML keeps the last)
+    and any alias (``*name``): no run config needs one, and nested aliases are a memory bomb."""
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise AliasError(f"YAML alias *{bounded(str(event.anchor), 40)} at line {event.start_mark.line + 1} "
+                             "is not allowed in a config; write the value out")
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen = set()
@@ -189,16 +203,36 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.load(p.read_text(), Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        line = p.read_bytes()[: e.start].count(b"\n") + 1
+        raise ConfigError(f"config {path} is not UTF-8 text (byte {e.start}, line {line}: "
+                          f"{e.object[e.start:e.start + 1]!r})") from None
+    try:
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except AliasError as e:
+        raise ConfigError(f"config {path}: {e}") from None
+    except ValueError as e:  # not a YAMLError: an integer of more than 4300 digits
+        raise ConfigError(f"config {path}: unreadable value ({bounded(str(e))})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"malformed YAML in {path}{where}: {getattr(e, 'problem', e)}") from None
+        raise ConfigError(f"malformed YAML in {path}{where}: {bounded(str(getattr(e, 'problem', e)))}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must be a mapping of key: value, got {type(data).__name__}")
     return data
+
+
+def refuse_aliases(path: str | Path) -> None:
+    """Raise ConfigError if the YAML file at ``path`` uses an alias (the workflow's grid files)."""
+    try:
+        yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=UniqueKeyLoader)  # noqa: S506
+    except AliasError as e:
+        raise ConfigError(f"config {path}: {e}") from None
+    except (yaml.YAMLError, UnicodeDecodeError, OSError):
+        return  # the loader that reads the file reports those
 
 
 def default_config_text() -> str:
@@ -217,8 +251,13 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
     values: dict[str, Any] = {}
     for key, value in (data or {}).items():
         _apply(values, str(key), value)
+    given: set[str] = set()
     for item in overrides:
-        _apply(values, *_parse_override(item))
+        key, value = _parse_override(item)
+        if key in given:
+            raise ConfigError(f"{shown(key)} is given twice on the command line; give each key once")
+        given.add(key)
+        _apply(values, key, value)
     cfg = RunConfig(**values)
     validate(cfg)
     return cfg
@@ -226,7 +265,21 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
 
 def _check(ok: bool, key: str, value: Any, rule: str) -> None:
     if not ok:
-        raise ConfigError(f"{key}={value!r}: {rule}")
+        raise ConfigError(f"{key}={shown(value)}: {rule}")
+
+
+# Upper bounds of the counts: generous for any real run, finite so a typo (threads=10000, an extra
+# zero or three) is refused at once instead of running for days or exhausting memory.
+LIMITS: dict[str, int] = {
+    "num_clients": 100_000, "rounds": 1_000_000, "local_steps": 1_000_000, "local_epochs": 1_000,
+    "batch_size": 65_536, "n_accum": 65_536, "K": 1_000_000_000, "max_length": 1_048_576,
+    "eval_every": 1_000_000, "rouge_every": 1_000_000, "eval_batch_size": 65_536, "max_new_tokens": 65_536,
+    "train_per_client": 10_000_000, "eval_per_task": 1_000_000, "num_tasks": 100_000, "eval_limit": 10_000_000,
+    "threads": 1_024, "checkpoint_every": 1_000_000, "seed": 2**63 - 1, "eval_seed": 2**63 - 1,
+}
+_FLOAT_LIMITS: dict[str, float] = {"lr": 1e6, "slr": 1e6, "weight_decay": 1e6, "grad_clip": 1e12,
+                                   "dirichlet_alpha": 1e12}
+_DEVICE = re.compile(r"cpu|cuda(:\d{1,3})?")
 
 
 def validate(cfg: RunConfig) -> None:
@@ -260,7 +313,15 @@ def validate(cfg: RunConfig) -> None:
            f"must divide local_steps={cfg.local_steps}")
     _check(cfg.wandb_mode in _WANDB_MODES, "wandb_mode", cfg.wandb_mode, f"must be one of {', '.join(_WANDB_MODES)}")
     _check(cfg.dtype in _DTYPES, "dtype", cfg.dtype, f"must be one of {', '.join(_DTYPES)}")
-    _check(cfg.device == "cpu" or cfg.device.startswith("cuda"), "device", cfg.device, "must be cpu or cuda[:N]")
+    for key, limit in LIMITS.items():  # abs: the seeds may be negative
+        _check(abs(getattr(cfg, key)) <= limit, key, getattr(cfg, key),
+               f"must be at most {limit}" + (" in magnitude" if key.endswith("seed") else ""))
+    _check(cfg.eval_limit >= 0, "eval_limit", cfg.eval_limit, "must be >= 0 (0 = all)")
+    for key, flimit in _FLOAT_LIMITS.items():
+        _check(abs(getattr(cfg, key)) <= flimit, key, getattr(cfg, key), f"must be at most {flimit:g} in size")
+    _check(bool(_DEVICE.fullmatch(cfg.device)), "device", cfg.device, "must be cpu, cuda or cuda:N")
+    _check(cfg.dataset != "synthetic" or not cfg.data_path, "data_path", cfg.data_path,
+           "is for the real data sets; the synthetic set is generated (leave data_path empty)")
     _check(bool(cfg.run_id == "" or cfg.run_id.replace("-", "").replace("_", "").replace(".", "").isalnum()),
            "run_id", cfg.run_id, "may hold only letters, digits, '-', '_' and '.'")
     try:

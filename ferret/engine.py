@@ -67,11 +67,25 @@ from ferret.metrics import PER_EXAMPLE, example_losses, mean
 from ferret.models import ModelError, load_model_and_tokenizer
 from ferret.outdir import OutDirError, RunFolder
 from ferret.progress import Progress
+from ferret.redaction import redact
 from ferret.seeding import derive_seed, generator
 from ferret.sink import Sink
 from ferret.wandb_sink import WandbSink
 
 TRACEBACK_LOG = "traceback.log"
+# Bad input: refused with exit status 2 and nothing written, wherever it is found.
+BAD_INPUT = (ConfigError, DataError, ModelError, OutDirError)
+
+
+def check_device(device: str) -> None:
+    """A CUDA device on a machine without one (or without that index) is bad input, found before
+    any model or data is loaded."""
+    if device.startswith("cuda"):
+        index = int(device.partition(":")[2] or 0)
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if index >= count:
+            raise ConfigError(f"device={device!r}: this machine has "
+                              f"{f'{count} CUDA device(s)' if count else 'no CUDA device'}")
 
 
 class Interrupted(BaseException):
@@ -303,6 +317,7 @@ def run(cfg: RunConfig, out: Path, *, force: bool = False, host: Host = Host()) 
     status 'interrupted' or 'failed' with its first line, the traceback goes to out/traceback.log,
     and the exception propagates."""
     t_start = time.perf_counter()
+    check_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device)
@@ -314,30 +329,42 @@ def run(cfg: RunConfig, out: Path, *, force: bool = False, host: Host = Host()) 
                               **environment_info(device)}
     with RunFolder(out, cfg.to_dict(), force=force) as folder, _signals_interrupt():
         stage = folder.staging
-        algo, model, tokenizer, clients, ev = _prepare(cfg, record, host)
-        # A folder made for another model or eval set is bad input: refused before anything is written.
-        shared = untuned.load(Path(cfg.untuned), cfg.to_dict(), ev.examples) if cfg.untuned else None
-        _check_free_disk(out, algo)
-        remove_stale_temps(stage, ("examples.csv", "metrics.csv", "run.json"))  # left by a kill mid-write
-        resumed = checkpoint.latest(out, cfg.to_dict())
-        extra: dict[str, Any] = {"wandb_id": secrets.token_hex(4), "resumed_from": []}
-        if resumed is not None:
-            algo.load_state_dict(resumed.method_state)
-            checkpoint.restore_rng(resumed.rng["tensors"], resumed.rng["values"])
-            extra = {**resumed.extra, "resumed_from": [*resumed.extra.get("resumed_from", []), resumed.round]}
-            record["resumed_from"] = extra["resumed_from"]
-            print(f"ferret: {run_id}: resuming after round {resumed.round} from {out / checkpoint.FOLDER}",
-                  file=sys.stderr, flush=True)
-        record["wandb_mode"] = host.wandb_mode(cfg.wandb_mode)
         wandb_sink: WandbSink | None = None
         error: BaseException | None = None
+        # Preparation is inside the try: a failure (or a signal) while loading the model or the
+        # data ends with run.json and traceback.log like one in round 2. Bad input found there
+        # (K, empty clients, an untuned folder of another model) still writes nothing.
         try:
-            write_json(stage / "run.json", record, host.secrets)
+            algo, model, tokenizer, clients, ev = _prepare(cfg, record, host)
+            # A folder made for another model or eval set is bad input: refused before anything is written.
+            shared = untuned.load(Path(cfg.untuned), cfg.to_dict(), ev.examples) if cfg.untuned else None
+            _check_free_disk(out, algo)
+        except BAD_INPUT:
+            folder.discard()
+            raise
+        except BaseException as e:
+            error = e
+            _finish(record, folder, t_start, error, host.secrets)
+            raise
+        try:
+            remove_stale_temps(stage, ("examples.csv", "metrics.csv", "run.json"))  # left by a kill mid-write
+            resumed = checkpoint.latest(out, cfg.to_dict())
+            extra: dict[str, Any] = {"wandb_id": secrets.token_hex(4), "resumed_from": []}
+            if resumed is not None:
+                algo.load_state_dict(resumed.method_state)
+                checkpoint.restore_rng(resumed.rng["tensors"], resumed.rng["values"])
+                extra = {**resumed.extra, "resumed_from": [*resumed.extra.get("resumed_from", []), resumed.round]}
+                record["resumed_from"] = extra["resumed_from"]
+                print(f"ferret: {run_id}: resuming after round {resumed.round} from {out / checkpoint.FOLDER}",
+                      file=sys.stderr, flush=True)
+            record["wandb_mode"] = host.wandb_mode(cfg.wandb_mode)
+            write_json(stage / "run.json", record, host.secrets, verbatim=("config",))
             sinks: list[Sink] = [CsvSink(stage / "metrics.csv", resumed.rows if resumed else ())]
             wandb_sink = WandbSink(mode=record["wandb_mode"], project=cfg.wandb_project or host.wandb_project,
                                    entity=cfg.wandb_entity or host.wandb_entity or "", group=cfg.experiment, job_type=cfg.method, name=run_id,
                                    config=cfg.to_dict(), folder=out, run_key=extra["wandb_id"],
                                    rows=resumed.rows if resumed else (), secrets=host.secrets)
+            record["wandb_mode"] = wandb_sink.mode  # 'disabled' when W&B switched itself off
             sinks.append(wandb_sink)
             summary = _federate(cfg, algo, model, tokenizer, clients, ev, sinks, run_id, device,
                                 out=out, resumed=resumed, extra=extra, shared=shared)
@@ -349,6 +376,8 @@ def run(cfg: RunConfig, out: Path, *, force: bool = False, host: Host = Host()) 
             error = e
             raise
         finally:
+            if wandb_sink is not None:
+                record["wandb_mode"] = wandb_sink.mode
             _finish(record, folder, t_start, error, host.secrets)
             if wandb_sink is not None:
                 wandb_sink.finish({**record.get("final", {}), "wall_clock_s": record["wall_clock_s"]},
@@ -361,6 +390,7 @@ def run(cfg: RunConfig, out: Path, *, force: bool = False, host: Host = Host()) 
 def evaluate_untuned(cfg: RunConfig, out: Path, host: Host = Host()) -> dict[str, Any]:
     """Evaluate the untuned model once into ``out`` (ferret/untuned.py): examples.csv, then
     untuned.json with the identity runs check and the round-0 row they share. Returns the record."""
+    check_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device)
@@ -392,10 +422,13 @@ def _finish(record: dict[str, Any], folder: RunFolder, t_start: float, error: Ba
     record["wall_clock_s"] = round(time.perf_counter() - t_start, 3)
     try:
         folder.release_reserve()
+        (folder.out / TRACEBACK_LOG).unlink(missing_ok=True)  # an earlier failure's, never beside this run
         if error is not None:
             record["traceback"] = str(folder.out / TRACEBACK_LOG)
-            (folder.out / TRACEBACK_LOG).write_text("".join(traceback.format_exception(error)))
-        write_json(folder.staging / "run.json", record, redacted)
+            (folder.out / TRACEBACK_LOG).write_text(redact("".join(traceback.format_exception(error)), redacted))
+        folder.seal(record)
+        # The config is recorded as given: a value that equals a secret is the user's own input.
+        write_json(folder.staging / "run.json", record, redacted, verbatim=("config",))
         folder.publish(record["status"])
     except OSError as e:
         if error is None:

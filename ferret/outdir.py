@@ -9,7 +9,13 @@ Layout of a run folder ``<out>``::
     <out>/checkpoints/                  resume points (ferret/checkpoint.py), outside the staging
                                         folder so that a killed run resumes from them
     <out>/replaced/<UTC time>/          a finished run that ``--force`` moved aside
-    <out>/traceback.log                 the traceback of the last failure
+    <out>/traceback.log                 the traceback of the last failure (removed by a later ok run)
+    <out>/wandb/                        W&B's offline files, when W&B logs the run
+
+Only an empty (or new) folder, or one holding nothing but the names above, is taken: another tool's
+``metrics.csv`` or ``run.json`` is never overwritten (:func:`check_owned`). run.json records the
+SHA-256 of the published metrics.csv and examples.csv (``checksums``): a finished run whose files
+no longer match is reported as tampered, never taken as "already done" (:func:`tampered`).
 
 Rules (README, "Outputs"):
 
@@ -27,7 +33,9 @@ Rules (README, "Outputs"):
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -41,6 +49,8 @@ from ferret.atomic import fsync_dir
 FINISHED = ("ok", "diverged")
 OUTPUTS = ("examples.csv", "metrics.csv", "run.json")  # published in this order, run.json last
 LOCK, STAGING, REPLACED = ".lock", ".staging", "replaced"
+# Every name ferret (or W&B, with dir=<out>) writes into a run folder; anything else is not ours.
+OWN_NAMES = frozenset({*OUTPUTS, LOCK, STAGING, REPLACED, "checkpoints", "traceback.log", "wandb"})
 # Config keys that cannot change a run's numbers: a finished run under other values is still "done".
 # Bytes held in .staging/.reserve: a disk that the run fills still has room for run.json and the
 # traceback of the failure (release_reserve), so a full disk ends with status 'failed', not 'running'.
@@ -73,6 +83,59 @@ def read_record(path: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
+def _is_ferret_record(path: Path) -> bool:
+    record = read_record(path)
+    return record is not None and {"run_id", "status", "config"} <= set(record)
+
+
+def check_owned(out: Path) -> None:
+    """Refuse a folder that is not ferret's: one holding other names, a run.json that is no run
+    record, or published CSVs without their run.json (and no run of ours in progress)."""
+    if not out.is_dir():
+        return
+    names = {p.name for p in out.iterdir()}
+    foreign = sorted(names - OWN_NAMES)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise OutDirError(f"--out {out}: not a ferret run folder (holds {shown}); use an empty or new folder")
+    if "run.json" in names and not _is_ferret_record(out / "run.json"):
+        raise OutDirError(f"--out {out}: not a ferret run folder (its run.json is no run record); "
+                          "use an empty or new folder")
+    in_progress = names & {STAGING, "checkpoints"}
+    if names & {"metrics.csv", "examples.csv"} and "run.json" not in names and not in_progress:
+        raise OutDirError(f"--out {out}: not a ferret run folder (a metrics.csv or examples.csv without "
+                          "run.json); use an empty or new folder")
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checksums(folder: Path) -> dict[str, str]:
+    """SHA-256 of the run's CSVs in ``folder`` (those that exist), as run.json records them."""
+    return {name: sha256(folder / name) for name in ("metrics.csv", "examples.csv") if (folder / name).is_file()}
+
+
+def tampered(folder: Path, record: dict[str, Any]) -> list[str]:
+    """The published files of ``folder`` that differ from the checksums in its run.json
+    (a missing file included); empty for a record without checksums (made before they existed)."""
+    recorded = record.get("checksums")
+    if not isinstance(recorded, dict):
+        return []
+    bad = []
+    for name, digest in recorded.items():
+        try:
+            if sha256(folder / str(name)) != digest:
+                bad.append(str(name))
+        except OSError:
+            bad.append(str(name))
+    return sorted(bad)
+
+
 class RunFolder:
     """An exclusively held run folder. Use as a context manager; the lock is released on exit."""
 
@@ -80,13 +143,19 @@ class RunFolder:
         self.out, self.config, self.force = out, config, force
         self.staging = out / STAGING
         self._fd: int | None = None
+        self._created: list[Path] = []  # folders this process made, removed again by discard()
 
     # -- acquiring -----------------------------------------------------------------------------------
     def __enter__(self) -> RunFolder:
         try:
-            self.out.mkdir(parents=True, exist_ok=True)
+            check_owned(self.out)
+            if not self.out.exists():
+                self.out.mkdir(parents=True)
+                self._created.append(self.out)
             self._lock()
-            self.staging.mkdir(exist_ok=True)
+            if not self.staging.exists():
+                self.staging.mkdir()
+                self._created.append(self.staging)
             with open(self.staging / ".reserve", "wb") as f:  # also the probe: writable, with room
                 f.write(b"\0" * RESERVE_BYTES)
                 f.flush()
@@ -130,6 +199,17 @@ class RunFolder:
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         self._fd = fd
 
+    def discard(self) -> None:
+        """Bad input found after the folder was taken: remove what this process created (the
+        staging folder, the folder itself when it was new and is empty), so nothing is left."""
+        self.release()
+        for folder in reversed(self._created):
+            if folder == self.staging:
+                shutil.rmtree(folder, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+
     def release_reserve(self) -> None:
         """Free the space held back at the start, for the writes that record how the run ended."""
         (self.staging / ".reserve").unlink(missing_ok=True)
@@ -155,6 +235,13 @@ class RunFolder:
     def _check_finished(self) -> None:
         record = self.published()
         if not record or record.get("status") not in FINISHED:
+            return
+        bad = tampered(self.out, record)
+        if bad:
+            if not self.force:
+                raise OutDirError(f"--out {self.out}: the finished run's {', '.join(bad)} no longer match the "
+                                  f"checksums in its run.json (edited or corrupted); pass --force to move it "
+                                  f"aside to {self.out / REPLACED}/ and rerun")
             return
         if comparable(record.get("config", {})) == comparable(self.config):
             raise AlreadyDone(record)
@@ -188,5 +275,15 @@ class RunFolder:
         fsync_dir(self.out)
         if status in FINISHED:
             shutil.rmtree(self.staging, ignore_errors=True)
+
+    def seal(self, record: dict[str, Any]) -> None:
+        """Record in ``record`` the checksums of the staged CSVs it will be published with (the
+        header alone when the run failed before round 0)."""
+        staged_csv = self.staging / "metrics.csv"
+        if not staged_csv.exists():
+            from ferret.csv_sink import CsvSink
+
+            CsvSink(staged_csv).write()
+        record["checksums"] = checksums(self.staging)
 
 

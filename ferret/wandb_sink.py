@@ -66,6 +66,7 @@ class WandbSink:
         self.run = None
         self.secrets = tuple(secrets)
         self.elapsed_s = sum(_seconds(row.get("t_round_s")) for row in rows)
+        self.requested = mode
         if mode == "disabled":
             return
         try:
@@ -80,6 +81,11 @@ class WandbSink:
             self._define_axes()
         except Exception as e:  # noqa: BLE001 - W&B must never fail a run
             self._off(e)
+
+    @property
+    def mode(self) -> str:
+        """The mode actually in use: 'disabled' once W&B switched itself off (or never started)."""
+        return self.requested if self.run is not None else "disabled"
 
     def _define_axes(self) -> None:
         """Charts a user opens plot against the round; cumulative bytes and wall-clock seconds are

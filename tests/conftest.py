@@ -70,6 +70,12 @@ def tiny_overrides(**extra: object) -> list[str]:
     return [f"{k}={v}" for k, v in base.items()]
 
 
+def with_overrides(base: list[str], *extra: str) -> list[str]:
+    """``base`` with each key=value of ``extra`` in place of the same key (the CLI refuses a key twice)."""
+    keys = {e.split("=", 1)[0] for e in extra}
+    return [o for o in base if o.split("=", 1)[0] not in keys] + list(extra)
+
+
 def count_generated_entries(monkeypatch) -> dict[str, int]:
     """Count every basis entry generated from here on ({"entries": n}), by the reference path
     (projection.basis_chunk) and by the fused kernels, which make entries without it."""

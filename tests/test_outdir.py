@@ -15,7 +15,7 @@ import pytest
 from ferret.cli import main
 from ferret.outdir import RunFolder
 
-from conftest import ROOT, tiny_overrides
+from conftest import ROOT, tiny_overrides, with_overrides
 
 OVERRIDES = tiny_overrides(rounds=3, num_tasks=2, eval_per_task=1, threads=1, checkpoint_every=1)
 
@@ -35,7 +35,7 @@ def test_same_config_is_a_no_op_and_another_is_refused(finished, capsys):
     before = _snapshot(finished)
     assert main(["run", "--out", str(finished), *OVERRIDES]) == 0
     assert "already done" in capsys.readouterr().out
-    assert main(["run", "--out", str(finished), *OVERRIDES, "K=8"]) == 2
+    assert main(["run", "--out", str(finished), *with_overrides(OVERRIDES, "K=8")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "differs in K" in err and "--force" in err
     assert _snapshot(finished) == before
@@ -51,7 +51,7 @@ def _umask() -> int:
 def test_a_busy_folder_and_a_file_as_out_stop_with_one_line(finished, tmp_path, capsys):
     before = _snapshot(finished)
     with RunFolder(finished, {}, force=True):  # holds the lock as a running process would
-        assert main(["run", "--out", str(finished), *OVERRIDES, "K=8", "--force"]) == 2
+        assert main(["run", "--out", str(finished), *with_overrides(OVERRIDES, "K=8"), "--force"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and f"in use by pid {os.getpid()}" in err
     (tmp_path / "f").write_text("x")

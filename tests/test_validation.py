@@ -17,7 +17,7 @@ from ferret.config import load_config
 from ferret.data import registry as data_registry
 from ferret.engine import run
 
-from conftest import tiny_overrides
+from conftest import tiny_overrides, with_overrides
 from test_cli import BAD as CLI_BAD
 
 BASE = tiny_overrides(method="fedavg", rounds=2, num_tasks=2, eval_per_task=1, threads=1)
@@ -96,7 +96,7 @@ def test_bad_input_exits_nonzero_names_the_value_and_leaves_results_untouched(
         path.write_text(bad["file"])
         args += ["--config", str(path), *BASE]
     else:
-        args += [*BASE, *bad]
+        args += with_overrides(BASE, *bad)
     assert main(args) != 0
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and named in err, err
@@ -116,6 +116,6 @@ def test_a_tokenizer_without_pad_token_is_handled(tmp_path):
     tokenizer.save_pretrained(folder)
     assert AutoTokenizer.from_pretrained(folder).pad_token is None  # the fixture really lacks one
 
-    record = run(load_config(None, [*BASE, f"model={folder}", "rounds=1"]), tmp_path / "run")
+    record = run(load_config(None, with_overrides(BASE, f"model={folder}", "rounds=1")), tmp_path / "run")
     assert record["status"] == "ok"
     assert json.loads((tmp_path / "run" / "run.json").read_text())["model"]["source"] == f"path:{folder}"

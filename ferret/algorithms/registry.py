@@ -14,7 +14,7 @@ import dataclasses
 import importlib
 from typing import Any
 
-from ferret.coercion import coerce
+from ferret.coercion import coerce, shown
 from ferret.hints import did_you_mean
 
 METHODS: dict[str, str] = {
@@ -68,7 +68,7 @@ def options_for(name: str, method_options: dict[str, Any], trust_custom_method: 
     cls = resolve(name, trust_custom_method)
     raw = method_options.get(name) or {}
     if not isinstance(raw, dict):
-        raise UnknownMethodError(f"method_options.{name}={raw!r}: expected a mapping")
+        raise UnknownMethodError(f"method_options.{name}={shown(raw)}: expected a mapping")
     fields = {f.name: f for f in dataclasses.fields(cls.Options)}
     values = {}
     for key, value in raw.items():

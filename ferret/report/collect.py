@@ -3,7 +3,8 @@
 Each row is one round of one run, with the run's grid values (experiment, method, model, data
 set, num_clients, K, seed, ...) and its status from run.json. A run folder without a readable
 run.json, or whose status is neither ``ok``, ``diverged`` nor ``failed``, is reported and skipped,
-so a run that crashed mid-write or was interrupted can never pass for a finished one. A failed run
+so a run that crashed mid-write or was interrupted can never pass for a finished one; so is a run
+whose metrics.csv or examples.csv no longer matches the checksums in its run.json (tampered). A failed run
 keeps the rows it finished (one identity row when it finished none) with status ``failed``, so the
 tables can mark it as they mark diverged runs.
 
@@ -24,6 +25,7 @@ import pandas as pd
 
 from ferret.atomic import atomic_write_text
 from ferret.csv_sink import EXAMPLE_COLUMNS
+from ferret.outdir import tampered
 
 GRID_COLUMNS = ["experiment", "method", "model", "dataset", "num_clients", "participation", "K", "seed",
                 "rounds", "local_steps", "batch_size", "lr", "slr"]
@@ -37,6 +39,15 @@ def _record(folder: Path) -> dict | None:
     return record if isinstance(record, dict) and {"status", "config"} <= set(record) else None
 
 
+def _tampered(folder: Path, record: dict) -> bool:
+    """Report (and so skip) a run whose published CSVs differ from the checksums in its run.json."""
+    bad = tampered(folder, record)
+    if bad:
+        print(f"collect: skipping {folder}: TAMPERED: {', '.join(bad)} no longer match the checksums in "
+              "its run.json (edited or corrupted after the run)", file=sys.stderr)
+    return bool(bad)
+
+
 def _run_frame(folder: Path) -> pd.DataFrame | None:
     try:
         record = json.loads((folder / "run.json").read_text())
@@ -47,6 +58,8 @@ def _run_frame(folder: Path) -> pd.DataFrame | None:
         return None
     if status not in ("ok", "diverged", "failed"):
         print(f"collect: skipping {folder}: status {status}", file=sys.stderr)
+        return None
+    if _tampered(folder, record):
         return None
     try:
         frame = pd.read_csv(folder / "metrics.csv")
@@ -83,6 +96,8 @@ def collect_examples(run_dirs: Iterable[Path]) -> pd.DataFrame:
     for folder in map(Path, run_dirs):
         record = _record(folder)
         if record is None or record["status"] not in ("ok", "diverged") or not (folder / "examples.csv").is_file():
+            continue
+        if tampered(folder, record):  # reported once, by collect()
             continue
         try:
             # Verbatim strings: texts stay texts ("NA", "None" or "" are predictions too) and

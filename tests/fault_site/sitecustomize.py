@@ -10,6 +10,7 @@ started below it (directly, or as a Snakemake job) then patches ferret at start-
 * ``fill@round:R``       after round R's checkpoint, fill the file system of the run folder
 * ``nan@METHOD:R``       METHOD's local training returns a NaN loss in round R
 * ``raise@METHOD:R``     METHOD's local training raises RuntimeError in round R (a failed run)
+* ``pause@prepare``      while the run prepares its model and data (the folder is taken, round 0 not begun)
 
 Several faults are separated by commas.
 
@@ -101,7 +102,17 @@ def install(spec: str) -> None:
     action, _, point = spec.partition("@")
     from ferret import atomic, checkpoint, csv_sink
 
-    if point.startswith("round:"):
+    if point == "prepare":
+        from ferret import engine
+
+        real_prepare = engine._prepare
+
+        def prepare(*args, **kwargs):
+            _pause(point)
+            return real_prepare(*args, **kwargs)
+
+        engine._prepare = prepare
+    elif point.startswith("round:"):
         at = int(point.split(":")[1])
         real_save = checkpoint.save
 

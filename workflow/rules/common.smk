@@ -1,13 +1,30 @@
 # Config validation and the run grid. Everything here runs before any job starts.
 import itertools
+import json
 import re
 import shlex
 import sys
+from pathlib import Path
 from types import SimpleNamespace  # a train job's wildcards, for an eval_untuned job
 
 import yaml
 from snakemake.utils import validate
 
+
+
+def _refuse_yaml_aliases():
+    """A grid file with YAML aliases (*name) is refused before the schema check, whose messages
+    would quote the expanded value: nested aliases turn a small file into gigabytes of text."""
+    from ferret.config import ConfigError, refuse_aliases
+
+    for path in workflow.configfiles:
+        try:
+            refuse_aliases(path)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+
+
+_refuse_yaml_aliases()
 # Also fills the schema's defaults into config (set_default=True), so the rules below index
 # config instead of restating a default with .get(key, default).
 validate(config, "../schemas/config.schema.yaml", set_default=True)
@@ -201,3 +218,28 @@ def final_outputs():
         + [f"results/tables/{t}.{ext}" for t in TABLES for ext in ("md", "tex")]
         + [f"figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
     )
+
+
+def failed_runs():
+    """The grid's runs whose published run.json says 'failed' (the reports mark them)."""
+    failed = []
+    for rid in GRID:
+        try:
+            status = json.loads(Path(f"{RUNS}/{rid}/run.json").read_text()).get("status")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if status == "failed":
+            failed.append(rid)
+    return failed
+
+
+def summarize_failed_runs():
+    """Print how many runs failed (each with its error); return that number."""
+    failed = failed_runs()
+    if failed:
+        print(f"ferret: {len(failed)} of {len(GRID)} runs failed (marked [failed] in the tables; "
+              "rerun one with `snakemake --forcerun <its run.json>` once the cause is fixed):", file=sys.stderr)
+        for rid in failed:
+            record = json.loads(Path(f"{RUNS}/{rid}/run.json").read_text())
+            print(f"  {rid}: {str(record.get('error', ''))[:200]}", file=sys.stderr)
+    return len(failed)

@@ -4,10 +4,13 @@
 # `shadow:` directive is used, so the folder outlives a killed job. Rerunning the job (after a
 # failure, or with --rerun-incomplete after Snakemake itself was killed; the local profile sets it)
 # resumes from the latest checkpoint and rewrites both outputs. A diverged run exits 0 with status
-# 'diverged' in run.json, so the other jobs and the reports go on. A failed run (exit 1) has
-# published run.json (status 'failed', its error) and the rows it finished: the job records that
-# status instead of failing, so collect, tables and figures still run and mark it, and Snakemake
-# keeps its run.json. Rerun it with `snakemake --forcerun <its run.json>` once the cause is fixed.
+# 'diverged' in run.json, so the other jobs and the reports go on. A failed run (exit 1, also one
+# that failed while loading its model or data, before round 0) has published run.json (status
+# 'failed', its error, its traceback file) and the rows it finished: the job records that status
+# instead of failing, so collect, tables and figures still run and mark it, and Snakemake keeps its
+# run.json; once the reports are built the workflow prints how many runs failed and exits non-zero
+# (onsuccess in the Snakefile). Rerun one with `snakemake --forcerun <its run.json>` once the cause
+# is fixed.
 # Anything else (bad input, an interrupted or killed run: exit 2, 128+signal) fails the job, and
 # the next workflow run resumes it from its checkpoints.
 #
