@@ -38,6 +38,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import time
@@ -51,6 +52,8 @@ OUTPUTS = ("examples.csv", "metrics.csv", "run.json")  # published in this order
 LOCK, STAGING, REPLACED = ".lock", ".staging", "replaced"
 # Every name ferret (or W&B, with dir=<out>) writes into a run folder; anything else is not ours.
 OWN_NAMES = frozenset({*OUTPUTS, LOCK, STAGING, REPLACED, "checkpoints", "traceback.log", "wandb"})
+# The temporary of an atomic write of one of them that a kill left (ferret/atomic.py names them so).
+_OWN_TEMP = re.compile(r"\.(?:examples\.csv|metrics\.csv|run\.json|traceback\.log)\..+\.tmp")
 # Config keys that cannot change a run's numbers: a finished run under other values is still "done".
 # Bytes held in .staging/.reserve: a disk that the run fills still has room for run.json and the
 # traceback of the failure (release_reserve), so a full disk ends with status 'failed', not 'running'.
@@ -94,7 +97,7 @@ def check_owned(out: Path) -> None:
     if not out.is_dir():
         return
     names = {p.name for p in out.iterdir()}
-    foreign = sorted(names - OWN_NAMES)
+    foreign = sorted(n for n in names - OWN_NAMES if not _OWN_TEMP.fullmatch(n))
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise OutDirError(f"--out {out}: not a ferret run folder (holds {shown}); use an empty or new folder")

@@ -67,7 +67,8 @@ FAULT_ENV = os.pathsep.join([str(ROOT / "tests" / "fault_site"), str(ROOT)])
 
 
 def _cli(out: Path, *extra: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "ferret", "run", "--out", str(out), *OVERRIDES, *extra]
+    overrides = with_overrides(OVERRIDES, *(e for e in extra if "=" in e))
+    cmd = [sys.executable, "-m", "ferret", "run", "--out", str(out), *overrides, *(e for e in extra if "=" not in e)]
     return subprocess.run(cmd, env={**os.environ, **(env or {})}, text=True, capture_output=True, timeout=timeout)
 
 
