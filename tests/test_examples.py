@@ -12,7 +12,7 @@ from ferret.config import ConfigError, load_config
 from ferret.csv_sink import EXAMPLE_COLUMNS
 from ferret.report.collect import collect_examples
 
-from conftest import tiny_overrides
+from conftest import tiny_overrides, with_overrides
 
 SMALL = {"rounds": 2, "num_tasks": 2, "eval_per_task": 2, "threads": 1, "wandb_mode": "disabled",
          "checkpoint_every": 0}
@@ -83,7 +83,7 @@ def test_eval_untuned_command_writes_the_folder_and_rejects_bad_input(tmp_path, 
     assert main(["eval-untuned", "--out", str(tmp_path / "u"), *overrides]) == 0
     record = json.loads((tmp_path / "u" / "untuned.json").read_text())
     assert record["identity"]["eval_examples"] == 4 and "probe_loss" in record
-    assert main(["eval-untuned", "--out", str(tmp_path / "bad"), *overrides, "eval_per_task=0"]) == 2
+    assert main(["eval-untuned", "--out", str(tmp_path / "bad"), *with_overrides(overrides, "eval_per_task=0")]) == 2
     assert "eval_per_task" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 

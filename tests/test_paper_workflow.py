@@ -27,6 +27,8 @@ from ferret.config import load_config
 from ferret.engine import run
 from ferret.models import ALIASES, ModelError, check_model_name, load_model_and_tokenizer
 
+from conftest import with_overrides
+
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "workflow/configs/paper.yaml"
@@ -183,9 +185,9 @@ def test_ni_sample_end_to_end_on_the_tiny_model(tmp_path, method, data):
               for part in ("train", "test")}
     train = [t for t in splits["train"] if t in present]
     settings = {**grid["settings"], "data_path": str(ni)}
-    overrides = [f"{k}={v}" for k, v in settings.items()]
-    overrides += [f"method={method}", "model=tiny", "dataset=natural-instructions",
-                  f"num_clients={len(train)}", f"K={grid['K'][0]}", "threads=1", "max_new_tokens=2"]
+    overrides = with_overrides([f"{k}={v}" for k, v in settings.items()],
+                               f"method={method}", "model=tiny", "dataset=natural-instructions",
+                               f"num_clients={len(train)}", f"K={grid['K'][0]}", "threads=1", "max_new_tokens=2")
     record = run(load_config(None, overrides), tmp_path)
     assert record["status"] == "ok"
     assert record["data"]["client_tasks"] == train
