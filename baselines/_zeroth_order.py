@@ -1,5 +1,5 @@
 """Zeroth-order machinery shared by FedZO (fedzo.py) and FedKSeed/-Pro (fedkseed.py): the
-perturbation buffer, the forward-only loss and the official weight-decay rule, kept apart so
+per-tensor perturbation, the forward-only loss and the official weight-decay rule, kept apart so
 neither method file imports the other."""
 
 from __future__ import annotations
@@ -16,42 +16,53 @@ def decays(name: str) -> bool:
 
 
 class Direction:
-    """The one parameter-sized buffer that holds the current perturbation z, with a view per
-    trainable tensor (named order). All trainable tensors must share one device and dtype."""
+    """The perturbation z of a seed, over the trainable tensors (named order), never materialised
+    whole: each tensor's slice is drawn in place, in that tensor's dtype, from one generator on the
+    compute device seeded with the seed and advanced tensor by tensor (FedKSeed's own optimizer draws
+    per tensor the same way). Extra memory: one tensor's z at a time. The same seed gives the same z
+    on every client and on the server, whose host-side weights are moved to the compute device one
+    tensor at a time for the update (on one device type: CPU and CUDA generators differ)."""
 
-    def __init__(self, named: Sequence[tuple[str, torch.Tensor]]) -> None:
+    def __init__(self, named: Sequence[tuple[str, torch.Tensor]], device: torch.device,
+                 sphere: bool = False) -> None:
         if not named:
             raise ValueError("zeroth-order methods need at least one trainable parameter")
-        kinds = {(t.device, t.dtype) for _, t in named}
-        if len(kinds) != 1:
-            raise ValueError(f"trainable parameters span several devices/dtypes: {sorted(map(str, kinds))}")
-        device, dtype = kinds.pop()
         self.names = [n for n, _ in named]
         self.numel = sum(t.numel() for _, t in named)
-        self.flat = torch.empty(self.numel, dtype=dtype, device=device)
-        self.views: list[torch.Tensor] = []
-        start = 0
-        for _, t in named:
-            self.views.append(self.flat[start : start + t.numel()].view_as(t))
-            start += t.numel()
+        self.device = torch.device(device)
+        self.sphere = sphere
+        self._norms: dict[int, float] = {}  # seed -> ||z|| (sphere only; one pass per seed)
 
-    def fill_gaussian(self, seed: int) -> None:
-        """z ~ N(0, I) from a generator on the buffer's device seeded with ``seed``: the same seed
-        gives the same z on every client and on the server (on one device type)."""
-        g = torch.Generator(device=self.flat.device)
+    def _draws(self, tensors: Sequence[torch.Tensor], seed: int):  # noqa: ANN202 -- generator of (tensor, z)
+        g = torch.Generator(device=self.device)
         g.manual_seed(seed)
-        self.flat.normal_(generator=g)
+        for t in tensors:
+            z = torch.empty(t.shape, dtype=t.dtype, device=self.device)
+            z.normal_(generator=g)
+            yield t, z
 
-    def fill_sphere(self, seed: int) -> None:
-        """z uniform on the sphere of radius sqrt(d) (so E[z z^T] = I)."""
-        self.fill_gaussian(seed)
-        norm = torch.linalg.vector_norm(self.flat, dtype=torch.float32).item()  # no float32 copy
-        self.flat.mul_(math.sqrt(self.numel) / max(norm, 1e-30))
+    def _scale(self, tensors: Sequence[torch.Tensor], seed: int) -> float:
+        """1, or sqrt(d) / ||z|| on the sphere (z uniform on the sphere of radius sqrt(d))."""
+        if not self.sphere:
+            return 1.0
+        if seed not in self._norms:
+            if len(self._norms) > 64:
+                self._norms.clear()
+            sq = sum(float(torch.linalg.vector_norm(z, dtype=torch.float32)) ** 2 for _, z in self._draws(tensors, seed))
+            self._norms[seed] = math.sqrt(sq)
+        return math.sqrt(self.numel) / max(self._norms[seed], 1e-30)
 
     @torch.no_grad()
-    def add_to(self, tensors: list[torch.Tensor], alpha: float) -> None:
-        """tensors += alpha * z (tensors in the buffer's named order)."""
-        torch._foreach_add_(tensors, self.views, alpha=alpha)
+    def add_to(self, tensors: Sequence[torch.Tensor], seed: int, alpha: float) -> None:
+        """tensors += alpha * z(seed), tensor by tensor (tensors in the named order). A tensor not on
+        the compute device (the server's host copy) is moved there for its update and back."""
+        alpha = alpha * self._scale(tensors, seed)
+        for t, z in self._draws(tensors, seed):
+            if t.device == self.device:
+                t.add_(z, alpha=alpha)
+            else:
+                t.copy_(t.to(self.device).add_(z, alpha=alpha))
+            del z
 
 
 @torch.no_grad()

@@ -10,6 +10,11 @@ AISTATS 2017 (arXiv 1602.05629); the first-order full-parameter baseline of the 
 
 Deviation: none in the algorithm. Weights travel in the model's dtype (float32 on CPU here),
 so the message is the full trainable state, as in the paper's communication comparison.
+
+Memory: the server holds the global weights (model dtype) and the running sum (float32, whatever
+the model's dtype), both on the store device (the host by default, ferret/algorithms/base.py); an
+uplink's tensors are folded in one at a time, so the server never holds a whole second copy of a
+client's weights. The downlink is the same message for every client of a round.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from ferret.comm import Message
 
 class FedAvg(Algorithm):
     name = "fedavg"
+    shared_downlink = True
 
     def setup(self, model: torch.nn.Module, tokenizer: object) -> torch.nn.Module:
         model = super().setup(model, tokenizer)
@@ -37,9 +43,9 @@ class FedAvg(Algorithm):
     @torch.no_grad()
     def receive(self, msg: Message, weight: float, ctx: RoundContext) -> None:
         if not self._sum:
-            self._sum = {n: torch.zeros_like(g) for n, g in self.global_params.items()}
+            self._sum = {n: self.server_zeros(g) for n, g in self.global_params.items()}
         for name, acc in self._sum.items():
-            acc.add_(msg.tensors[name].to(acc.device, acc.dtype), alpha=weight)
+            acc.add_(msg.tensors[name].to(acc.device, torch.float32), alpha=weight)
 
     @torch.no_grad()
     def aggregate(self, ctx: RoundContext) -> None:

@@ -53,13 +53,16 @@ Deviations from the official code:
   has no "bias"/"layer_norm"/"layernorm"); the server applies none (the official rebuild applies
   it once per nonzero seed, an artefact of reusing the client's update function).
 - Random numbers: seeds are ``derive_seed``-derived 62-bit integers (official:
-  np.random.randint(1, 1e11, K)); z_k is one ``normal_`` fill of the flat concatenation of the
-  trainable tensors (named order) from a ``torch.Generator`` on their device seeded with s_k
-  (official: global torch.manual_seed(s_k), then torch.normal per tensor). Same distribution, not
+  np.random.randint(1, 1e11, K)); z_k is drawn tensor by tensor (named order), in place, in the
+  tensor's dtype, from one ``torch.Generator`` on the compute device seeded with s_k (official:
+  global torch.manual_seed(s_k), then torch.normal per tensor). Same distribution, not
   the same numbers; identical on every client and the server of a run (one device type). The
   per-step seed choice comes from ``generator(seed, "fedkseed-sample", round, client)`` (official: the global NumPy RNG).
-- z_k is generated once per step into one reusable buffer (official: four times per step, plus
-  new parameter tensors at every perturbation); the arithmetic is the same.
+- z_k is regenerated for each use, four times per step as in the official optimizer, one tensor at
+  a time (official: also new parameter tensors at every perturbation); the arithmetic is the same.
+  The server's global weights stay on the host under ``offload=host`` (official: ``model_w0`` on
+  the CPU) and move to the compute device one tensor at a time for the rebuild, so that server and
+  clients draw z_k from the same device's generator.
 - The training loss returned is the mean of (L+ + L-)/2 over the applied steps (official logs
   L+). Steps with a non-finite loss are skipped, as in the official code; NaN if none is finite.
 - ``n_accum`` and ``momentum`` are ignored (one plain ZO step per micro-batch, the official
@@ -119,7 +122,7 @@ class FedKSeed(Algorithm):
         model = super().setup(model, tokenizer)
         K = self.cfg.K
         self.names = list(self.global_params)
-        self.direction = Direction(list(self.global_params.items()))
+        self.direction = Direction(list(self.global_params.items()), self.compute_device)
         # The K candidate seeds, drawn once for the whole run (official main.py).
         self.seeds = torch.randint(0, 2**62, (K,), generator=generator(self.cfg.seed, "fedkseed-seeds"),
                                    dtype=torch.int64)
@@ -139,8 +142,7 @@ class FedKSeed(Algorithm):
         seeds = self.seeds if seeds is None else seeds
         tensors = [params[n] for n in self.names]
         for k, g in zip(index.tolist(), grad.tolist()):
-            self.direction.fill_gaussian(int(seeds[k]))
-            self.direction.add_to(tensors, -self.local_lr() * g)
+            self.direction.add_to(tensors, int(seeds[k]), -self.local_lr() * g)
 
     def replay(self, params: dict[str, torch.Tensor], msg: Message) -> None:
         """Bring a stale copy of the global weights up to date from a (decoded) downlink."""
@@ -194,19 +196,19 @@ class FedKSeed(Algorithm):
         model.eval()  # deterministic forwards: no dropout between the two evaluations
         for batch in batches:
             k = self._sample(g_choice)
-            z.fill_gaussian(int(self.seeds[k]))  # once per step; perturb, restore and update reuse it
-            z.add_to(params, eps)
+            seed = int(self.seeds[k])  # z_k is redrawn from it for perturb, restore and update
+            z.add_to(params, seed, eps)
             plus = batch_loss(model, batch)
-            z.add_to(params, -2 * eps)
+            z.add_to(params, seed, -2 * eps)
             minus = batch_loss(model, batch)
-            z.add_to(params, eps)
+            z.add_to(params, seed, eps)
             diff = plus - minus
             if not torch.isfinite(diff):
                 continue  # official: a NaN loss skips the step
             if cfg.grad_clip > 0 and abs(diff.item()) > cfg.grad_clip:
                 continue  # official --grad_clip: skip steps with an over-large loss difference
             g = (diff / (2 * eps)).item()  # float32 arithmetic: exactly what the float32 uplink holds
-            z.add_to(params, -self.local_lr() * g)
+            z.add_to(params, seed, -self.local_lr() * g)
             weight_decay_(params, names, self.local_lr(), cfg.weight_decay)
             self._steps.append((k, g))
             losses.append(((plus + minus) / 2).item())

@@ -52,9 +52,11 @@ Deviations and choices (the engine's shared config keys):
   exact value by rounding only, and no second parameter copy is needed.
 
 Random streams: direction j of step s of client c in round r uses a generator on the
-parameters' device seeded with ``derive_seed(seed, "fedzo", r, c, s, j)``. Memory: one flat
-parameter-sized buffer holds the current direction (allocated in ``setup``); with n_perturb > 1
-the directions are regenerated from their seeds for the update instead of being stored.
+parameters' device seeded with ``derive_seed(seed, "fedzo", r, c, s, j)``. Memory: no direction is
+stored: each is drawn tensor by tensor, in place, from its seed for every use (perturb, restore,
+update: four draws per step with the central estimator, as FedKSeed's official optimizer), so the
+client holds one tensor's z at a time; the server holds the global weights and a float32 running
+sum, on the host under ``offload=host`` (ferret/algorithms/base.py).
 """
 
 from __future__ import annotations
@@ -99,14 +101,9 @@ class FedZO(FedAvg):
 
     def setup(self, model: torch.nn.Module, tokenizer: object) -> torch.nn.Module:
         model = super().setup(model, tokenizer)
-        self.direction = Direction(list(self.global_params.items()))
+        self.direction = Direction(list(self.global_params.items()), self.compute_device,
+                                   sphere=self.options.direction == "sphere")
         return model
-
-    def _fill(self, seed: int) -> None:
-        if self.options.direction == "sphere":
-            self.direction.fill_sphere(seed)
-        else:
-            self.direction.fill_gaussian(seed)
 
     @torch.no_grad()
     def local_train(self, model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]],
@@ -127,29 +124,24 @@ class FedZO(FedAvg):
                 losses.append(base.item())
             grads: list[float] = []
             for seed in seeds:
-                self._fill(seed)
-                z.add_to(params, mu)
+                z.add_to(params, seed, mu)
                 plus = batch_loss(model, batch)
                 if base is None:
-                    z.add_to(params, -2 * mu)
+                    z.add_to(params, seed, -2 * mu)
                     minus = batch_loss(model, batch)
-                    z.add_to(params, mu)
+                    z.add_to(params, seed, mu)
                     diff, scale = plus - minus, 2 * mu
                     if torch.isfinite(diff):
                         losses.append(((plus + minus) / 2).item())
                 else:
-                    z.add_to(params, -mu)
+                    z.add_to(params, seed, -mu)
                     diff, scale = plus - base, mu
                 ok = bool(torch.isfinite(diff))
                 if ok and cfg.grad_clip > 0 and abs(diff.item()) > cfg.grad_clip:
                     ok = False  # official --grad_clip: drop an over-large loss difference
                 grads.append((diff / scale).item() if ok else 0.0)
-            if n == 1:  # the buffer still holds z_1: no regeneration
-                z.add_to(params, -lr * grads[0])
-            else:
-                for seed, g in zip(seeds, grads):
-                    if g != 0.0:
-                        self._fill(seed)
-                        z.add_to(params, -lr * g / n)
+            for seed, g in zip(seeds, grads):
+                if g != 0.0:
+                    z.add_to(params, seed, -lr * g / n)
             weight_decay_(params, names, lr, cfg.weight_decay)
         return sum(losses) / len(losses) if losses else math.nan

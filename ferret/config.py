@@ -103,6 +103,11 @@ class RunConfig:
                                                    "convolutions (10-bit mantissa inputs, fp32 sums); "
                                                    "false = full fp32"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads; 0 keeps torch's default"})
+    offload: str = field(default="host", metadata={"help": "where the server's model-sized state (global weights, "
+                         "running sums) lives: host (CPU memory, pinned on CUDA; the official layout) or device "
+                         "(beside the model: faster when it fits)"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in the backward "
+                                         "pass (first-order methods; for long sequences)"})
     checkpoint_every: int = field(default=1, metadata={"help": "checkpoint every N rounds under <out>/checkpoints "
                                                                "(a rerun resumes from it); 0 = never"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow custom model code (off by default)"})
@@ -322,6 +327,7 @@ def validate(cfg: RunConfig) -> None:
     _check(bool(_DEVICE.fullmatch(cfg.device)), "device", cfg.device, "must be cpu, cuda or cuda:N")
     _check(cfg.dataset != "synthetic" or not cfg.data_path, "data_path", cfg.data_path,
            "is for the real data sets; the synthetic set is generated (leave data_path empty)")
+    _check(cfg.offload in ("host", "device"), "offload", cfg.offload, "must be one of host, device")
     _check(bool(cfg.run_id == "" or cfg.run_id.replace("-", "").replace("_", "").replace(".", "").isalnum()),
            "run_id", cfg.run_id, "may hold only letters, digits, '-', '_' and '.'")
     try:

@@ -16,11 +16,15 @@ from ferret.atomic import atomic_write_text
 
 __all__ = ["COLUMNS", "EXAMPLE_COLUMNS", "CsvSink"]
 
-# The per-round columns, in order (empty where not measured that round).
+# The per-round columns, in order (empty where not measured that round). peak_mem_train_mb: the
+# round's local-training peak (federated_round: local training, encode, aggregation; the paper's
+# Table 6); peak_mem_eval_mb: the evaluation's peak. Both absolute MiB: CUDA max_memory_allocated
+# after a reset at the phase's start; CPU the process's resident high-water mark, reset likewise.
 COLUMNS = [
     "run_id", "method", "round", "clients", "train_loss", "eval_loss", "rouge_l", "rouge_l_official", "accuracy",
     "uplink_bytes", "downlink_bytes", "uplink_bytes_per_client", "downlink_bytes_per_client",
-    "cum_bytes", "t_local_s", "t_encode_s", "t_aggregate_s", "t_eval_s", "t_round_s", "peak_mem_mb",
+    "cum_bytes", "t_local_s", "t_encode_s", "t_aggregate_s", "t_eval_s", "t_round_s",
+    "peak_mem_train_mb", "peak_mem_eval_mb",
 ]
 # rouge_l: rouge-score's Rouge-L F; rouge_l_official: the official code's, by `rouge` 1.0.1
 # (ferret/metrics.py). Both 0..1.

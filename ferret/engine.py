@@ -38,7 +38,6 @@ import shutil
 import signal
 import traceback
 import platform
-import resource
 import secrets
 import subprocess
 import sys
@@ -55,6 +54,7 @@ from ferret import checkpoint, untuned
 from ferret.algorithms import registry
 from ferret.algorithms.base import Algorithm, RoundContext
 from ferret.atomic import remove_stale_temps, write_json
+from ferret.bench.measure import peak_since_reset_mb, reset_peak
 from ferret.config import ConfigError, RunConfig
 from ferret.csv_sink import EXAMPLE_COLUMNS, CsvSink
 from ferret.data.prompts import prompt_ids, tokenize_example
@@ -189,12 +189,6 @@ def score(model: torch.nn.Module, tokenizer: Any, ev: EvalSet, cfg: RunConfig, d
                 row[name] = value
         means.update({name: fn(predictions, references) for name, fn in ev.metrics.items()})
     return means, per_example
-
-
-def _peak_mem_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (KiB on Linux)
 
 
 def _git_commit() -> str | None:
@@ -474,9 +468,11 @@ def _federate(cfg: RunConfig, algo: Algorithm, model: torch.nn.Module, tokenizer
         means: dict[str, float] = {}
         with Timer() as t_eval:
             if loss or rouge:  # loading the global model costs time too (FedAvg: a full copy)
+                reset_peak(device)  # the evaluation's own peak (KV cache, logits), apart from training's
                 algo.load_global(model)
                 means, per_example = score(model, tokenizer, ev, cfg, device, loss=loss, rouge=rouge)
                 row.update(means)
+                row["peak_mem_eval_mb"] = peak_since_reset_mb(device)
         row["t_eval_s"] = t_eval.seconds
         if means:
             log_examples([{"run_id": run_id, "method": cfg.method, "round": round_, **e} for e in per_example])
@@ -508,17 +504,16 @@ def _federate(cfg: RunConfig, algo: Algorithm, model: torch.nn.Module, tokenizer
             if not (shared and shared_round0(row0, *shared)):
                 extra.setdefault("round0", "evaluated in this run")
                 evaluate(0, row0)
-            row0["peak_mem_mb"] = _peak_mem_mb(device)
             log(row0)
         cum_bytes = rows[-1]["cum_bytes"]
         for r in range(start + 1, cfg.rounds + 1):
             ctx = RoundContext(round=r, rounds=cfg.rounds, seed=cfg.seed, device=device)
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
             t_round = time.perf_counter()
             sampled = sample_clients(cfg, r)
+            reset_peak(device)  # the local-training peak, what the paper's Table 6 reports
             done = federated_round(algo, model, sampled, weights,
                                    lambda c: client_batches(clients[c], cfg, r, c, pad_id, device), ctx)
+            peak_train = peak_since_reset_mb(device)
             cum_bytes += done.uplink_bytes + done.downlink_bytes
             train_loss = done.train_loss
             row = {"run_id": run_id, "method": cfg.method, "round": r, "clients": len(sampled),
@@ -526,7 +521,8 @@ def _federate(cfg: RunConfig, algo: Algorithm, model: torch.nn.Module, tokenizer
                    "downlink_bytes": done.downlink_bytes,
                    "uplink_bytes_per_client": done.uplink_bytes / len(sampled),
                    "downlink_bytes_per_client": done.downlink_bytes / len(sampled), "cum_bytes": cum_bytes,
-                   "t_local_s": done.t_local_s, "t_encode_s": done.t_encode_s, "t_aggregate_s": done.t_aggregate_s}
+                   "t_local_s": done.t_local_s, "t_encode_s": done.t_encode_s, "t_aggregate_s": done.t_aggregate_s,
+                   "peak_mem_train_mb": peak_train}
             # The diverged round's row is not logged: metrics.csv keeps the finished rounds only.
             if not math.isfinite(train_loss):
                 raise DivergedError(f"training loss is {train_loss} at round {r}", r)
@@ -534,7 +530,6 @@ def _federate(cfg: RunConfig, algo: Algorithm, model: torch.nn.Module, tokenizer
                 raise DivergedError(f"the global update holds NaN/Inf at round {r}", r)
             evaluate(r, row)
             row["t_round_s"] = time.perf_counter() - t_round
-            row["peak_mem_mb"] = _peak_mem_mb(device)
             log(row)
             progress.update(row)
             if cfg.checkpoint_every and r % cfg.checkpoint_every == 0 and r < cfg.rounds:

@@ -4,12 +4,18 @@ Both the engine (``ferret run``, one call per round) and ``ferret bench round`` 
 client) run :func:`federated_round`, so the phases and what each timer covers are written once:
 
     for each sampled client c:
-        down = comm.encode(algo.downlink(c))      # downlink_bytes: counted, not applied (below)
+        down = algo.downlink(c)                   # downlink_bytes: counted, not applied (below)
         algo.load_global(model)                   # the working copy is reset from the global weights
         loss = algo.local_train(model, batches_of(c), c)   # t_local
-        up = comm.encode(algo.encode(model, c))   # t_encode; uplink_bytes
-        algo.receive(comm.decode(up), p_c)        # t_aggregate (decode + receive) ...
+        up = algo.encode(model, c)                # t_encode; uplink_bytes = comm.encoded_size(up)
+        algo.receive(wire(up), p_c)               # t_aggregate (decode + receive) ...
     algo.aggregate()                              # ... + the final aggregate
+
+Bytes are counted, not copied (:func:`ferret.comm.encoded_size`, exactly ``len(comm.encode(m))``).
+A small uplink goes through the wire format (encode, decode) and the decoded copy is received; a
+model-sized one (FedAvg, FedZO) is received as is, which the wire format would reproduce bit for
+bit, so no serialised copy of the model is made per client. A method whose downlink is the same
+for every client (``shared_downlink``: the FedAvg family) has it built and counted once per round.
 
 Every timed phase ends with a device synchronisation, so asynchronous CUDA work is counted in the
 phase that queued it. Building a client's batches is not timed.
@@ -67,7 +73,7 @@ class RoundResult:
     uplink_bytes: int
     downlink_bytes: int        # counted, not applied (module docstring)
     t_local_s: float           # local_train
-    t_encode_s: float          # algo.encode + serialisation
+    t_encode_s: float          # algo.encode + counting its bytes
     t_aggregate_s: float       # decode + receive of every uplink, then aggregate
 
     @property
@@ -76,33 +82,46 @@ class RoundResult:
         return sum(self.train_losses) / len(self.train_losses)
 
 
+# Uplinks up to this size go through encode + decode (the decode path runs every round); larger
+# ones are model-sized weights, received as is (the module docstring says why that is exact).
+WIRE_LIMIT_BYTES = 16 * 2**20
+
+
+def wire(msg: comm.Message, size: int) -> comm.Message:
+    """The message as the server receives it: decoded from its serialisation when ``size`` (its
+    encoded size) is at most :data:`WIRE_LIMIT_BYTES`, else ``msg`` itself (bit-identical)."""
+    return comm.decode(comm.encode(msg)) if size <= WIRE_LIMIT_BYTES else msg
+
+
 def federated_round(algo: Algorithm, model: torch.nn.Module, sampled: Sequence[int], weights: Sequence[float],
                     batches_of: Callable[[int], Batches], ctx: RoundContext) -> RoundResult:
     """Run round ``ctx.round`` for the ``sampled`` clients on the one working copy ``model`` and
     update the method's global model. ``weights[c]`` is client c's aggregation weight (normalised
     over ``sampled`` here); ``batches_of(c)`` builds client c's local batches for this round.
 
-    The downlink is serialised to count its bytes and not applied: each client starts from
+    The downlink's bytes are counted and it is not applied: each client starts from
     ``algo.load_global(model)``, the server's global weights (module docstring)."""
     device = ctx.device
     total_w = sum(weights[c] for c in sampled)
     t_local, t_encode, t_agg = Timer(), Timer(), Timer()
     up_bytes = down_bytes = 0
     losses = []
+    shared_down = comm.encoded_size(algo.downlink(sampled[0], ctx)) if algo.shared_downlink and sampled else None
     for c in sampled:
-        down_bytes += len(comm.encode(algo.downlink(c, ctx)))
+        down_bytes += shared_down if shared_down is not None else comm.encoded_size(algo.downlink(c, ctx))
         algo.load_global(model)
         batches = batches_of(c)
         with t_local:
             losses.append(algo.local_train(model, batches, c, ctx))
             sync(device)
         with t_encode:
-            blob = comm.encode(algo.encode(model, c, ctx))
+            up = algo.encode(model, c, ctx)
+            size = comm.encoded_size(up)
             sync(device)
-        up_bytes += len(blob)
+        up_bytes += size
         with t_agg:
-            algo.receive(comm.decode(blob), weights[c] / total_w, ctx)
-        del blob  # one client's uplink at a time
+            algo.receive(wire(up, size), weights[c] / total_w, ctx)
+        del up  # one client's uplink at a time
     with t_agg:
         algo.aggregate(ctx)
         sync(device)

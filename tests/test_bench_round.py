@@ -19,7 +19,7 @@ METHODS = ["ferret", "fedkseed", "fedzo", "fedavg"]
 @pytest.fixture(scope="module")
 def table(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, str]:
     out = tmp_path_factory.mktemp("round")
-    rc = main(["bench", "round", "--model", "tiny", "--methods", "ferret:3,fedkseed:4,fedzo:4,fedavg:3",
+    rc = main(["bench", "round", "--preset", "tiny", "--methods", "ferret:3,fedkseed:4,fedzo:4,fedavg:3",
                "--ferret-K", "16", "--fedkseed-K", "64", "--seq-len", "8", "--threads", "1",
                "--reference", str(REFERENCE), "--out", str(out)])
     assert rc == 0
@@ -86,7 +86,7 @@ def test_bad_arguments_are_one_line_errors(tmp_path: Path) -> None:
         R.parse_methods("ferret:0", {})
     with pytest.raises(ConfigError, match="expected method:steps"):
         R.parse_methods("ferret", {})
-    assert main(["bench", "round", "--model", "huge", "--out", str(tmp_path)]) == 2
+    assert main(["bench", "round", "--preset", "huge", "--out", str(tmp_path)]) == 2
     assert main(["bench", "round", "--methods", "fedsgd:3", "--out", str(tmp_path)]) == 2
     assert main(["bench", "round", "--reference", str(tmp_path), "--out", str(tmp_path)]) == 2
 

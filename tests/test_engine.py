@@ -15,7 +15,7 @@ from ferret.engine import run
 
 from conftest import tiny_overrides
 
-TIMING = {"t_local_s", "t_encode_s", "t_aggregate_s", "t_eval_s", "t_round_s", "peak_mem_mb"}
+TIMING = {"t_local_s", "t_encode_s", "t_aggregate_s", "t_eval_s", "t_round_s", "peak_mem_train_mb", "peak_mem_eval_mb"}
 
 
 def _rows(path):

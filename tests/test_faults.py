@@ -31,7 +31,7 @@ from ferret.report.tables import main_table
 from conftest import ROOT, tiny_overrides
 from workflow_copy import copy_workflow, reduced_smoke
 
-TIMING = {"t_local_s", "t_encode_s", "t_aggregate_s", "t_eval_s", "t_round_s", "peak_mem_mb"}
+TIMING = {"t_local_s", "t_encode_s", "t_aggregate_s", "t_eval_s", "t_round_s", "peak_mem_train_mb", "peak_mem_eval_mb"}
 OVERRIDES = tiny_overrides(method="ferret", rounds=4, num_tasks=2, eval_per_task=1, eval_every=1, threads=1,
                            checkpoint_every=1) + ["method_options.ferret.basis=rademacher"]
 PAUSED = re.compile(r"ferret-test-pause pid=(\d+) at=(\S+)")

@@ -15,7 +15,7 @@ from ferret.engine import run
 
 from conftest import tiny_overrides
 
-TIMING = {"t_local_s", "t_encode_s", "t_aggregate_s", "t_eval_s", "t_round_s", "peak_mem_mb"}
+TIMING = {"t_local_s", "t_encode_s", "t_aggregate_s", "t_eval_s", "t_round_s", "peak_mem_train_mb", "peak_mem_eval_mb"}
 # Zeroth-order steps need a far smaller step size than the shared first-order lr (see their docstrings).
 EXTRA = {"fedzo": ["method_options.fedzo.lr=1e-4"], "fedkseed": ["method_options.fedkseed.lr=1e-4"],
          "fedkseed-pro": ["method_options.fedkseed-pro.lr=1e-4"]}

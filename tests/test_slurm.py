@@ -21,7 +21,7 @@ from ferret.engine import run as run_in_process
 from slurm_smoke import RUN_RESOURCES, SlurmSmoke
 
 SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+)")
-TIMING = {"t_local_s", "t_encode_s", "t_aggregate_s", "t_eval_s", "t_round_s", "peak_mem_mb"}
+TIMING = {"t_local_s", "t_encode_s", "t_aggregate_s", "t_eval_s", "t_round_s", "peak_mem_train_mb", "peak_mem_eval_mb"}
 
 
 def _job(job_id: str) -> dict[str, str]:

@@ -199,6 +199,7 @@ class _Quadratic(torch.nn.Module):
 def _toy(cls, options, K: int = 1024, lr: float = 1e-2):
     class Cfg:
         seed, n_accum, momentum, weight_decay, grad_clip, slr = 0, 1, 0.0, 0.0, 0.0, 1.0
+        offload, gradient_checkpointing = "host", False
 
     Cfg.K, Cfg.lr = K, lr
     model = _Quadratic()

@@ -14,7 +14,12 @@ Uplinks are folded in one at a time so that the engine never holds more than the
 model, one working copy and the method's own (running) aggregate.
 
 A method holds the global (server) state itself; the engine holds exactly one working copy of the
-model. Methods compute and never log: they return numbers and messages, the engine records them.
+model, on the compute device. Where the server's model-sized state lives is the run's ``offload``
+setting (:func:`store_device`): ``host`` (default) keeps the global weights and every model-sized
+server buffer (running sums, reference weights) in host memory, pinned when the model is on CUDA,
+and moves one tensor at a time to the compute device when it is needed there, as the official code
+keeps its global copy on the CPU; ``device`` keeps them beside the model (faster, when it fits).
+Server aggregates accumulate in float32 whatever the model's dtype. Methods compute and never log: they return numbers and messages, the engine records them.
 Between rounds the engine checkpoints ``algo.state_dict()`` (tensors and JSON values) and a
 resumed run restores it with ``algo.load_state_dict`` right after ``setup`` (ferret/checkpoint.py).
 """
@@ -30,6 +35,37 @@ import torch
 
 from ferret.algorithms.local import sgd_local_steps
 from ferret.comm import Message
+
+
+OFFLOAD = ("host", "device")
+
+
+def store_device(compute: torch.device, offload: str) -> torch.device:
+    """The device of the server's model-sized state for a model on ``compute``: the host (CPU) for
+    ``offload='host'``, the compute device itself for ``offload='device'``."""
+    if offload not in OFFLOAD:
+        raise ValueError(f"offload={offload!r}: must be one of {', '.join(OFFLOAD)}")
+    return torch.device("cpu") if offload == "host" else torch.device(compute)
+
+
+def host_buffer(like: torch.Tensor, store: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """An uninitialised tensor of ``like``'s shape on ``store`` (dtype ``dtype`` or ``like``'s), in
+    pinned memory when it is host memory serving a CUDA tensor (fast, asynchronous-capable copies)."""
+    pin = store.type == "cpu" and like.device.type == "cuda"
+    return torch.empty(like.shape, dtype=dtype or like.dtype, device=store, pin_memory=pin)
+
+
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute activations in the backward pass (long sequences): Hugging Face's non-reentrant
+    checkpointing, and no KV cache during training, which checkpointing excludes."""
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5 (the older name is deprecated)
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    elif hasattr(model, "gradient_checkpointing_enable"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        raise ValueError(f"gradient_checkpointing=true: {type(model).__name__} supports no activation checkpointing")
+    if getattr(model, "config", None) is not None:
+        model.config.use_cache = False
 
 
 def check_lr_option(lr: object) -> None:
@@ -63,20 +99,37 @@ class Algorithm:
 
     name: ClassVar[str] = "algorithm"
     Options: ClassVar[type] = NoOptions
+    # True when downlink() builds the same message for every client of a round (the FedAvg family):
+    # the round then counts its bytes once per round instead of once per client.
+    shared_downlink: ClassVar[bool] = False
 
     def __init__(self, cfg: Any, options: Any) -> None:
         self.cfg = cfg
         self.options = options
         self.global_params: dict[str, torch.Tensor] = {}
+        self.compute_device = torch.device("cpu")  # set in setup: the working copy's device
+        self.store_device = torch.device("cpu")    # set in setup: the server state's (store_device)
 
     # -- state -------------------------------------------------------------------------------
     def setup(self, model: torch.nn.Module, tokenizer: Any) -> torch.nn.Module:
-        """Take a copy of every trainable parameter as the global model and return the model the
-        engine should train and evaluate (PEFT methods return the adapter-wrapped model)."""
-        self.global_params = {
-            n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad
-        }
+        """Take a copy of every trainable parameter as the global model, on the store device (the
+        run's ``offload``), and return the model the engine should train and evaluate (PEFT methods
+        return the adapter-wrapped model). Turns on gradient checkpointing when the run asks."""
+        trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.compute_device = trainable[0][1].device if trainable else torch.device("cpu")
+        self.store_device = store_device(self.compute_device, self.cfg.offload)
+        self.global_params = {}
+        with torch.no_grad():
+            for n, p in trainable:
+                self.global_params[n] = host_buffer(p, self.store_device).copy_(p)
+        if self.cfg.gradient_checkpointing:
+            enable_gradient_checkpointing(model)
         return model
+
+    def server_zeros(self, like: torch.Tensor) -> torch.Tensor:
+        """A float32 zero buffer shaped like ``like`` on the store device: every model-sized server
+        aggregate is one of these, so none lands on the compute device under ``offload='host'``."""
+        return host_buffer(like, self.store_device, torch.float32).zero_()
 
     def local_lr(self) -> float:
         """The client step size: the method's own ``lr`` option when set (see
@@ -88,7 +141,8 @@ class Algorithm:
 
     @torch.no_grad()
     def load_global(self, model: torch.nn.Module) -> None:
-        """Reset the working copy to the global weights (no allocation)."""
+        """Reset the working copy to the global weights (no allocation; from the host one tensor's
+        copy at a time under ``offload='host'``)."""
         for n, p in self.trainable(model):
             p.copy_(self.global_params[n])
 

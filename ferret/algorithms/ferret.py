@@ -121,7 +121,7 @@ class Ferret(Algorithm):
         sizes = [self.global_params[n].numel() for n in self.names]
         self.blocks = group_blocks(sizes, self.options.block_factor)
         self.block_sizes = [sum(sizes[i] for i in b) for b in self.blocks]
-        self.device = next(iter(self.global_params.values())).device
+        self.device = self.compute_device  # projections and rebuilds run here; the global copy may be on the host
         K = self.cfg.K
         self.pool = torch.zeros(K, len(self.blocks), dtype=torch.float32)  # server coordinates
         self._round_sum = torch.zeros_like(self.pool)  # sum_i p_i gamma_i of the current round
@@ -171,14 +171,16 @@ class Ferret(Algorithm):
     def _block_delta(self, params: dict[str, torch.Tensor], block: list[int]) -> torch.Tensor:
         """delta_b = w_global - w_local over the block's tensors, flat float32 (no concatenation
         copy for a single-tensor block)."""
-        parts = [(self.global_params[self.names[i]] - params[self.names[i]]).flatten().float() for i in block]
+        parts = [(self.global_params[self.names[i]].to(params[self.names[i]].device) - params[self.names[i]])
+                 .flatten().float() for i in block]
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def _block_norms(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         """||delta_b|| per block, tensor by tensor (one tensor-sized temporary at a time): the block
         deltas themselves are built once, in encode's projection loop."""
         return torch.stack([
-            torch.stack([torch.dist(self.global_params[self.names[i]].float(), params[self.names[i]].float())
+            torch.stack([torch.dist(self.global_params[self.names[i]].to(params[self.names[i]].device).float(),
+                                    params[self.names[i]].float())
                          for i in block]).norm()
             for block in self.blocks])
 
@@ -251,7 +253,7 @@ class Ferret(Algorithm):
             start = 0
             for i in block:
                 p = params[self.names[i]]
-                p.sub_(update[start : start + p.numel()].view_as(p).to(p.dtype), alpha=slr)
+                p.sub_(update[start : start + p.numel()].view_as(p).to(p.device, p.dtype), alpha=slr)
                 start += p.numel()
 
     def replay(self, params: dict[str, torch.Tensor], msg: Message, rounds: int) -> None:

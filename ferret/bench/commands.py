@@ -4,6 +4,7 @@ in projection.py and cost.py)."""
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import torch
 
 from ferret import projection as P
+from ferret.atomic import atomic_write_text
 from ferret.config import ConfigError
 
 
@@ -129,8 +131,11 @@ def _cmd_round(args: argparse.Namespace) -> int:
     from ferret.bench.report import write_table
 
     device = _device(args)
-    preset = args.model if args.model != "auto" else ("llama-3b" if device.type == "cuda" else "small")
+    preset = args.preset if args.preset != "auto" else ("llama-3b" if device.type == "cuda" else "small")
     R.check_preset(preset)
+    methods, dtype, seq_len = R.PRESET_DEFAULTS[preset]
+    args.methods, args.dtype = args.methods or methods, args.dtype or dtype
+    args.seq_len = args.seq_len or seq_len
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     if args.dtype not in dtypes:
         raise ConfigError(f"--dtype {args.dtype!r}: choose from {', '.join(dtypes)}")
@@ -152,18 +157,23 @@ def _cmd_round(args: argparse.Namespace) -> int:
              "peak_mem_gb: CUDA max_memory_allocated over the round; CPU: the process's resident high-water mark "
              "over the round (model, global copy and interpreter included); peak_extra_gb = peak_mem_gb less the "
              "memory in use at the round's start (the model), i.e. the method's state, gradients and activations",
+             "P = one model-sized copy in the model's dtype (P_gib); device_extra_P / host_extra_P: the extra peak "
+             "in P on the compute device / in host memory (resident set), one memory on CPU; bookkeeping_s = "
+             "encode_s + aggregation_s, bookkeeping_x_train = bookkeeping_s / train_s (local training alone)",
              f"paper_*: the paper's numbers ({reference}/cost_per_round.csv {R.PAPER_TABLE}, table6_peak_memory.csv), "
              f"model {R.PAPER_MODEL} on the paper's GPU; *_x_ferret = overall_s / Ferret's overall_s, each side its own"]
-    write_table(rows, R.COLUMNS, Path(args.out), "round",
-                _header("One federated round per method (paper Tables 4 and 6 beside)", args, device, notes))
+    header = _header("One federated round per method (paper Tables 4 and 6 beside)", args, device, notes)
+    write_table(rows, R.COLUMNS, Path(args.out), "round", header)
+    atomic_write_text(Path(args.out, "round.json"), json.dumps(
+        {"command": _command(args), "header": header, "rows": rows}, indent=1, default=str) + "\n")
     print(Path(args.out, "round.md").read_text())
     return 0
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, out_help: str = "folder for the .md and .csv tables") -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 keeps torch's default)")
-    p.add_argument("--out", default="results/bench", help="folder for the .md and .csv tables")
+    p.add_argument("--out", default="results/bench", help=out_help)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -206,16 +216,20 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_overhead)
 
     p = kinds.add_parser("round", help="one federated round per method at a paper model size (Tables 4 and 6)")
-    p.add_argument("--model", default="auto", help="llama-3b (open_llama_3b's shape), small (scaled down for CPU), "
-                   "tiny (tests) or auto: llama-3b on CUDA, small on CPU; random-init weights")
-    p.add_argument("--methods", default="ferret:10,fedkseed:200,fedzo:200,fedavg:10",
-                   help="method:local_steps, comma-separated (the paper's steps per round)")
+    p.add_argument("--preset", "--model", dest="preset", default="auto",
+                   help="model shape, random-init: llama2-13b (Llama-2-13b-hf's shape, for GPUs), llama-3b "
+                   "(open_llama_3b's), cpu-mid (0.44 B, for a CPU memory check), small (scaled down for CPU), "
+                   "tiny (tests) or auto: llama-3b on CUDA, small on CPU. Sets the defaults of --methods, "
+                   "--dtype and --seq-len (cpu-mid: 2 steps per method, float32, 64 tokens; llama2-13b: "
+                   "2 steps, bfloat16, 512 tokens; the others: the paper's steps, float32, 64 tokens)")
+    p.add_argument("--methods", default="",
+                   help="method:local_steps, comma-separated, e.g. ferret:2,fedavg:2 (default: the preset's)")
     p.add_argument("--ferret-K", default="200", help="Ferret's seeds per round")
     p.add_argument("--fedkseed-K", default="4096", help="FedKSeed's candidate seeds")
-    p.add_argument("--seq-len", type=int, default=64, help="tokens per example (batch size is 1)")
-    p.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
+    p.add_argument("--seq-len", type=int, default=0, help="tokens per example, batch size 1 (0: the preset's)")
+    p.add_argument("--dtype", default="", help="float32, bfloat16 or float16 (default: the preset's)")
     p.add_argument("--warmup", type=int, default=1, help="1: an untimed one-step round of each method first")
     p.add_argument("--reference", default="results/reference", help="folder of the paper's reference CSVs")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="run-config overrides for every method")
-    _common(p)
+    _common(p, out_help="folder for round.md, round.csv and round.json (command, header and rows)")
     p.set_defaults(func=_cmd_round)

@@ -2,9 +2,10 @@
 paper's Tables 4 (seconds per round) and 6 (peak memory), with the paper's numbers beside ours.
 
 The model is a random-init ``LlamaForCausalLM`` built from an architecture config only (no weights
-can be downloaded, and values do not change speed): ``llama-3b`` is open_llama_3b's shape; ``small``
-and ``tiny`` are scaled-down LLaMAs for CPU runs and tests. The data are random token sequences of
-one length (the paper times at batch size 1).
+can be downloaded, and values do not change speed): ``llama-3b`` is open_llama_3b's shape,
+``llama2-13b`` Llama-2-13b-hf's (for GPUs), ``cpu-mid`` a 0.44 B-parameter LLaMA for a CPU run at a
+size where model copies dominate memory; ``small`` and ``tiny`` are scaled-down LLaMAs for quick CPU
+runs and tests. The data are random token sequences of one length (the paper times at batch size 1).
 
 Each method goes through the registry and the engine's own round,
 :func:`ferret.federated_round.federated_round`, for one sampled client (downlink, ``load_global``,
@@ -17,6 +18,10 @@ the round's start; on CPU the process's resident high-water mark over the round 
 so it includes the model, the global copy and the interpreter). ``peak_extra_gb`` is that peak less
 the memory in use when the round starts (the model alone is resident then): what the method's own
 state, gradients and activations add, the part that separates the methods in Table 6.
+``device_extra_P`` and ``host_extra_P`` give that extra peak in units of P, one model-sized copy in
+the model's dtype, on the compute device and in host memory (the process's resident set); on CPU the
+two are one memory and equal. ``bookkeeping_s`` = encode + aggregation, beside ``train_s`` (local
+training alone): the methods' cost beyond the training itself.
 """
 
 from __future__ import annotations
@@ -49,6 +54,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     "small": {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
               "num_key_value_heads": 4, "intermediate_size": 344, "vocab_size": 8000,
               "max_position_embeddings": 2048, "rms_norm_eps": 1e-6, "tie_word_embeddings": False},
+    # ~0.44 B parameters (P = 1.63 GiB in float32): large enough that copies of the model dominate
+    # the process's memory, small enough for one CPU round per method in minutes.
+    "cpu-mid": {"hidden_size": 1024, "num_hidden_layers": 29, "num_attention_heads": 16,
+                "num_key_value_heads": 16, "intermediate_size": 2816, "vocab_size": 32000,
+                "max_position_embeddings": 2048, "rms_norm_eps": 1e-6, "tie_word_embeddings": False},
+    # meta-llama/Llama-2-13b-hf's config.json (13.0 B parameters).
+    "llama2-13b": {"hidden_size": 5120, "num_hidden_layers": 40, "num_attention_heads": 40,
+                   "num_key_value_heads": 40, "intermediate_size": 13824, "vocab_size": 32000,
+                   "max_position_embeddings": 4096, "rms_norm_eps": 1e-5, "tie_word_embeddings": False},
     "tiny": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
              "num_key_value_heads": 2, "intermediate_size": 64, "vocab_size": 256,
              "max_position_embeddings": 256, "rms_norm_eps": 1e-6, "tie_word_embeddings": False},
@@ -58,7 +72,17 @@ PRESETS: dict[str, dict[str, Any]] = {
 PAPER_MODEL = "llama-3b"
 PAPER_TABLE = "Table 4"
 
-COLUMNS = ["method", "model", "d", "steps", "K", "local_s", "encode_s", "aggregation_s", "overall_s",
+# What a preset runs unless the command line says otherwise: (methods, dtype, seq_len).
+PRESET_DEFAULTS: dict[str, tuple[str, str, int]] = {
+    "llama-3b": ("ferret:10,fedkseed:200,fedzo:200,fedavg:10", "float32", 64),
+    "llama2-13b": ("ferret:2,fedavg:2,fedzo:2,fedkseed:2,fedit:2", "bfloat16", 512),
+    "cpu-mid": ("ferret:2,fedavg:2,fedzo:2,fedkseed:2,fedit:2", "float32", 64),
+    "small": ("ferret:10,fedkseed:200,fedzo:200,fedavg:10", "float32", 64),
+    "tiny": ("ferret:10,fedkseed:200,fedzo:200,fedavg:10", "float32", 64),
+}
+
+COLUMNS = ["method", "model", "d", "steps", "K", "train_s", "local_s", "encode_s", "aggregation_s", "overall_s",
+           "bookkeeping_s", "bookkeeping_x_train", "P_gib", "device_extra_P", "host_extra_P",
            "peak_mem_gb", "peak_extra_gb", "uplink_bytes", "downlink_bytes", "paper_local_s", "paper_aggregation_s",
            "paper_overall_s", "paper_peak_mem_gb", "overall_x_ferret", "paper_overall_x_ferret"]
 
@@ -95,7 +119,7 @@ def parse_methods(text: str, k_of: dict[str, int]) -> list[MethodSpec]:
 
 def check_preset(preset: str) -> None:
     if preset not in PRESETS:
-        raise ConfigError(f"--model {preset!r}: choose from {', '.join(PRESETS)}")
+        raise ConfigError(f"--preset {preset!r}: choose from {', '.join(PRESETS)}")
 
 
 def build_model(preset: str, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
@@ -103,9 +127,14 @@ def build_model(preset: str, device: torch.device, dtype: torch.dtype) -> torch.
     from transformers import LlamaConfig, LlamaForCausalLM
 
     check_preset(preset)
-    with torch.device(device):  # allocate on the device directly: a 3B model need not pass through RAM
-        torch.manual_seed(0)
-        model = LlamaForCausalLM(LlamaConfig(**PRESETS[preset], torch_dtype=dtype)).to(dtype)
+    default = torch.get_default_dtype()
+    try:  # allocate on the device directly, in the run's dtype: a 13B model need not pass through RAM or float32
+        torch.set_default_dtype(dtype)
+        with torch.device(device):
+            torch.manual_seed(0)
+            model = LlamaForCausalLM(LlamaConfig(**PRESETS[preset], torch_dtype=dtype)).to(dtype)
+    finally:
+        torch.set_default_dtype(default)
     return model
 
 
@@ -127,21 +156,29 @@ def one_round(spec: MethodSpec, model: torch.nn.Module, data: list[dict[str, lis
               overrides: Iterable[str] = (), steps: int | None = None) -> dict[str, Any]:
     """One round of spec.method for one client, as the engine runs it (spec.steps local steps unless
     steps is given); the phases' seconds, the messages' bytes and the round's peak memory."""
+    host = torch.device("cpu")
+    p_mb = sum(t.numel() * t.element_size() for t in model.parameters()) / 2**20  # P: one model copy
     sync(device)
     # The window opens before setup: the method's global copy and state count, the model does not.
     reset_peak(device)
-    before = memory_now_mb(device)
+    if device.type != "cpu":
+        reset_peak(host)
+    before, host_before = memory_now_mb(device), memory_now_mb(host)
     algo, cfg = _algorithm(spec, spec.steps if steps is None else steps, overrides)
     model = algo.setup(model, None)
     ctx = RoundContext(round=1, rounds=1, seed=cfg.seed, device=device)
     batches = client_batches(data, cfg, 1, 0, 0, device)  # one length: no padding
     done = federated_round(algo, model, [0], [1.0], lambda c: batches, ctx)
     peak = peak_since_reset_mb(device)
+    host_extra = peak - before if device.type == "cpu" else peak_since_reset_mb(host) - host_before
     local = done.t_local_s + done.t_encode_s
+    bookkeeping = done.t_encode_s + done.t_aggregate_s
     return {"method": spec.method, "d": sum(t.numel() for t in algo.global_params.values()), "steps": len(batches),
-            "K": cfg.K if spec.K else "", "local_s": local, "encode_s": done.t_encode_s,
-            "aggregation_s": done.t_aggregate_s, "overall_s": local + done.t_aggregate_s, "peak_mem_gb": peak / 1024,
-            "peak_extra_gb": (peak - before) / 1024,
+            "K": cfg.K if spec.K else "", "train_s": done.t_local_s, "local_s": local, "encode_s": done.t_encode_s,
+            "aggregation_s": done.t_aggregate_s, "overall_s": local + done.t_aggregate_s,
+            "bookkeeping_s": bookkeeping, "bookkeeping_x_train": bookkeeping / max(done.t_local_s, 1e-12),
+            "P_gib": p_mb / 1024, "device_extra_P": (peak - before) / p_mb, "host_extra_P": host_extra / p_mb,
+            "peak_mem_gb": peak / 1024, "peak_extra_gb": (peak - before) / 1024,
             "uplink_bytes": done.uplink_bytes, "downlink_bytes": done.downlink_bytes}
 
 
