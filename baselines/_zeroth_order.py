@@ -40,6 +40,7 @@ class Direction:
             z = torch.empty(t.shape, dtype=t.dtype, device=self.device)
             z.normal_(generator=g)
             yield t, z
+            del z  # before the next tensor's draw: one z alive at a time
 
     def _scale(self, tensors: Sequence[torch.Tensor], seed: int) -> float:
         """1, or sqrt(d) / ||z|| on the sphere (z uniform on the sphere of radius sqrt(d))."""

@@ -142,6 +142,7 @@ def test_ferret_descends_on_a_quadratic():
 
     class Cfg:
         K, seed, slr, lr, n_accum, momentum, weight_decay, grad_clip = 64, 0, 3.0, 0.1, 1, 0.0, 0.0, 0.0
+        offload, gradient_checkpointing = "host", False
 
     algo = Ferret(Cfg, FerretOptions(basis="trunc_normal", seed_allocation="all", seeds="per_round"))
     algo.setup(model, None)

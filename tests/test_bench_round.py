@@ -103,3 +103,36 @@ def test_llama_3b_preset_is_open_llama_3b_shape() -> None:
     formula = 2 * V * h + L * (4 * h * h + 3 * h * i + 2 * h) + h  # untied embeddings, q/k/v/o, MLP, norms
     assert sum(p.numel() for p in model.parameters()) == formula
     assert 3.3e9 < formula < 3.5e9
+
+
+def test_memory_and_bookkeeping_columns(table: tuple[pd.DataFrame, str]) -> None:
+    df = table[0]
+    assert df["bookkeeping_s"].tolist() == pytest.approx((df["encode_s"] + df["aggregation_s"]).tolist())
+    assert df["bookkeeping_x_train"].tolist() == pytest.approx((df["bookkeeping_s"] / df["train_s"]).tolist())
+    # on CPU the device and the host are one memory: the two extra peaks are the same number
+    assert df["device_extra_P"].tolist() == pytest.approx(df["host_extra_P"].tolist())
+    assert df["device_extra_P"].tolist() == pytest.approx((df["peak_extra_gb"] / df["P_gib"]).tolist())
+
+
+@pytest.mark.parametrize("preset,low,high,dtype", [("cpu-mid", 0.40e9, 0.46e9, "float32"),
+                                                   ("llama2-13b", 12.9e9, 13.1e9, "bfloat16")])
+def test_paper_scale_presets_have_their_shape_and_defaults(preset, low, high, dtype) -> None:
+    import torch
+
+    model = R.build_model(preset, torch.device("meta"), getattr(torch, dtype))
+    assert low < sum(p.numel() for p in model.parameters()) < high
+    assert {p.dtype for p in model.parameters()} == {getattr(torch, dtype)}
+    methods, default_dtype, seq_len = R.PRESET_DEFAULTS[preset]
+    assert default_dtype == dtype and {s.method for s in R.parse_methods(methods, {})} >= {
+        "ferret", "fedavg", "fedzo", "fedkseed"}
+
+
+def test_round_json_holds_the_command_and_rows(tmp_path: Path) -> None:
+    import json
+
+    rc = main(["bench", "round", "--preset", "tiny", "--methods", "fedavg:1", "--seq-len", "4", "--threads", "1",
+               "--warmup", "0", "--reference", str(REFERENCE), "--out", str(tmp_path)])
+    assert rc == 0
+    got = json.loads((tmp_path / "round.json").read_text())
+    assert "--preset tiny" in got["command"] and "--dtype float32" in got["command"]
+    assert [r["method"] for r in got["rows"]] == ["fedavg"] and got["rows"][0]["P_gib"] > 0
