@@ -54,6 +54,29 @@ class Direction:
         return math.sqrt(self.numel) / max(self._norms[seed], 1e-30)
 
     @torch.no_grad()
+    def add_many(self, tensors: Sequence[torch.Tensor], seeds: Sequence[int], alphas: Sequence[float]) -> None:
+        """tensors += sum_j alphas[j] z(seeds[j]), tensor by tensor with one generator per seed, so
+        a tensor not on the compute device moves there and back once for all the seeds (the server's
+        rebuild from host memory). Each element receives the same additions in the same order as
+        ``add_to`` called seed after seed: the result is bit-identical to that loop."""
+        if self.sphere:
+            raise ValueError("add_many draws Gaussian directions only")
+        gens = []
+        for seed in seeds:
+            g = torch.Generator(device=self.device)
+            g.manual_seed(seed)
+            gens.append(g)
+        for t in tensors:
+            work = t if t.device == self.device else t.to(self.device)
+            for g, alpha in zip(gens, alphas):
+                z = torch.empty(t.shape, dtype=t.dtype, device=self.device)
+                z.normal_(generator=g)
+                work.add_(z, alpha=alpha)
+                del z
+            if work is not t:
+                t.copy_(work)
+
+    @torch.no_grad()
     def add_to(self, tensors: Sequence[torch.Tensor], seed: int, alpha: float) -> None:
         """tensors += alpha * z(seed), tensor by tensor (tensors in the named order). A tensor not on
         the compute device (the server's host copy) is moved there for its update and back."""

@@ -138,11 +138,12 @@ class FedKSeed(Algorithm):
     @torch.no_grad()
     def apply_pairs(self, params: dict[str, torch.Tensor], index: torch.Tensor, grad: torch.Tensor,
                     seeds: torch.Tensor | None = None) -> None:
-        """w <- w - lr sum_j grad_j z_{index_j}, one seed after another, regenerating each z."""
+        """w <- w - lr sum_j grad_j z_{index_j}, regenerating each z tensor by tensor; a host-side
+        tensor visits the compute device once for all the pairs (:meth:`Direction.add_many`)."""
         seeds = self.seeds if seeds is None else seeds
         tensors = [params[n] for n in self.names]
-        for k, g in zip(index.tolist(), grad.tolist()):
-            self.direction.add_to(tensors, int(seeds[k]), -self.local_lr() * g)
+        lr = self.local_lr()
+        self.direction.add_many(tensors, [int(seeds[k]) for k in index.tolist()], [-lr * g for g in grad.tolist()])
 
     def replay(self, params: dict[str, torch.Tensor], msg: Message) -> None:
         """Bring a stale copy of the global weights up to date from a (decoded) downlink."""

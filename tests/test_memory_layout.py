@@ -325,3 +325,17 @@ def test_every_paper_grid_run_is_predicted_to_fit_its_gpu():
         train = train_peak_gb(model, method, s["dtype"], s["max_length"])
         ev = eval_peak_gb(model, s["dtype"], s["max_length"], s["max_new_tokens"], s["eval_batch_size"])
         assert fits(train) and fits(ev), (method, model, dataset, train, ev)
+
+
+def test_add_many_equals_seed_after_seed_bit_for_bit(tiny):
+    from baselines._zeroth_order import Direction
+
+    named = [(n, p.detach().clone()) for n, p in tiny[0].named_parameters()]
+    z = Direction(named, CPU)
+    seeds, alphas = [5, 9, 5, 123], [0.1, -0.3, 0.7, 1e-3]
+    a = [t.clone() for _, t in named]
+    b = [t.clone() for _, t in named]
+    for s, al in zip(seeds, alphas):
+        z.add_to(a, s, al)
+    z.add_many(b, seeds, alphas)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
