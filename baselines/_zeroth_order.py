@@ -32,15 +32,25 @@ class Direction:
         self.device = torch.device(device)
         self.sphere = sphere
         self._norms: dict[int, float] = {}  # seed -> ||z|| (sphere only; one pass per seed)
+        self._largest = max(t.numel() for _, t in named)
+        self._scratch: dict[torch.dtype, torch.Tensor] = {}
+
+    def _z(self, t: torch.Tensor) -> torch.Tensor:
+        """Room for t's slice of z: a view of one reusable scratch buffer of the largest tensor's
+        size (per dtype). Allocating a fresh tensor per draw left freed chunks resident in the C
+        allocator's heap: +0.4 P of resident memory measured on the cpu-mid preset."""
+        buf = self._scratch.get(t.dtype)
+        if buf is None:
+            buf = self._scratch[t.dtype] = torch.empty(self._largest, dtype=t.dtype, device=self.device)
+        return buf[: t.numel()].view(t.shape)
 
     def _draws(self, tensors: Sequence[torch.Tensor], seed: int):  # noqa: ANN202 -- generator of (tensor, z)
         g = torch.Generator(device=self.device)
         g.manual_seed(seed)
         for t in tensors:
-            z = torch.empty(t.shape, dtype=t.dtype, device=self.device)
+            z = self._z(t)
             z.normal_(generator=g)
             yield t, z
-            del z  # before the next tensor's draw: one z alive at a time
 
     def _scale(self, tensors: Sequence[torch.Tensor], seed: int) -> float:
         """1, or sqrt(d) / ||z|| on the sphere (z uniform on the sphere of radius sqrt(d))."""
@@ -69,10 +79,9 @@ class Direction:
         for t in tensors:
             work = t if t.device == self.device else t.to(self.device)
             for g, alpha in zip(gens, alphas):
-                z = torch.empty(t.shape, dtype=t.dtype, device=self.device)
+                z = self._z(t)
                 z.normal_(generator=g)
                 work.add_(z, alpha=alpha)
-                del z
             if work is not t:
                 t.copy_(work)
 
@@ -86,7 +95,6 @@ class Direction:
                 t.add_(z, alpha=alpha)
             else:
                 t.copy_(t.to(self.device).add_(z, alpha=alpha))
-            del z
 
 
 @torch.no_grad()
