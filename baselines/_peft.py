@@ -60,4 +60,5 @@ class PeftFedAvg(FedAvg):
                     client: int, ctx: RoundContext) -> float:
         params = [p for _, p in self.trainable(model)]
         return first_order_local_steps(model, params, batches, self.make_optimizer(params),
-                                       n_accum=self.cfg.n_accum, grad_clip=self.cfg.grad_clip)
+                                       n_accum=self.cfg.n_accum, grad_clip=self.cfg.grad_clip,
+                                       scaler=self.grad_scaler(ctx.device), lost=self.lost_local)

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 import torch
 
+from ferret.precision import LostUpdates
+
 
 def decays(name: str) -> bool:
     """Whether weight decay applies to a tensor: the MeZO/FedKSeed official name rule."""
@@ -64,11 +66,13 @@ class Direction:
         return math.sqrt(self.numel) / max(self._norms[seed], 1e-30)
 
     @torch.no_grad()
-    def add_many(self, tensors: Sequence[torch.Tensor], seeds: Sequence[int], alphas: Sequence[float]) -> None:
+    def add_many(self, tensors: Sequence[torch.Tensor], seeds: Sequence[int], alphas: Sequence[float],
+                 lost: LostUpdates | None = None) -> None:
         """tensors += sum_j alphas[j] z(seeds[j]), tensor by tensor with one generator per seed, so
         a tensor not on the compute device moves there and back once for all the seeds (the server's
         rebuild from host memory). Each element receives the same additions in the same order as
-        ``add_to`` called seed after seed: the result is bit-identical to that loop."""
+        ``add_to`` called seed after seed: the result is bit-identical to that loop. ``lost`` counts
+        the entries each of these steps rounds away (ferret/precision.py)."""
         if self.sphere:
             raise ValueError("add_many draws Gaussian directions only")
         gens = []
@@ -81,20 +85,25 @@ class Direction:
             for g, alpha in zip(gens, alphas):
                 z = self._z(t)
                 z.normal_(generator=g)
+                if lost is not None:
+                    lost.observe(work, z, alpha)
                 work.add_(z, alpha=alpha)
             if work is not t:
                 t.copy_(work)
 
     @torch.no_grad()
-    def add_to(self, tensors: Sequence[torch.Tensor], seed: int, alpha: float) -> None:
+    def add_to(self, tensors: Sequence[torch.Tensor], seed: int, alpha: float, lost: LostUpdates | None = None) -> None:
         """tensors += alpha * z(seed), tensor by tensor (tensors in the named order). A tensor not on
-        the compute device (the server's host copy) is moved there for its update and back."""
+        the compute device (the server's host copy) is moved there for its update and back.
+        ``lost`` counts the entries this step rounds away (an update step, not a perturbation)."""
         alpha = alpha * self._scale(tensors, seed)
         for t, z in self._draws(tensors, seed):
-            if t.device == self.device:
-                t.add_(z, alpha=alpha)
-            else:
-                t.copy_(t.to(self.device).add_(z, alpha=alpha))
+            work = t if t.device == self.device else t.to(self.device)
+            if lost is not None:
+                lost.observe(work, z, alpha)
+            work.add_(z, alpha=alpha)
+            if work is not t:
+                t.copy_(work)
 
 
 @torch.no_grad()

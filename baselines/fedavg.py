@@ -8,6 +8,10 @@ AISTATS 2017 (arXiv 1602.05629); the first-order full-parameter baseline of the 
     client:  w_i <- local SGD steps from w_r (same local loop as Ferret); send w_i
     server:  w_{r+1} = sum_i p_i w_i,  p_i equal (official --equal_weight) or by data size
 
+The server's lost-update fraction (ferret/precision.py): of the entries whose float32 average
+of the clients' weights differs from the old global weight, those whose average in the model's
+dtype does not.
+
 Deviation: none in the algorithm. Weights travel in the model's dtype (float32 on CPU here),
 so the message is the full trainable state, as in the paper's communication comparison.
 
@@ -50,5 +54,6 @@ class FedAvg(Algorithm):
     @torch.no_grad()
     def aggregate(self, ctx: RoundContext) -> None:
         for name, g in self.global_params.items():
+            self.lost_server.observe_values(g, self._sum[name], self._sum[name].to(g.dtype))
             g.copy_(self._sum[name])
         self._sum = {}

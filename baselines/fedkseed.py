@@ -66,7 +66,9 @@ Deviations from the official code:
 - The training loss returned is the mean of (L+ + L-)/2 over the applied steps (official logs
   L+). Steps with a non-finite loss are skipped, as in the official code; NaN if none is finite.
 - ``n_accum`` and ``momentum`` are ignored (one plain ZO step per micro-batch, the official
-  batch_or_epoch='batch' mode); the official code loads the model in float16, here ``cfg.dtype``.
+  batch_or_epoch='batch' mode). The official code loads the model in float16: here ``cfg.dtype``
+  and ``cfg.precision`` (``dtype: float16, precision: pure`` is the official setting, with z drawn
+  in float16 as there; ferret/precision.py).
 - FedKSeed-Pro: the probabilities travel as float32 (official: a float64 NumPy array shared
   in-process). The server rebuilds each seed's |g| history from the uplinks (which carry every
   step's g), so clients do not write into a shared history as in the official code.
@@ -84,6 +86,7 @@ from baselines._zeroth_order import Direction, batch_loss, weight_decay_
 from ferret.algorithms.base import Algorithm, RoundContext, check_lr_option
 from ferret.algorithms.missed_rounds import take_missed
 from ferret.comm import Message
+from ferret.precision import LostUpdates
 from ferret.seeding import generator
 
 
@@ -137,13 +140,15 @@ class FedKSeed(Algorithm):
     # -- the shared update: server rebuild and client replay ----------------------------------------
     @torch.no_grad()
     def apply_pairs(self, params: dict[str, torch.Tensor], index: torch.Tensor, grad: torch.Tensor,
-                    seeds: torch.Tensor | None = None) -> None:
+                    seeds: torch.Tensor | None = None, lost: LostUpdates | None = None) -> None:
         """w <- w - lr sum_j grad_j z_{index_j}, regenerating each z tensor by tensor; a host-side
-        tensor visits the compute device once for all the pairs (:meth:`Direction.add_many`)."""
+        tensor visits the compute device once for all the pairs (:meth:`Direction.add_many`);
+        ``lost`` counts what each of these steps rounds away."""
         seeds = self.seeds if seeds is None else seeds
         tensors = [params[n] for n in self.names]
         lr = self.local_lr()
-        self.direction.add_many(tensors, [int(seeds[k]) for k in index.tolist()], [-lr * g for g in grad.tolist()])
+        self.direction.add_many(tensors, [int(seeds[k]) for k in index.tolist()], [-lr * g for g in grad.tolist()],
+                                lost)
 
     def replay(self, params: dict[str, torch.Tensor], msg: Message) -> None:
         """Bring a stale copy of the global weights up to date from a (decoded) downlink."""
@@ -209,7 +214,7 @@ class FedKSeed(Algorithm):
             if cfg.grad_clip > 0 and abs(diff.item()) > cfg.grad_clip:
                 continue  # official --grad_clip: skip steps with an over-large loss difference
             g = (diff / (2 * eps)).item()  # float32 arithmetic: exactly what the float32 uplink holds
-            z.add_to(params, seed, -self.local_lr() * g)
+            z.add_to(params, seed, -self.local_lr() * g, self.lost_local)
             weight_decay_(params, names, self.local_lr(), cfg.weight_decay)
             self._steps.append((k, g))
             losses.append(((plus + minus) / 2).item())
@@ -233,7 +238,7 @@ class FedKSeed(Algorithm):
         self._pool = torch.zeros_like(self._pool)
         index = pool.nonzero().squeeze(1)
         self.history.append((index, pool[index]))
-        self.apply_pairs(self.global_params, index, pool[index])
+        self.apply_pairs(self.global_params, index, pool[index], lost=self.lost_server)
         self._end_round()
 
     def _end_round(self) -> None:

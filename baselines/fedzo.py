@@ -142,6 +142,6 @@ class FedZO(FedAvg):
                 grads.append((diff / scale).item() if ok else 0.0)
             for seed, g in zip(seeds, grads):
                 if g != 0.0:
-                    z.add_to(params, seed, -lr * g / n)
+                    z.add_to(params, seed, -lr * g / n, self.lost_local)
             weight_decay_(params, names, lr, cfg.weight_decay)
         return sum(losses) / len(losses) if losses else math.nan

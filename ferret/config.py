@@ -98,7 +98,12 @@ class RunConfig:
     # execution
     seed: int = field(default=0, metadata={"help": "root seed: sampling, data order, init and all shared seeds"})
     device: str = field(default="cpu", metadata={"help": "cpu, cuda or cuda:N"})
-    dtype: str = field(default="float32", metadata={"help": "float32, bfloat16 or float16"})
+    dtype: str = field(default="float32", metadata={"help": "float32, bfloat16 or float16: the weights' dtype "
+                                                        "(pure) or the compute dtype (mixed)"})
+    precision: str = field(default="pure", metadata={"help": "pure: weights and arithmetic in dtype (the official "
+                                                             "code: float16, plain SGD, no loss scaling); mixed: "
+                                                             "float32 master weights, forward/backward in dtype "
+                                                             "under torch.autocast, float16 with loss scaling"})
     tf32: bool = field(default=True, metadata={"help": "CUDA only: TensorFloat-32 for float32 matmuls and "
                                                    "convolutions (10-bit mantissa inputs, fp32 sums); "
                                                    "false = full fp32"})
@@ -133,6 +138,7 @@ class RunConfig:
 _FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 _TYPES = typing.get_type_hints(RunConfig)
 _DTYPES = ("float32", "bfloat16", "float16")
+PRECISIONS = ("pure", "mixed")  # ferret/precision.py
 _WANDB_MODES = ("auto", "online", "offline", "disabled")
 _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
@@ -318,6 +324,9 @@ def validate(cfg: RunConfig) -> None:
            f"must divide local_steps={cfg.local_steps}")
     _check(cfg.wandb_mode in _WANDB_MODES, "wandb_mode", cfg.wandb_mode, f"must be one of {', '.join(_WANDB_MODES)}")
     _check(cfg.dtype in _DTYPES, "dtype", cfg.dtype, f"must be one of {', '.join(_DTYPES)}")
+    _check(cfg.precision in PRECISIONS, "precision", cfg.precision, f"must be one of {', '.join(PRECISIONS)}")
+    _check(cfg.precision != "mixed" or cfg.dtype != "float32", "precision", cfg.precision,
+           "needs a 16-bit dtype (dtype=bfloat16 or float16): float32 compute is not mixed")
     for key, limit in LIMITS.items():  # abs: the seeds may be negative
         _check(abs(getattr(cfg, key)) <= limit, key, getattr(cfg, key),
                f"must be at most {limit}" + (" in magnitude" if key.endswith("seed") else ""))

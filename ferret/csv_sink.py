@@ -25,6 +25,7 @@ COLUMNS = [
     "uplink_bytes", "downlink_bytes", "uplink_bytes_per_client", "downlink_bytes_per_client",
     "cum_bytes", "t_local_s", "t_encode_s", "t_aggregate_s", "t_eval_s", "t_round_s",
     "peak_mem_train_mb", "peak_mem_eval_mb",
+    "lost_update_local", "lost_update_server",  # fractions 0..1 (ferret/precision.py)
 ]
 # rouge_l: rouge-score's Rouge-L F; rouge_l_official: the official code's, by `rouge` 1.0.1
 # (ferret/metrics.py). Both 0..1.

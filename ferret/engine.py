@@ -50,7 +50,7 @@ from typing import Any
 
 import torch
 
-from ferret import checkpoint, untuned
+from ferret import checkpoint, precision, untuned
 from ferret.algorithms import registry
 from ferret.algorithms.base import Algorithm, RoundContext
 from ferret.atomic import remove_stale_temps, write_json
@@ -158,7 +158,8 @@ def eval_losses(model: torch.nn.Module, ev: EvalSet, cfg: RunConfig, pad_id: int
     items = ev.tokenized[:limit]
     losses = [0.0] * len(items)
     for batch in length_batches([len(it["input_ids"]) for it in items], cfg.eval_batch_size):
-        values = example_losses(model, collate([items[i] for i in batch], pad_id, device)).tolist()
+        with precision.autocast(cfg.dtype, cfg.precision, device):
+            values = example_losses(model, collate([items[i] for i in batch], pad_id, device)).tolist()
         for i, value in zip(batch, values):
             losses[i] = value
     return losses
@@ -179,7 +180,8 @@ def score(model: torch.nn.Module, tokenizer: Any, ev: EvalSet, cfg: RunConfig, d
             row["eval_loss"] = value
     if rouge:
         references = [ex.output for ex in ev.examples]
-        predictions = generate(model, tokenizer, ev.prompts, cfg.eval_batch_size, cfg.max_new_tokens, device)
+        with precision.autocast(cfg.dtype, cfg.precision, device):
+            predictions = generate(model, tokenizer, ev.prompts, cfg.eval_batch_size, cfg.max_new_tokens, device)
         for row, prediction, reference in zip(per_example, predictions, references):
             row.update(prediction=prediction, reference=reference)
         for name, scorer in PER_EXAMPLE.items():  # rouge_l (rouge-score) and rouge_l_official (rouge 1.0.1)
@@ -236,7 +238,8 @@ def _load_base(cfg: RunConfig, record: dict[str, Any], host: Host) -> tuple[torc
     # weights do not follow the run's seed, so every run of a grid starts from (and is scored at
     # round 0 on) the same weights.
     model, tokenizer, model_info = load_model_and_tokenizer(
-        cfg.model, dtype=cfg.dtype, device=cfg.device, seed=derive_seed(0, "init") % 2**31,
+        cfg.model, dtype=precision.storage_dtype(cfg.dtype, cfg.precision), device=cfg.device,
+        seed=derive_seed(0, "init") % 2**31,
         trust_remote_code=cfg.trust_remote_code, resources=host.resources)
     record["model"] = model_info
     ev = EvalSet(data.eval, [tokenize_example(tokenizer, ex, cfg.max_length) for ex in data.eval],
@@ -522,7 +525,8 @@ def _federate(cfg: RunConfig, algo: Algorithm, model: torch.nn.Module, tokenizer
                    "uplink_bytes_per_client": done.uplink_bytes / len(sampled),
                    "downlink_bytes_per_client": done.downlink_bytes / len(sampled), "cum_bytes": cum_bytes,
                    "t_local_s": done.t_local_s, "t_encode_s": done.t_encode_s, "t_aggregate_s": done.t_aggregate_s,
-                   "peak_mem_train_mb": peak_train}
+                   "peak_mem_train_mb": peak_train,
+                   "lost_update_local": done.lost_update_local, "lost_update_server": done.lost_update_server}
             # The diverged round's row is not logged: metrics.csv keeps the finished rounds only.
             if not math.isfinite(train_loss):
                 raise DivergedError(f"training loss is {train_loss} at round {r}", r)

@@ -6,7 +6,7 @@ client) run :func:`federated_round`, so the phases and what each timer covers ar
     for each sampled client c:
         down = algo.downlink(c)                   # downlink_bytes: counted, not applied (below)
         algo.load_global(model)                   # the working copy is reset from the global weights
-        loss = algo.local_train(model, batches_of(c), c)   # t_local
+        loss = algo.local_train(model, batches_of(c), c)   # t_local (mixed precision: under autocast)
         up = algo.encode(model, c)                # t_encode; uplink_bytes = comm.encoded_size(up)
         algo.receive(wire(up), p_c)               # t_aggregate (decode + receive) ...
     algo.aggregate()                              # ... + the final aggregate
@@ -33,13 +33,14 @@ and the decoded copy is what the server receives.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from ferret import comm
+from ferret import comm, precision
 from ferret.algorithms.base import Algorithm, RoundContext
 
 Batches = list[dict[str, torch.Tensor]]
@@ -75,6 +76,8 @@ class RoundResult:
     t_local_s: float           # local_train
     t_encode_s: float          # algo.encode + counting its bytes
     t_aggregate_s: float       # decode + receive of every uplink, then aggregate
+    lost_update_local: float = math.nan   # fraction of intended entry updates rounded away (ferret/precision.py)
+    lost_update_server: float = math.nan
 
     @property
     def train_loss(self) -> float:
@@ -111,7 +114,7 @@ def federated_round(algo: Algorithm, model: torch.nn.Module, sampled: Sequence[i
         down_bytes += shared_down if shared_down is not None else comm.encoded_size(algo.downlink(c, ctx))
         algo.load_global(model)
         batches = batches_of(c)
-        with t_local:
+        with t_local, precision.autocast(algo.cfg.dtype, algo.cfg.precision, device):
             losses.append(algo.local_train(model, batches, c, ctx))
             sync(device)
         with t_encode:
@@ -125,4 +128,5 @@ def federated_round(algo: Algorithm, model: torch.nn.Module, sampled: Sequence[i
     with t_agg:
         algo.aggregate(ctx)
         sync(device)
-    return RoundResult(losses, up_bytes, down_bytes, t_local.seconds, t_encode.seconds, t_agg.seconds)
+    return RoundResult(losses, up_bytes, down_bytes, t_local.seconds, t_encode.seconds, t_agg.seconds,
+                       *algo.take_lost_updates())

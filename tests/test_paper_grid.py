@@ -29,7 +29,7 @@ from ferret.data.types import DataError
 from ferret.engine import client_batches, run
 
 from conftest import tiny_overrides
-from test_paper_workflow import _expected_points, _job_count, _train_commands
+from test_paper_workflow import _expected_points, _job_count, _train_commands, precision_label
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "workflow/configs/paper.yaml"
@@ -63,9 +63,12 @@ def test_jobs_per_table_are_the_papers_cells_times_their_seeds(runs):
     # Fig. 3: K0, 2K0, 4K0, 8K0 with 2K0 the main grid's (Table 4's) K
     k0 = ablation["values"][0]
     assert ablation["values"] == [k0, 2 * k0, 4 * k0, 8 * k0] and 2 * k0 == main_k
-    table_runs, fig3 = {}, set()
+    table_runs, fig3, precision = {}, set(), set()
     for rid, a in by_id.items():
         cell = (a["dataset"], a["model"], a["method"])
+        if precision_label(rid):  # the precision ablation (tests/test_paper_workflow.py)
+            precision.add(rid)
+            continue
         if a["method"] == "ferret" and int(a["K"]) != main_k:
             fig3.add((cell, int(a["K"]), int(a["seed"])))
             continue
@@ -80,7 +83,8 @@ def test_jobs_per_table_are_the_papers_cells_times_their_seeds(runs):
     assert counts == {"Table 2": 128, "Table 3": 80, "Table 9": 64}  # 32, 20 and 16 cells x 4 seeds
     first = (cfg["datasets"][0], cfg["models"][0], "ferret")
     assert fig3 == {(first, k, s) for k in ablation["values"] if k != main_k for s in ablation["seeds"]}
-    assert n_train == len(by_id) == sum(counts.values()) + len(fig3) == 275
+    assert len(precision) == 32  # Ferret and FedKSeed x 2 models x 4 seeds x {bfloat16, mixed-float16}
+    assert n_train == len(by_id) == sum(counts.values()) + len(fig3) + len(precision) == 307
     # the same count from the YAML alone
     assert len(_expected_points(cfg)) == n_train
 

@@ -32,12 +32,21 @@ from conftest import with_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "workflow/configs/paper.yaml"
-AXES = ("methods", "models", "datasets", "num_clients", "K", "seeds")
+AXES = ("methods", "models", "datasets", "num_clients", "K", "seeds", "precisions")
+# precision label -> (dtype, precision), as workflow/rules/common.smk sets them
+PRECISION_LABELS = {"float32": ("float32", "pure"), "float16": ("float16", "pure"), "bfloat16": ("bfloat16", "pure"),
+                    "mixed-float16": ("float16", "mixed"), "mixed-bfloat16": ("bfloat16", "mixed")}
+
+
+def precision_label(rid: str) -> str | None:
+    """The precision label a run id ends in, None for an unlabelled run."""
+    last = rid.rsplit("_", 1)[-1]
+    return last if last in PRECISION_LABELS else None
 
 
 def _expected_points(cfg: dict) -> set[tuple]:
     """Grid points from the YAML alone: main grid, each extra grid, each ablation."""
-    main = {a: cfg[a] for a in AXES}
+    main = {a: cfg.get(a, [None]) for a in AXES}
     points = set(itertools.product(*(main[a] for a in AXES)))
     for extra in cfg.get("grids", []):
         points |= set(itertools.product(*(extra.get(a, main[a]) for a in AXES)))
@@ -78,8 +87,8 @@ def test_dry_run_lists_the_full_paper_grid(dry_run):
     expected = _expected_points(cfg)
     runs = _train_commands(dry_run)
     assert _job_count(dry_run, "train") == len(expected) == len(runs)
-    got = {(a["method"], a["model"], a["dataset"], int(a["num_clients"]), int(a["K"]), int(a["seed"]))
-           for a in runs.values()}
+    got = {(a["method"], a["model"], a["dataset"], int(a["num_clients"]), int(a["K"]), int(a["seed"]),
+            precision_label(rid)) for rid, a in runs.items()}
     assert got == expected
     # the paper's eight methods: FedKSeed-Pro has no row in its tables
     assert {p[0] for p in got} == set(registry.METHODS) - {"fedkseed-pro"}
@@ -98,7 +107,9 @@ def test_each_run_gets_its_data_model_and_method_settings(dry_run):
         model = cfg["model_settings"][args["model"]]
         method = cfg.get("method_settings", {}).get(args["method"], {})
         assert args["data_path"] == data["data_path"], rid
-        assert args["dtype"] == model["settings"]["dtype"], rid
+        label = precision_label(rid)
+        dtype, precision = PRECISION_LABELS[label] if label else (model["settings"]["dtype"], model["settings"]["precision"])
+        assert (args["dtype"], args["precision"]) == (dtype, precision), rid
         assert args["device"] == "cuda" and args["run_id"] == rid
         # precedence: settings < data set < model < method < matching overrides
         expected_rounds = method.get("rounds", data.get("rounds", cfg["settings"].get("rounds")))
@@ -115,6 +126,24 @@ def test_each_run_gets_its_data_model_and_method_settings(dry_run):
         ("200", "256", "3e-07")
     dolly = runs["fedavg_llama-3b_dolly_N200_K200_s1"]
     assert (dolly["rounds"], dolly["dirichlet_alpha"], dolly["eval_category"]) == ("60", "0.5", "summarization")
+
+
+def test_every_run_is_official_float16_but_the_precision_ablation(dry_run):
+    """The official precision (pure float16) everywhere; Ferret and FedKSeed on Table 2's NI cells
+    also in pure bfloat16 and mixed float16, every seed, the same runs otherwise."""
+    cfg = yaml.safe_load(PAPER.read_text())
+    runs = _train_commands(dry_run)
+    by_precision: dict[tuple[str, str], set[tuple]] = {}
+    for rid, a in runs.items():
+        resolved = load_config(None, [f"{k}={v}" for k, v in a.items()])
+        key = (resolved.method, resolved.model, resolved.dataset, resolved.K, resolved.seed)
+        by_precision.setdefault((resolved.dtype, resolved.precision), set()).add(key)
+    assert set(by_precision) == {("float16", "pure"), ("bfloat16", "pure"), ("float16", "mixed")}
+    ablation = {(m, model, "natural-instructions", k, s) for m, k in (("ferret", 200), ("fedkseed", 4096))
+                for model in cfg["models"] for s in cfg["seeds"]}
+    assert by_precision["bfloat16", "pure"] == by_precision["float16", "mixed"] == ablation
+    assert ablation < by_precision["float16", "pure"]  # the official run of each ablation point
+    assert len(ablation) == 16 and len(runs) == len(by_precision["float16", "pure"]) + 32
 
 
 def test_resolved_runs_carry_the_papers_setup(dry_run):

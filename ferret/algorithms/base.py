@@ -10,6 +10,10 @@ A round (ferret/federated_round.py, run by the engine and by ``ferret bench roun
         algo.receive(decode(up), p_c, ctx)     # fold it in as it arrives (p_c sums to 1)
     algo.aggregate(ctx)                        # finish the round: update the global model
 
+Each round the method counts the entry updates its dtype rounds away (ferret/precision.py):
+client steps into ``self.lost_local``, server steps on the global weights into
+``self.lost_server``; the round takes both with :meth:`Algorithm.take_lost_updates`.
+
 Uplinks are folded in one at a time so that the engine never holds more than the global
 model, one working copy and the method's own (running) aggregate.
 
@@ -33,8 +37,10 @@ from typing import Any, ClassVar
 
 import torch
 
+from ferret import precision
 from ferret.algorithms.local import sgd_local_steps
 from ferret.comm import Message
+from ferret.precision import LostUpdates
 
 
 OFFLOAD = ("host", "device")
@@ -109,6 +115,8 @@ class Algorithm:
         self.global_params: dict[str, torch.Tensor] = {}
         self.compute_device = torch.device("cpu")  # set in setup: the working copy's device
         self.store_device = torch.device("cpu")    # set in setup: the server state's (store_device)
+        self.lost_local = LostUpdates()   # this round's client steps (ferret/precision.py)
+        self.lost_server = LostUpdates()  # this round's server steps on the global weights
 
     # -- state -------------------------------------------------------------------------------
     def setup(self, model: torch.nn.Module, tokenizer: Any) -> torch.nn.Module:
@@ -135,6 +143,17 @@ class Algorithm:
         """The client step size: the method's own ``lr`` option when set (see
         :func:`check_lr_option`), else the run's ``lr``."""
         return getattr(self.options, "lr", 0.0) or self.cfg.lr
+
+    def take_lost_updates(self) -> tuple[float, float]:
+        """(local, server) fractions of this round's intended entry updates rounded away (NaN where
+        none was intended); the counts restart for the next round."""
+        fractions = self.lost_local.fraction(), self.lost_server.fraction()
+        self.lost_local, self.lost_server = LostUpdates(), LostUpdates()
+        return fractions
+
+    def grad_scaler(self, device: torch.device) -> torch.amp.GradScaler | None:
+        """A fresh loss scaler for a client's first-order steps (mixed float16 only)."""
+        return precision.grad_scaler(self.cfg.dtype, self.cfg.precision, device)
 
     def trainable(self, model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
         return [(n, p) for n, p in model.named_parameters() if n in self.global_params]
@@ -183,7 +202,8 @@ class Algorithm:
         cfg = self.cfg
         return sgd_local_steps(model, [p for _, p in self.trainable(model)], batches, lr=self.local_lr(),
                                n_accum=cfg.n_accum, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
+                               weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip,
+                               scaler=self.grad_scaler(ctx.device), lost=self.lost_local)
 
     def encode(self, model: torch.nn.Module, client: int, ctx: RoundContext) -> Message:
         raise NotImplementedError

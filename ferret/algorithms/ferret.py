@@ -58,6 +58,7 @@ from ferret import projection
 from ferret.algorithms.base import Algorithm, RoundContext
 from ferret.algorithms.missed_rounds import take_missed
 from ferret.comm import Message
+from ferret.precision import LostUpdates
 from ferret.seeding import generator
 
 
@@ -229,13 +230,14 @@ class Ferret(Algorithm):
         seeds = self.round_seeds(ctx.round)
         self.history.append((seeds, self.pool.clone()))
         self.rebuilds += 1
-        self.apply_round(self.global_params, seeds, self.pool, self._slr(ctx.round, ctx.rounds))
+        self.apply_round(self.global_params, seeds, self.pool, self._slr(ctx.round, ctx.rounds), self.lost_server)
 
     @torch.no_grad()
     def apply_round(self, params: dict[str, torch.Tensor], seeds: torch.Tensor, pool: torch.Tensor,
-                    slr: float) -> None:
+                    slr: float, lost: LostUpdates | None = None) -> None:
         """w <- w - slr * sum_k clip(pool[k, b] v_{k,b}) for every block: the one rebuild of a round.
-        The server calls it once per round; a client replays it for every round it missed."""
+        The server calls it once per round (counting in ``lost`` what the weights' dtype rounds
+        away of the float32 rebuild); a client replays it for every round it missed."""
         o = self.options
         seeds = seeds.to(self.device)
         for b, block in enumerate(self.blocks):
@@ -253,7 +255,10 @@ class Ferret(Algorithm):
             start = 0
             for i in block:
                 p = params[self.names[i]]
-                p.sub_(update[start : start + p.numel()].view_as(p).to(p.device, p.dtype), alpha=slr)
+                part = update[start : start + p.numel()].view_as(p).to(p.device)
+                if lost is not None:
+                    lost.observe(p, part, -slr)
+                p.sub_(part.to(p.dtype), alpha=slr)
                 start += p.numel()
 
     def replay(self, params: dict[str, torch.Tensor], msg: Message, rounds: int) -> None:

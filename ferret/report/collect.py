@@ -28,7 +28,7 @@ from ferret.csv_sink import EXAMPLE_COLUMNS
 from ferret.outdir import tampered
 
 GRID_COLUMNS = ["experiment", "method", "model", "dataset", "num_clients", "participation", "K", "seed",
-                "rounds", "local_steps", "batch_size", "lr", "slr"]
+                "rounds", "local_steps", "batch_size", "lr", "slr", "dtype", "precision"]
 
 
 def _record(folder: Path) -> dict | None:

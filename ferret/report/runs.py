@@ -1,7 +1,7 @@
 """Selecting runs and rows from all_runs.csv, and the per-round cost quantities every report shares.
 
-A configuration is (method, K, num_clients); a method's *main configuration* is the one with the
-most runs (the ablations add runs of other K or N), so tables comparing methods do not mix
+A configuration is (method, K, num_clients, dtype, precision); a method's *main configuration* is
+the one with the most runs (the ablations add runs of other K, N or precision), so tables comparing methods do not mix
 ablation runs in. Costs follow the paper's definitions (App. C.2), per client and per round:
 
 * local = (local training + encode) / clients: the projection counts as local update;
@@ -19,19 +19,22 @@ from pathlib import Path
 import pandas as pd
 
 CONFIG = ["method", "K", "num_clients"]
+# What a label names where one method was run with several values of it (the precision ablation:
+# dtype and precision; all_runs.csv made before they existed lacks them).
+VARIANTS = ("K", "num_clients", "dtype", "precision")
 REFERENCE = Path("results/reference")  # relative to the repository root, where the rules run
 
 
 def with_labels(df: pd.DataFrame) -> pd.DataFrame:
-    """Add a `label` column naming each configuration; K and N appear only where that method was
-    run with more than one value of them."""
+    """Add a `label` column naming each configuration; K, N, dtype and precision appear only where
+    that method was run with more than one value of them."""
     def label(row: pd.Series, varying: dict[str, set[str]]) -> str:
-        extra = [f"{k}={row[k]}" for k in ("K", "num_clients") if k in varying.get(row["method"], set())]
+        extra = [f"{k}={row[k]}" for k in VARIANTS if k in varying.get(row["method"], set())]
         return row["method"] + (f" ({', '.join(extra)})" if extra else "")
 
     varying: dict[str, set[str]] = {}
     for method, group in df.groupby("method"):
-        varying[method] = {k for k in ("K", "num_clients") if group[k].nunique() > 1}
+        varying[method] = {k for k in VARIANTS if k in group and group[k].nunique(dropna=False) > 1}
     out = df.copy()
     out["label"] = out.apply(label, axis=1, varying=varying)
     return out
@@ -48,13 +51,19 @@ def finished(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def main_config_runs(df: pd.DataFrame, method: str) -> pd.DataFrame:
-    """Rows of ``method``'s main configuration: the (K, num_clients) with the most runs (ties: the first)."""
+    """Rows of ``method``'s main configuration: the (K, num_clients, dtype, precision) with the most
+    runs (ties: the first)."""
     rows = df[df["method"] == method]
     if rows.empty:
         return rows
-    counts = rows.groupby(["K", "num_clients"])["run_id"].nunique()
-    k, n = counts[counts == counts.max()].index[0]
-    return rows[(rows["K"] == k) & (rows["num_clients"] == n)]
+    keys = [k for k in VARIANTS if k in rows]
+    counts = rows.groupby(keys, dropna=False)["run_id"].nunique()
+    best = counts[counts == counts.max()].index[0]
+    best = best if isinstance(best, tuple) else (best,)
+    keep = pd.Series(True, index=rows.index)
+    for k, v in zip(keys, best):
+        keep &= rows[k].isna() if pd.isna(v) else rows[k] == v
+    return rows[keep]
 
 
 def read_reference(folder: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:

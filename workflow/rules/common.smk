@@ -38,9 +38,19 @@ RUNS = f"results/runs/{EXPERIMENT}"
 PREPARED_ALIASES = {"smollm2-135m", "tiny"}  # models converted or cached once by their own rule
 FIGURES = ["convergence_round", "convergence_bytes", "convergence_time", "convergence_compute", "ablation_k", "ablation_clients", "figure1"]
 TABLES = ["main", "cost", "claims", "budget", "paper_rouge", "paper_cost"]
-AXES = ("method", "model", "dataset", "num_clients", "K", "seed")
+AXES = ("method", "model", "dataset", "num_clients", "K", "seed", "precision")
 AXIS_KEYS = {"method": "methods", "model": "models", "dataset": "datasets", "num_clients": "num_clients",
-             "K": "K", "seed": "seeds"}  # grid axis -> its config key
+             "K": "K", "seed": "seeds", "precision": "precisions"}  # grid axis -> its config key
+# A precision label -> the `ferret run` keys it sets (ferret/precision.py), applied last. A grid
+# without `precisions` (value None) leaves dtype and precision to its settings, and its run ids
+# carry no precision; a labelled point's run id ends in the label.
+PRECISIONS = {
+    "float32": {"dtype": "float32", "precision": "pure"},
+    "float16": {"dtype": "float16", "precision": "pure"},
+    "bfloat16": {"dtype": "bfloat16", "precision": "pure"},
+    "mixed-float16": {"dtype": "float16", "precision": "mixed"},
+    "mixed-bfloat16": {"dtype": "bfloat16", "precision": "mixed"},
+}
 
 
 def _slug(value):
@@ -51,7 +61,8 @@ def run_id(point):
     """A run id derived from its grid point, e.g. ferret_smollm2-135m_synthetic_N12_K64_s0; a custom
     method's "package.module:Class" becomes "package.module-Class" (":" is no file or wildcard name)."""
     p = point
-    return f"{_slug(p['method'])}_{_slug(p['model'])}_{p['dataset']}_N{p['num_clients']}_K{p['K']}_s{p['seed']}"
+    label = f"_{p['precision']}" if p.get("precision") else ""
+    return f"{_slug(p['method'])}_{_slug(p['model'])}_{p['dataset']}_N{p['num_clients']}_K{p['K']}_s{p['seed']}{label}"
 
 
 def _ablations():
@@ -70,7 +81,7 @@ def _points():
     """The main grid (methods x models x data sets x num_clients x K x seeds), each further grid of
     `grids` (the axes it lists replace the main grid's) and each ablation (one method, one axis
     varied, the other axes at their first main value); duplicates merge."""
-    main = {axis: config[key] for axis, key in AXIS_KEYS.items()}
+    main = {axis: config.get(key, [None]) for axis, key in AXIS_KEYS.items()}  # only `precisions` may be absent
     grids = [main]
     for extra in config.get("grids", []):
         grids.append({axis: extra.get(key, main[axis]) for axis, key in AXIS_KEYS.items()})
@@ -93,7 +104,7 @@ GRID = _points()
 def run_settings(point):
     """Shared `ferret run` keys of one grid point: settings < dataset_settings[data set] <
     model_settings[model].settings < method_settings[method] < each matching `overrides` entry
-    (the schema keeps axes out of them)."""
+    (the schema keeps axes out of them) < the point's precision label (PRECISIONS)."""
     items = dict(config.get("settings", {}))
     items.update(config.get("dataset_settings", {}).get(point["dataset"], {}))
     items.update(config.get("model_settings", {}).get(point["model"], {}).get("settings", {}))
@@ -101,12 +112,14 @@ def run_settings(point):
     for override in config.get("overrides", []):
         if all(point[axis] == value for axis, value in override["when"].items()):
             items.update(override["settings"])
+    items.update(PRECISIONS.get(point.get("precision"), {}))
     return items
 
 
 def run_overrides(point):
     """The `ferret run` key=value arguments of one grid point."""
-    items = {**run_settings(point), **point, "experiment": EXPERIMENT, "run_id": run_id(point)}
+    axes = {k: v for k, v in point.items() if k != "precision"}  # a label, set as its keys by run_settings
+    items = {**run_settings(point), **axes, "experiment": EXPERIMENT, "run_id": run_id(point)}
     wandb = config["wandb"]
     items.update({"wandb_mode": wandb["mode"], "wandb_project": wandb["project"], "wandb_entity": wandb["entity"]})
     args = [f"{k}={v}" for k, v in items.items()]
