@@ -26,11 +26,13 @@ float32's range and needs no scaling.
 
 Lost updates (metrics.csv ``lost_update_local`` and ``lost_update_server``): of the entries an
 update step should change -- its float32 update ``delta`` (e.g. ``-lr * g``) is nonzero -- the
-fraction that keep their value in the weights' dtype. A step ``w <- w + delta`` is checked before
-it is applied, tensor by tensor: ``fl_dtype(float32(w) + delta) == w``, i.e. the one rounding of
-the float32 result to the weights' dtype. For plain SGD (the official optimizer) and the
-zeroth-order steps this is exactly what the step does (tests/test_precision.py compares it with
-the weights before and after). Counts are summed over every step of every sampled client of a
+fraction that keep their value in the weights' dtype. A step ``w.add_(delta, alpha=a)`` is
+checked before it is applied, tensor by tensor, with the arithmetic of torch's kernels
+(:meth:`LostUpdates.observe`). For plain SGD (the official optimizer), the zeroth-order steps and
+Ferret's rebuild this is exactly what the step does; for momentum, weight decay and Adam it is
+the float32 step rounded once (tests/test_precision.py compares both with the weights before and
+after). Even float32 loses updates: SmolLM2's tied embedding/output matrix gets a softmax-tail
+gradient on every vocabulary row, far below float32's spacing at its weights. Counts are summed over every step of every sampled client of a
 round (local) and over every server step of the round (server: Ferret's per-block rebuild,
 FedKSeed's per-seed steps); temporaries are one chunk of one tensor, never a model copy.
 FedAvg-family servers average the clients' weights instead of adding an update: there an entry is
@@ -76,14 +78,20 @@ class LostUpdates:
         self.lost = 0
 
     @torch.no_grad()
-    def observe(self, param: torch.Tensor, delta: torch.Tensor, scale: float = 1.0) -> None:
-        """The step ``param <- param + scale * delta`` (delta in any dtype, the sum in float32),
-        checked before it is applied."""
+    def observe(self, param: torch.Tensor, delta: torch.Tensor, scale: float = 1.0, *, kernel: bool = True) -> None:
+        """The step ``param.add_(delta.to(param.dtype), alpha=scale)``, checked before it is applied.
+        Intended: the entries where float32(delta) * scale != 0. Lost: those the step leaves
+        unchanged, computed as torch's kernels do: in float32 from the delta rounded to the weights'
+        dtype and, on CPU, from ``alpha`` rounded to it too (CUDA keeps alpha in float32).
+        ``kernel=False``: a float32 step rebuilt elsewhere, ``param + scale * delta`` rounded once."""
         p, d = param.detach().reshape(-1), delta.detach().reshape(-1)
+        alpha = scale
+        if kernel and p.device.type == "cpu" and p.dtype in (torch.float16, torch.bfloat16):
+            alpha = float(torch.tensor(scale, dtype=p.dtype))
         intended = lost = 0
         for pc, dc in zip(p.split(_CHUNK), d.split(_CHUNK)):
-            step = dc.float() * scale if scale != 1.0 else dc.float()
-            moved = step != 0
+            moved = dc.float() * scale != 0
+            step = (dc.to(pc.dtype) if kernel else dc).float() * alpha
             kept = (pc.float() + step).to(pc.dtype) == pc
             intended += moved.sum()
             lost += (moved & kept).sum()
@@ -116,11 +124,17 @@ def observe_optimizer_step(optimizer: torch.optim.Optimizer, counter: LostUpdate
     for group in optimizer.param_groups:
         for p in group["params"]:
             if p.grad is not None:
-                counter.observe(p, _update(optimizer, group, p))
+                delta, alpha, kernel = _update(optimizer, group, p)
+                counter.observe(p, delta, alpha, kernel=kernel)
 
 
-def _update(optimizer: torch.optim.Optimizer, group: dict[str, Any], p: torch.Tensor) -> torch.Tensor:
-    """The float32 change ``optimizer.step()`` is about to add to ``p``."""
+def _update(optimizer: torch.optim.Optimizer, group: dict[str, Any],
+            p: torch.Tensor) -> tuple[torch.Tensor, float, bool]:
+    """(delta, alpha, kernel): ``optimizer.step()`` is about to add alpha * delta to ``p``. Plain
+    SGD (the official optimizer) is ``p.add_(grad, alpha=-lr)``, checked as the kernel computes it;
+    otherwise delta is the float32 step rebuilt from the optimizer's state (alpha 1, kernel False)."""
+    if isinstance(optimizer, torch.optim.SGD) and not group["weight_decay"] and not group["momentum"]:
+        return p.grad, -group["lr"], True
     g, w, lr, wd = p.grad.float(), p.float(), group["lr"], group["weight_decay"]
     state = optimizer.state.get(p, {})
     if isinstance(optimizer, torch.optim.SGD):
@@ -130,7 +144,7 @@ def _update(optimizer: torch.optim.Optimizer, group: dict[str, Any], p: torch.Te
             buf = state.get("momentum_buffer")
             buf = g if buf is None else group["momentum"] * buf.float() + (1 - group["dampening"]) * g
             g = g + group["momentum"] * buf if group["nesterov"] else buf
-        return -lr * g
+        return -lr * g, 1.0, False
     if isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)) and not group["amsgrad"]:
         b1, b2 = group["betas"]
         decoupled = isinstance(optimizer, torch.optim.AdamW) or group.get("decoupled_weight_decay", False)
@@ -141,5 +155,5 @@ def _update(optimizer: torch.optim.Optimizer, group: dict[str, Any], p: torch.Te
         v = (b2 * state["exp_avg_sq"].float() if "exp_avg_sq" in state else 0.0) + (1 - b2) * g * g
         denom = (v / (1 - b2 ** t)).sqrt() + group["eps"]
         step = -(lr / (1 - b1 ** t)) * m / denom
-        return step - lr * wd * w if wd and decoupled else step
+        return (step - lr * wd * w if wd and decoupled else step), 1.0, False
     raise TypeError(f"optimizer {type(optimizer).__name__}: its update is not known to lost-update counting")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 
 import pytest
 import torch
@@ -78,7 +79,10 @@ def test_counted_losses_are_the_entries_a_real_step_leaves_unchanged(tiny, dtype
     assert changed > 0
     # something was rounded away (but of Adam's 1e-4 steps, which fit float16's spacing)
     assert counted.lost > 0 or (optimizer, dtype) == ("adamw", torch.float16)
-    assert abs((counted.intended - counted.lost) - changed) <= max(2, counted.intended // 10_000)  # double rounding
+    if optimizer == "sgd":  # the official step: exact
+        assert counted.intended - counted.lost == changed
+    else:  # the float32 step rounded once, where torch rounds its parts: a few in 10^4 differ
+        assert abs((counted.intended - counted.lost) - changed) <= max(2, counted.intended // 10_000)
 
 
 def test_counting_does_not_change_the_step(tiny):
@@ -106,11 +110,11 @@ def test_zeroth_order_step_count_matches_the_step(dtype):
     z.add_to(weights, 7, -3e-7 * 50.0, lost)
     unchanged = sum(int((w == b).sum()) for w, b in zip(weights, before))
     assert lost.intended == 300 * 70 + 500
-    assert abs(lost.lost - unchanged) <= 2
+    assert lost.lost == unchanged  # the kernel's own arithmetic (ferret/precision.py)
     if dtype == torch.float32:
         assert lost.lost < lost.intended / 100
-    else:  # 1.5e-5 steps on weights of 0.02: nearly all rounded away in 16 bits
-        assert lost.fraction() > 0.5
+    else:  # 1.5e-5 |z| steps on weights of about 0.02: many rounded away in 16 bits, most in 8
+        assert lost.fraction() > (0.5 if dtype == torch.bfloat16 else 0.1)
 
 
 def test_precision_is_validated_in_one_line():
@@ -207,3 +211,26 @@ def test_reports_keep_the_precision_ablation_apart():
     assert labels["r5"] == "ferret (dtype=float16, precision=mixed)"
     assert labels["a"] == "fedavg"
     assert sorted(main_config_runs(df, "ferret")["run_id"]) == ["r0", "r1", "r2"]
+
+
+def test_precision_grid_runs_each_point_in_every_precision():
+    """workflow/configs/precision.yaml: the dry run resolves Ferret and FedKSeed x 2 seeds to the
+    four precisions, each run id ending in its label."""
+    import subprocess
+    import sys
+
+    from test_paper_workflow import PRECISION_LABELS, ROOT, _job_count
+
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--forceall", "--cores", "1",
+                           "--configfile", "workflow/configs/precision.yaml"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = {}
+    for m in re.finditer(r"-m ferret run --out results/runs/precision/(\S+) (.*?) >", proc.stdout):
+        args = dict(kv.split("=", 1) for kv in m.group(2).split())
+        runs[m.group(1)] = (args["method"], args["seed"], args["dtype"], args["precision"])
+    assert _job_count(proc.stdout, "train") == len(runs) == 16
+    for rid, (method, seed, dtype, precision) in runs.items():
+        label = rid.rsplit("_", 1)[1]
+        assert (dtype, precision) == PRECISION_LABELS[label], rid
+    assert {(m, s) for m, s, *_ in runs.values()} == {(m, s) for m in ("ferret", "fedkseed") for s in ("0", "1")}
