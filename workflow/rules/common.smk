@@ -78,7 +78,7 @@ def _ablations():
 
 
 def _points():
-    """The main grid (methods x models x data sets x num_clients x K x seeds), each further grid of
+    """The main grid (methods x models x data sets x num_clients x K x seeds x precisions), each further grid of
     `grids` (the axes it lists replace the main grid's) and each ablation (one method, one axis
     varied, the other axes at their first main value); duplicates merge."""
     main = {axis: config.get(key, [None]) for axis, key in AXIS_KEYS.items()}  # only `precisions` may be absent
