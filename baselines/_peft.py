@@ -14,9 +14,7 @@ from peft import PeftConfig, get_peft_model
 from baselines.fedavg import FedAvg
 from ferret.algorithms.base import RoundContext
 from ferret.algorithms.local import first_order_local_steps
-
-OPTIMIZERS = ("sgd", "adamw")
-
+from ferret.methods._checks import OPTIMIZERS
 
 def make_optimizer(kind: str, params: list[torch.nn.Parameter], lr: float, cfg: Any) -> torch.optim.Optimizer:
     """A fresh local optimizer: ``"sgd"`` (cfg.momentum, cfg.weight_decay, as FedAvg/Ferret) or
@@ -28,11 +26,6 @@ def make_optimizer(kind: str, params: list[torch.nn.Parameter], lr: float, cfg: 
     raise ValueError(f"optimizer={kind!r}: must be one of {', '.join(OPTIMIZERS)}")
 
 
-def check_optimizer(kind: str) -> None:
-    if kind not in OPTIMIZERS:
-        raise ValueError(f"optimizer={kind!r}: must be one of {', '.join(OPTIMIZERS)}")
-
-
 class PeftFedAvg(FedAvg):
     """FedAvg over the trainable tensors of a peft-wrapped model.
 
@@ -40,7 +33,6 @@ class PeftFedAvg(FedAvg):
     option, else the class attribute :attr:`optimizer`); their Options carry ``lr`` (0 = ``cfg.lr``,
     see :meth:`Algorithm.local_lr`)."""
 
-    name = "peft-fedavg"
     optimizer = "adamw"
 
     def peft_config(self, model: torch.nn.Module) -> PeftConfig:

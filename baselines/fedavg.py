@@ -30,7 +30,6 @@ from ferret.comm import Message
 
 
 class FedAvg(Algorithm):
-    name = "fedavg"
     shared_downlink = True
 
     def setup(self, model: torch.nn.Module, tokenizer: object) -> torch.nn.Module:

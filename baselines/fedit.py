@@ -46,48 +46,13 @@ its README example uses r=8):
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
 import torch
 from peft import LoraConfig, PeftConfig, TaskType
 
 from baselines._peft import PeftFedAvg
-from ferret.algorithms.base import check_lr_option
-
-_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
-
-
-@dataclass(frozen=True)
-class FedITOptions:
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
-    target_modules: str = "q_proj,v_proj"
-    lr: float = 3e-4
-
-    def __post_init__(self) -> None:
-        if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r <= 0:
-            raise ValueError(f"r={self.r!r}: must be a positive integer")
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not self.alpha > 0:
-            raise ValueError(f"alpha={self.alpha!r}: must be > 0")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout={self.dropout!r}: must be in [0, 1)")
-        modules = self.modules()
-        if not isinstance(self.target_modules, str) or not modules or not all(_MODULE_NAME.match(m) for m in modules):
-            raise ValueError(f"target_modules={self.target_modules!r}: must be comma-separated module names, "
-                             "e.g. 'q_proj,v_proj'")
-        check_lr_option(self.lr)
-
-    def modules(self) -> list[str]:
-        if not isinstance(self.target_modules, str):
-            return []
-        return [m.strip() for m in self.target_modules.split(",") if m.strip()]
 
 
 class FedIT(PeftFedAvg):
-    name = "fedit"
-    Options = FedITOptions
     optimizer = "adamw"
 
     def peft_config(self, model: torch.nn.Module) -> PeftConfig:

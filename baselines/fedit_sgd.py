@@ -26,17 +26,8 @@ target_modules="q_proj,v_proj") except the default ``lr``:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from baselines.fedit import FedIT, FedITOptions
-
-
-@dataclass(frozen=True)
-class FedITSGDOptions(FedITOptions):
-    lr: float = 0.0
+from baselines.fedit import FedIT
 
 
 class FedITSGD(FedIT):
-    name = "fedit-sgd"
-    Options = FedITSGDOptions
     optimizer = "sgd"

@@ -78,48 +78,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import torch
 
 from baselines._zeroth_order import Direction, batch_loss, weight_decay_
-from ferret.algorithms.base import Algorithm, RoundContext, check_lr_option
-from ferret.algorithms.missed_rounds import take_missed
+from ferret.algorithms.base import Algorithm, RoundContext
+from ferret.algorithms.missed_rounds import mark_synced, missed_rounds
 from ferret.comm import Message
 from ferret.precision import LostUpdates
 from ferret.seeding import generator
 
 
-@dataclass(frozen=True)
-class FedKSeedOptions:
-    eps: float = 5e-4
-    downlink: str = "per_round"
-    lr: float = 0.0
-
-    def __post_init__(self) -> None:
-        check_lr_option(self.lr)
-        if not (isinstance(self.eps, (int, float)) and self.eps > 0 and math.isfinite(self.eps)):
-            raise ValueError(f"eps={self.eps!r} must be a finite number > 0")
-        if self.downlink not in ("per_round", "merged"):
-            raise ValueError(f"downlink={self.downlink!r} must be one of per_round, merged")
-
-
-@dataclass(frozen=True)
-class FedKSeedProOptions(FedKSeedOptions):
-    bias_loss_clip: float = 1000.0
-    grad_initial: float = 0.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not (isinstance(self.bias_loss_clip, (int, float)) and self.bias_loss_clip > 0):
-            raise ValueError(f"bias_loss_clip={self.bias_loss_clip!r} must be > 0")
-        if not (isinstance(self.grad_initial, (int, float)) and math.isfinite(self.grad_initial)):
-            raise ValueError(f"grad_initial={self.grad_initial!r} must be a finite number")
-
-
 class FedKSeed(Algorithm):
-    name = "fedkseed"
-    Options = FedKSeedOptions
 
     def setup(self, model: torch.nn.Module, tokenizer: object) -> torch.nn.Module:
         model = super().setup(model, tokenizer)
@@ -161,7 +131,7 @@ class FedKSeed(Algorithm):
 
     # -- the round ----------------------------------------------------------------------------------
     def downlink(self, client: int, ctx: RoundContext) -> Message:
-        first, missed, tensors = take_missed(self.last_sync, client, self.history)
+        first, missed, tensors = missed_rounds(self.last_sync, client, self.history)
         if first:
             tensors["seeds"] = self.seeds
         if missed:
@@ -181,6 +151,9 @@ class FedKSeed(Algorithm):
             tensors["grad"] = grad
         self._add_downlink(tensors)
         return Message(tensors)
+
+    def delivered(self, client: int, ctx: RoundContext) -> None:
+        mark_synced(self.last_sync, client, self.history)
 
     def _add_downlink(self, tensors: dict[str, torch.Tensor]) -> None:
         """Hook for FedKSeed-Pro's probabilities."""
@@ -265,8 +238,6 @@ class FedKSeed(Algorithm):
 
 
 class FedKSeedPro(FedKSeed):
-    name = "fedkseed-pro"
-    Options = FedKSeedProOptions
 
     def setup(self, model: torch.nn.Module, tokenizer: object) -> torch.nn.Module:
         model = super().setup(model, tokenizer)

@@ -38,36 +38,15 @@ Options (``method_options.fedprompt``; defaults from FS-LLM's README example for
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from peft import PeftConfig, PromptTuningConfig, PromptTuningInit, TaskType
 
-from baselines._peft import PeftFedAvg, check_optimizer
-from baselines.fedptuning import check_virtual_tokens
-from ferret.algorithms.base import check_lr_option
+from baselines._peft import PeftFedAvg
 
 _INITS = {"random": PromptTuningInit.RANDOM, "sample_vocab": PromptTuningInit.SAMPLE_VOCAB}
 
 
-@dataclass(frozen=True)
-class FedPromptOptions:
-    num_virtual_tokens: int = 20
-    init: str = "random"
-    optimizer: str = "sgd"
-    lr: float = 0.0
-
-    def __post_init__(self) -> None:
-        check_virtual_tokens(self.num_virtual_tokens)
-        if self.init not in _INITS:
-            raise ValueError(f"init={self.init!r}: must be one of {', '.join(_INITS)}")
-        check_optimizer(self.optimizer)
-        check_lr_option(self.lr)
-
-
 class FedPrompt(PeftFedAvg):
-    name = "fedprompt"
-    Options = FedPromptOptions
 
     def peft_config(self, model: torch.nn.Module) -> PeftConfig:
         o = self.options

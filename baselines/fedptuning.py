@@ -40,49 +40,13 @@ Options (``method_options.fedptuning``; defaults from FS-LLM's README example fo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from peft import PeftConfig, PromptEncoderConfig, TaskType
 
-from baselines._peft import PeftFedAvg, check_optimizer
-from ferret.algorithms.base import check_lr_option
-
-_REPARAMETERIZATIONS = ("MLP", "LSTM")
-
-
-def check_virtual_tokens(n: int) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-        raise ValueError(f"num_virtual_tokens={n!r}: must be a positive integer")
-
-
-@dataclass(frozen=True)
-class FedPTuningOptions:
-    num_virtual_tokens: int = 20
-    encoder_reparameterization_type: str = "MLP"
-    encoder_hidden_size: int = 0
-    encoder_dropout: float = 0.1
-    optimizer: str = "sgd"
-    lr: float = 0.0
-
-    def __post_init__(self) -> None:
-        check_virtual_tokens(self.num_virtual_tokens)
-        if self.encoder_reparameterization_type not in _REPARAMETERIZATIONS:
-            raise ValueError(f"encoder_reparameterization_type={self.encoder_reparameterization_type!r}: "
-                             f"must be one of {', '.join(_REPARAMETERIZATIONS)}")
-        h = self.encoder_hidden_size
-        if isinstance(h, bool) or not isinstance(h, int) or h < 0:
-            raise ValueError(f"encoder_hidden_size={h!r}: must be an integer >= 0 (0 = the model's hidden size)")
-        d = self.encoder_dropout
-        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d < 1:
-            raise ValueError(f"encoder_dropout={d!r}: must be in [0, 1)")
-        check_optimizer(self.optimizer)
-        check_lr_option(self.lr)
+from baselines._peft import PeftFedAvg
 
 
 class FedPTuning(PeftFedAvg):
-    name = "fedptuning"
-    Options = FedPTuningOptions
 
     def peft_config(self, model: torch.nn.Module) -> PeftConfig:
         o = self.options

@@ -63,41 +63,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import torch
 
 from baselines._zeroth_order import Direction, batch_loss, weight_decay_
 from baselines.fedavg import FedAvg
-from ferret.algorithms.base import RoundContext, check_lr_option
+from ferret.algorithms.base import RoundContext
 from ferret.seeding import derive_seed
-
-
-@dataclass(frozen=True)
-class FedZOOptions:
-    mu: float = 1e-3
-    n_perturb: int = 1
-    estimator: str = "central"
-    direction: str = "gaussian"
-    lr: float = 0.0
-
-    def __post_init__(self) -> None:
-        check_lr_option(self.lr)
-        if not (isinstance(self.mu, (int, float)) and self.mu > 0 and math.isfinite(self.mu)):
-            raise ValueError(f"mu={self.mu!r} must be a finite number > 0")
-        if not (isinstance(self.n_perturb, int) and self.n_perturb >= 1):
-            raise ValueError(f"n_perturb={self.n_perturb!r} must be an integer >= 1")
-        if self.estimator not in ("central", "forward"):
-            raise ValueError(f"estimator={self.estimator!r} must be one of central, forward")
-        if self.direction not in ("gaussian", "sphere"):
-            raise ValueError(f"direction={self.direction!r} must be one of gaussian, sphere")
 
 
 # -- FedZO -----------------------------------------------------------------------------------------
 
+
 class FedZO(FedAvg):
-    name = "fedzo"
-    Options = FedZOOptions
 
     def setup(self, model: torch.nn.Module, tokenizer: object) -> torch.nn.Module:
         model = super().setup(model, tokenizer)

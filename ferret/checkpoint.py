@@ -42,14 +42,14 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ferret.atomic import fsync_dir
+from ferret.config import keys_without_effect
 
 FORMAT = 1
 FOLDER = "checkpoints"
 STATE, META = "state.safetensors", "meta.json"
 # Config keys that change how a run executes or logs, never its numbers: a checkpoint written under
 # other values of these is still resumed.
-RESUME_IGNORES = frozenset({"threads", "checkpoint_every", "wandb_mode", "wandb_project", "wandb_entity",
-                            "untuned"})  # where round 0 came from; it is in the checkpoint's rows already
+RESUME_IGNORES = keys_without_effect()
 _NAME = re.compile(r"^round-(\d{6})$")
 
 

@@ -17,7 +17,8 @@ import signal
 import sys
 from pathlib import Path
 
-from ferret.config import ConfigError, RunConfig, bounded, describe, load_config, resolved_default_text
+from ferret.config import (WANDB_MODES, ConfigError, RunConfig, bounded, describe, describe_methods, load_config,
+                           resolved_default_text)
 from ferret.data.types import DataError
 from ferret.host import Host
 from ferret.models import DEFAULT_RESOURCES, ModelError
@@ -86,7 +87,7 @@ def _cmd_prepare_model(args: argparse.Namespace) -> int:
 
 
 def _cmd_show_config(args: argparse.Namespace) -> int:
-    print(resolved_default_text() if args.default else describe())
+    print(resolved_default_text() if args.default else f"{describe()}\n\n{describe_methods()}")
     return 0
 
 
@@ -181,8 +182,8 @@ def _log_report(args: argparse.Namespace, kind: str, files: list[Path]) -> None:
 
     host = args.host
     log_report(files, kind=kind, mode=host.wandb_mode(args.wandb_mode), experiment=args.experiment,
-               folder=Path(args.input).parent, project=host.wandb_project, entity=host.wandb_entity or "",
-               secrets=host.secrets)
+               folder=Path(args.input).parent, project=args.wandb_project or host.wandb_project,
+               entity=args.wandb_entity or host.wandb_entity or "", secrets=host.secrets)
 
 
 @_report_errors
@@ -199,10 +200,14 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 
 
 def _report_wandb_args(p: argparse.ArgumentParser) -> None:
-    # The run config's default, so `ferret tables` by hand logs as the workflow's runs do.
-    p.add_argument("--wandb-mode", default=RunConfig.wandb_mode, choices=("auto", "online", "offline", "disabled"),
-                   help="also log the outputs to W&B (the workflow passes its wandb.mode)")
-    p.add_argument("--experiment", default="default", help="W&B group of the report run")
+    # The run config's defaults, so `ferret tables` by hand logs as the workflow's runs do.
+    p.add_argument("--wandb-mode", default=RunConfig.wandb_mode, choices=WANDB_MODES,
+                   help="also log the outputs to W&B (the workflow passes its runs' wandb_mode)")
+    p.add_argument("--wandb-project", default=RunConfig.wandb_project,
+                   help="W&B project (the workflow passes its runs'); empty: $WANDB_PROJECT or ferret-bench")
+    p.add_argument("--wandb-entity", default=RunConfig.wandb_entity,
+                   help="W&B entity (the workflow passes its runs'); empty: $WANDB_ENTITY or your default")
+    p.add_argument("--experiment", default=RunConfig.experiment, help="W&B group of the report run")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,7 +2,9 @@
 
 Precedence: the dataclass defaults below, then the YAML file (``--config``; without one the
 embedded ``ferret/configs/default.yaml``), then command-line ``key=value`` overrides. Nested
-method options are overridden with a dotted key, e.g. ``method_options.basis=rademacher``.
+method options are overridden with a dotted key, e.g. ``method_options.ferret.basis=rademacher``.
+The workflow builds each grid point's config from its mapping (:func:`config_from_mapping`) and
+writes it with :func:`write_config`; ``load_config(path)`` reads back the same config.
 
 Every error is a :class:`ConfigError` whose one-line message names the offending key and value.
 Method-specific options (``method_options``) are validated by the method's own ``Options``
@@ -31,6 +33,13 @@ class ConfigError(ValueError):
     """A bad configuration value; the message is one line and names the value."""
 
 
+# What a key can change, declared once on each field (metadata "scope"; absent = EVALUATION) and
+# read by the run folder, the checkpoints and the untuned evaluation (the functions below).
+EVALUATION = "evaluation"  # the run's numbers, the untuned model's evaluation included
+TRAINING = "training"  # the run's numbers or names, never the untuned model or its eval set
+NO_EFFECT = "no-effect"  # how a run executes or logs: never a number of it
+
+
 @dataclass
 class RunConfig:
     """One federated run. Field help is in ``metadata``; ``ferret show-config`` prints it.
@@ -41,34 +50,40 @@ class RunConfig:
     (tests/test_defaults.py)."""
 
     # what runs
-    method: str = field(default="ferret", metadata={"help": "registry name or 'package.module:Class'"})
+    method: str = field(default="ferret", metadata={
+        "scope": TRAINING, "help": "registry name or 'package.module:Class'"})
     model: str = field(default="smollm2-135m", metadata={"help": "alias (smollm2-135m, tiny), local path or hub id"})
     dataset: str = field(default="synthetic", metadata={"help": "data set name (synthetic, natural-instructions, "
                                                                  "dolly, codealpaca, gsm8k)"})
-    experiment: str = field(default="default", metadata={"help": "experiment name (W&B group)"})
-    run_id: str = field(default="", metadata={"help": "run id; empty derives one from method and seed"})
+    experiment: str = field(default="default", metadata={"scope": TRAINING, "help": "experiment name (W&B group)"})
+    run_id: str = field(default="", metadata={
+        "scope": TRAINING, "help": "run id; empty derives one from method and seed"})
     # federation
-    num_clients: int = field(default=12, metadata={"help": "number of clients"})
-    participation: float = field(default=0.25, metadata={"help": "fraction of clients sampled per round, in (0, 1]"})
-    rounds: int = field(default=6, metadata={"help": "communication rounds"})
-    equal_weight: bool = field(default=True, metadata={"help": "equal aggregation weights (else by data size)"})
+    num_clients: int = field(default=12, metadata={"scope": TRAINING, "help": "number of clients"})
+    participation: float = field(default=0.25, metadata={
+        "scope": TRAINING, "help": "fraction of clients sampled per round, in (0, 1]"})
+    rounds: int = field(default=6, metadata={"scope": TRAINING, "help": "communication rounds"})
+    equal_weight: bool = field(default=True, metadata={
+        "scope": TRAINING, "help": "equal aggregation weights (else by data size)"})
     # local training (the official code's semantics: local_steps counts micro-batches,
     # one optimizer step every n_accum of them)
-    local_steps: int = field(default=4, metadata={"help": "local micro-batches per round"})
-    local_epochs: int = field(default=0, metadata={"help": "N > 0: N passes over the client's data per round "
-                                                           "instead of local_steps (the paper's 'one local "
-                                                           "epoch'); 0 = local_steps"})
-    batch_size: int = field(default=4, metadata={"help": "examples per micro-batch"})
-    n_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
-    lr: float = field(default=1e-3, metadata={"help": "client learning rate"})
-    momentum: float = field(default=0.0, metadata={"help": "client SGD momentum (official: 0)"})
-    weight_decay: float = field(default=0.0, metadata={"help": "client weight decay"})
-    grad_clip: float = field(default=0.0, metadata={"help": "client gradient-norm clip; <= 0 disables"})
+    local_steps: int = field(default=4, metadata={"scope": TRAINING, "help": "local micro-batches per round"})
+    local_epochs: int = field(default=0, metadata={
+        "scope": TRAINING, "help": "N > 0: N passes over the client's data per round "
+                                   "instead of local_steps (the paper's 'one local "
+                                   "epoch'); 0 = local_steps"})
+    batch_size: int = field(default=4, metadata={"scope": TRAINING, "help": "examples per micro-batch"})
+    n_accum: int = field(default=1, metadata={"scope": TRAINING, "help": "micro-batches per optimizer step"})
+    lr: float = field(default=1e-3, metadata={"scope": TRAINING, "help": "client learning rate"})
+    momentum: float = field(default=0.0, metadata={"scope": TRAINING, "help": "client SGD momentum (official: 0)"})
+    weight_decay: float = field(default=0.0, metadata={"scope": TRAINING, "help": "client weight decay"})
+    grad_clip: float = field(default=0.0, metadata={
+        "scope": TRAINING, "help": "client gradient-norm clip; <= 0 disables"})
     # shared-randomness methods
-    K: int = field(default=64, metadata={"help": "number of random bases / seeds"})
-    slr: float = field(default=1.0, metadata={"help": "server learning rate"})
+    K: int = field(default=64, metadata={"scope": TRAINING, "help": "number of random bases / seeds"})
+    slr: float = field(default=1.0, metadata={"scope": TRAINING, "help": "server learning rate"})
     method_options: dict = field(default_factory=dict,
-                                 metadata={"help": "per-method options: {method: {option: value}}"})
+                                 metadata={"scope": TRAINING, "help": "per-method options: {method: {option: value}}"})
     # data
     num_tasks: int = field(default=12, metadata={"help": "task families (synthetic): client i holds task i mod "
                                                      "num_tasks; the eval set covers all of them"})
@@ -88,15 +103,19 @@ class RunConfig:
     eval_limit: int = field(default=0, metadata={"help": "real data sets: at most this many eval instances "
                                                          "(a fixed sample); 0 = all"})
     # evaluation
-    eval_every: int = field(default=2, metadata={"help": "eval loss every N rounds (and at the end)"})
-    rouge_every: int = field(default=0, metadata={"help": "Rouge-L every N rounds; 0 = before training and at the end"})
+    eval_every: int = field(default=2, metadata={
+        "scope": TRAINING, "help": "eval loss every N rounds (and at the end)"})
+    rouge_every: int = field(default=0, metadata={
+        "scope": TRAINING, "help": "Rouge-L every N rounds; 0 = before training and at the end"})
     eval_batch_size: int = field(default=16, metadata={"help": "batch size for evaluation and generation"})
     max_new_tokens: int = field(default=16, metadata={"help": "greedy generation length for Rouge-L"})
-    untuned: str = field(default="", metadata={"help": "folder of `ferret eval-untuned` for this model and eval set: "
-                                                      "round 0 is read from it instead of re-evaluated; empty = "
-                                                      "evaluate round 0 in the run"})
+    untuned: str = field(default="", metadata={
+        "scope": NO_EFFECT, "help": "folder of `ferret eval-untuned` for this model and eval set: "
+                                    "round 0 is read from it instead of re-evaluated; empty = "
+                                    "evaluate round 0 in the run"})
     # execution
-    seed: int = field(default=0, metadata={"help": "root seed: sampling, data order, init and all shared seeds"})
+    seed: int = field(default=0, metadata={
+        "scope": TRAINING, "help": "root seed: sampling, data order, init and all shared seeds"})
     device: str = field(default="cpu", metadata={"help": "cpu, cuda or cuda:N"})
     dtype: str = field(default="float32", metadata={"help": "float32, bfloat16 or float16: the weights' dtype "
                                                         "(pure) or the compute dtype (mixed)"})
@@ -107,21 +126,24 @@ class RunConfig:
     tf32: bool = field(default=True, metadata={"help": "CUDA only: TensorFloat-32 for float32 matmuls and "
                                                    "convolutions (10-bit mantissa inputs, fp32 sums); "
                                                    "false = full fp32"})
-    threads: int = field(default=0, metadata={"help": "torch CPU threads; 0 keeps torch's default"})
+    threads: int = field(default=0, metadata={"scope": NO_EFFECT, "help": "torch CPU threads; 0 keeps torch's default"})
     offload: str = field(default="host", metadata={"help": "where the server's model-sized state (global weights, "
                          "running sums) lives: host (CPU memory, pinned on CUDA; the official layout) or device "
                          "(beside the model: faster when it fits)"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in the backward "
                                          "pass (first-order methods; for long sequences)"})
-    checkpoint_every: int = field(default=1, metadata={"help": "checkpoint every N rounds under <out>/checkpoints "
-                                                               "(a rerun resumes from it); 0 = never"})
+    checkpoint_every: int = field(default=1, metadata={
+        "scope": NO_EFFECT, "help": "checkpoint every N rounds under <out>/checkpoints "
+                                    "(a rerun resumes from it); 0 = never"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow custom model code (off by default)"})
-    trust_custom_method: bool = field(default=False, metadata={
+    trust_custom_method: bool = field(default=False, metadata={"scope": TRAINING,
         "help": "allow method= / method_options keys naming an unregistered 'package.module:Class' (imports it)"})
     # Weights & Biases (never required: no key or no network means offline or off, never a failure)
-    wandb_mode: str = field(default="auto", metadata={"help": "auto, online, offline or disabled"})
-    wandb_project: str = field(default="", metadata={"help": "W&B project; empty: $WANDB_PROJECT or ferret-bench"})
-    wandb_entity: str = field(default="", metadata={"help": "W&B entity; empty: $WANDB_ENTITY or your default"})
+    wandb_mode: str = field(default="auto", metadata={"scope": NO_EFFECT, "help": "auto, online, offline or disabled"})
+    wandb_project: str = field(default="", metadata={
+        "scope": NO_EFFECT, "help": "W&B project; empty: $WANDB_PROJECT or ferret-bench"})
+    wandb_entity: str = field(default="", metadata={
+        "scope": NO_EFFECT, "help": "W&B entity; empty: $WANDB_ENTITY or your default"})
 
     def resolved_run_id(self) -> str:
         return self.run_id or f"{self.method}-seed{self.seed}"
@@ -134,13 +156,32 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def to_yaml(self) -> str:
+        """Every key, in field order; ``load_config`` of the text gives this config back exactly
+        (PyYAML writes floats in a form it reads back as the same float)."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
 
 _FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+
+
+def _scoped(*scopes: str) -> frozenset[str]:
+    return frozenset(name for name, f in _FIELDS.items() if f.metadata.get("scope", EVALUATION) in scopes)
+
+
+def keys_without_effect() -> frozenset[str]:
+    """Keys that cannot change a run's numbers: a finished run or a checkpoint made under other
+    values of them is still this run's (ferret/outdir.py, ferret/checkpoint.py)."""
+    return _scoped(NO_EFFECT)
+
+
+def keys_outside_evaluation() -> frozenset[str]:
+    """Keys that cannot change the untuned model or its eval set (ferret/untuned.py)."""
+    return _scoped(NO_EFFECT, TRAINING)
 _TYPES = typing.get_type_hints(RunConfig)
 _DTYPES = ("float32", "bfloat16", "float16")
 PRECISIONS = ("pure", "mixed")  # ferret/precision.py
-_WANDB_MODES = ("auto", "online", "offline", "disabled")
-_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+WANDB_MODES = ("auto", "online", "offline", "disabled")
 
 
 def _unknown_key(key: str, known: typing.Iterable[str]) -> ConfigError:
@@ -175,10 +216,7 @@ def _apply(values: dict[str, Any], key: str, value: Any) -> None:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"{shown(key)}: {shown(part)} is not a mapping")
-        # YAML 1.1 reads '3e-7' as a string; a method option that looks like a number is one.
-        if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
-            value = float(value)
-        node[leaf] = value
+        node[leaf] = value  # typed by the method's Options (registry.option_values)
     else:
         values[head] = coerce(key, value, _TYPES[head], ConfigError)
 
@@ -259,8 +297,15 @@ def resolved_default_text() -> str:
 def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> RunConfig:
     """Build and validate a RunConfig from a YAML file (or the embedded default) and overrides."""
     data = read_yaml(path) if path is not None else yaml.safe_load(default_config_text())
+    return config_from_mapping(data or {}, overrides)
+
+
+def config_from_mapping(data: typing.Mapping[str, Any], overrides: typing.Sequence[str] = ()) -> RunConfig:
+    """Build and validate a RunConfig from a mapping of keys (as a YAML file holds them) and overrides;
+    method options are stored with their options' types (so ``to_yaml`` writes numbers as numbers)
+    and in name order."""
     values: dict[str, Any] = {}
-    for key, value in (data or {}).items():
+    for key, value in data.items():
         _apply(values, str(key), value)
     given: set[str] = set()
     for item in overrides:
@@ -271,7 +316,30 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
         _apply(values, key, value)
     cfg = RunConfig(**values)
     validate(cfg)
+    from ferret.algorithms import registry
+
+    # In name order (the order carries no meaning), so the same options always read the same.
+    cfg.method_options = {name: dict(sorted(registry.option_values(name, cfg.method_options,
+                                                                   cfg.trust_custom_method).items()))
+                          for name in sorted(cfg.method_options)}
     return cfg
+
+
+def write_config(cfg: RunConfig, path: str | Path) -> bool:
+    """Write ``cfg.to_yaml()`` to ``path`` unless the file already holds exactly that text (so its
+    modification time, which Snakemake compares, changes only with the config); True if written."""
+    p = Path(path)
+    text = cfg.to_yaml()
+    try:
+        if p.read_text() == text:
+            return False
+    except OSError:
+        pass
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(p)  # a reader never sees half a file
+    return True
 
 
 def _check(ok: bool, key: str, value: Any, rule: str) -> None:
@@ -322,7 +390,7 @@ def validate(cfg: RunConfig) -> None:
         _check(math.isfinite(getattr(cfg, key)), key, getattr(cfg, key), "must be a finite number")
     _check(cfg.local_steps % cfg.n_accum == 0, "n_accum", cfg.n_accum,
            f"must divide local_steps={cfg.local_steps}")
-    _check(cfg.wandb_mode in _WANDB_MODES, "wandb_mode", cfg.wandb_mode, f"must be one of {', '.join(_WANDB_MODES)}")
+    _check(cfg.wandb_mode in WANDB_MODES, "wandb_mode", cfg.wandb_mode, f"must be one of {', '.join(WANDB_MODES)}")
     _check(cfg.dtype in _DTYPES, "dtype", cfg.dtype, f"must be one of {', '.join(_DTYPES)}")
     _check(cfg.precision in PRECISIONS, "precision", cfg.precision, f"must be one of {', '.join(PRECISIONS)}")
     _check(cfg.precision != "mixed" or cfg.dtype != "float32", "precision", cfg.precision,
@@ -377,4 +445,15 @@ def describe() -> str:
     for f in dataclasses.fields(RunConfig):
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         lines.append(f"{f.name:18s} {default!r:16s} {f.metadata.get('help', '')}")
+    return "\n".join(lines)
+
+
+def describe_methods() -> str:
+    """The registered methods with their options' defaults (``method_options.<method>.<option>``)."""
+    from ferret.algorithms import registry
+
+    lines = ["methods (method: NAME, or methods: all in a grid; options under method_options.NAME):"]
+    for name, method in registry.methods().items():
+        options = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(method.options)) or "no options"
+        lines.append(f"  {name:14s} {options}")
     return "\n".join(lines)

@@ -5,6 +5,7 @@ client) run :func:`federated_round`, so the phases and what each timer covers ar
 
     for each sampled client c:
         down = algo.downlink(c)                   # downlink_bytes: counted, not applied (below)
+        algo.delivered(c)                         # the server records the delivery
         algo.load_global(model)                   # the working copy is reset from the global weights
         loss = algo.local_train(model, batches_of(c), c)   # t_local (mixed precision: under autocast)
         up = algo.encode(model, c)                # t_encode; uplink_bytes = comm.encoded_size(up)
@@ -112,6 +113,7 @@ def federated_round(algo: Algorithm, model: torch.nn.Module, sampled: Sequence[i
     shared_down = comm.encoded_size(algo.downlink(sampled[0], ctx)) if algo.shared_downlink and sampled else None
     for c in sampled:
         down_bytes += shared_down if shared_down is not None else comm.encoded_size(algo.downlink(c, ctx))
+        algo.delivered(c, ctx)
         algo.load_global(model)
         batches = batches_of(c)
         with t_local, precision.autocast(algo.cfg.dtype, algo.cfg.precision, device):
@@ -124,6 +126,7 @@ def federated_round(algo: Algorithm, model: torch.nn.Module, sampled: Sequence[i
         up_bytes += size
         with t_agg:
             algo.receive(wire(up, size), weights[c] / total_w, ctx)
+            sync(device)
         del up  # one client's uplink at a time
     with t_agg:
         algo.aggregate(ctx)

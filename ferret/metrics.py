@@ -85,12 +85,6 @@ def mean(scores: Sequence[float]) -> float:
     return sum(scores) / len(scores) if scores else float("nan")
 
 
-def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float:
-    """Mean Rouge-L F-measure (0..1) of predictions against references, as the official code
-    scores its final evaluation (per example, then averaged)."""
-    return mean(rouge_l_scores(predictions, references))
-
-
 def _takes_logits_to_keep(model: torch.nn.Module) -> bool:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "logits_to_keep" in inspect.signature(base.forward).parameters

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from ferret.atomic import fsync_dir
+from ferret.config import keys_without_effect
 
 FINISHED = ("ok", "diverged")
 OUTPUTS = ("examples.csv", "metrics.csv", "run.json")  # published in this order, run.json last
@@ -54,12 +55,11 @@ LOCK, STAGING, REPLACED = ".lock", ".staging", "replaced"
 OWN_NAMES = frozenset({*OUTPUTS, LOCK, STAGING, REPLACED, "checkpoints", "traceback.log", "wandb"})
 # The temporary of an atomic write of one of them that a kill left (ferret/atomic.py names them so).
 _OWN_TEMP = re.compile(r"\.(?:examples\.csv|metrics\.csv|run\.json|traceback\.log)\..+\.tmp")
-# Config keys that cannot change a run's numbers: a finished run under other values is still "done".
 # Bytes held in .staging/.reserve: a disk that the run fills still has room for run.json and the
 # traceback of the failure (release_reserve), so a full disk ends with status 'failed', not 'running'.
 RESERVE_BYTES = 512 * 1024
-# `untuned` only says where round 0 comes from; a run uses it only when it is bit-for-bit its own.
-IGNORED_KEYS = frozenset({"threads", "checkpoint_every", "wandb_mode", "wandb_project", "wandb_entity", "untuned"})
+# Config keys that cannot change a run's numbers: a finished run under other values is still "done".
+IGNORED_KEYS = keys_without_effect()
 
 
 class OutDirError(RuntimeError):

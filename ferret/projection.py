@@ -62,9 +62,9 @@ from typing import Any
 
 import torch
 
+from ferret.bases import BASES, DEFAULT_CHUNK
 from ferret.kernels import cpu as fused_kernels  # CPU kernels; CUDA's are imported on first use
 
-BASES = ("rademacher", "uniform", "gaussian", "trunc_normal")
 
 _U64 = 1 << 64
 
@@ -213,7 +213,6 @@ def _chunks(n: int, d: int, chunk_elems: int):
             yield slice(r0, min(n, r0 + group)), start, min(step, d - start)
 
 
-DEFAULT_CHUNK = 1 << 22  # entries per reference chunk (16 MiB of float32)
 
 
 def _triton_kernels() -> ModuleType:

@@ -26,20 +26,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ferret.config import ConfigError
+from ferret.config import ConfigError, keys_outside_evaluation
 from ferret.csv_sink import EXAMPLE_COLUMNS
 from ferret.data.types import Example
 
 RECORD, EXAMPLES = "untuned.json", "examples.csv"
-# Config keys that cannot change the untuned model or its eval set: they shape training only. Every
-# other key is part of the folder's key (over-splitting costs one extra evaluation, never a wrong
-# score; the content check below catches the rest).
-TRAINING_KEYS = frozenset({
-    "method", "experiment", "run_id", "num_clients", "participation", "rounds", "equal_weight", "local_steps",
-    "local_epochs", "batch_size", "n_accum", "lr", "momentum", "weight_decay", "grad_clip", "K", "slr",
-    "method_options",
-    "seed", "threads", "checkpoint_every", "trust_custom_method", "wandb_mode", "wandb_project",
-    "wandb_entity", "eval_every", "rouge_every", "untuned"})
+# Config keys that cannot change the untuned model or its eval set (declared on RunConfig's fields).
+# Every other key is part of the folder's key (over-splitting costs one extra evaluation, never a
+# wrong score; the content check below catches the rest).
+TRAINING_KEYS = keys_outside_evaluation()
 
 
 def _digest(value: Any) -> str:

@@ -10,7 +10,8 @@ import torch
 from ferret import comm, projection
 from ferret.algorithms import registry
 from ferret.algorithms.base import RoundContext
-from ferret.algorithms.ferret import Ferret, FerretOptions, group_blocks
+from ferret.algorithms.ferret import Ferret, group_blocks
+from ferret.methods.ferret import FerretOptions
 from ferret.config import load_config
 from ferret.engine import client_batches, collate
 from ferret.data.prompts import tokenize_example
@@ -35,6 +36,7 @@ def _train_clients(cfg, algo, model, tokenizer, clients, sampled, round_=1):
     ups = []
     for c in sampled:
         algo.downlink(c, ctx)
+        algo.delivered(c, ctx)
         algo.load_global(model)
         algo.local_train(model, client_batches(clients[c], cfg, round_, c, tokenizer.pad_token_id,
                                                torch.device("cpu")), c, ctx)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import yaml
 
-from ferret.algorithms.registry import METHODS
 from ferret.cli import build_parser
 from ferret.algorithms import registry
 from ferret.config import RunConfig, default_config_text, describe, load_config, resolved_default_text
@@ -38,15 +37,18 @@ def test_cli_options_named_like_run_keys_default_to_the_dataclass():
     assert checked  # the report commands' --wandb-mode at least
 
 
-def test_workflow_schema_defaults_match_the_dataclass():
-    wandb = SCHEMA["properties"]["wandb"]["properties"]
-    for key, spec in wandb.items():
-        assert spec["default"] == DEFAULTS[f"wandb_{key}"], f"wandb.{key}"
+def _schema_defaults(node: object, path: str = "") -> list[str]:
+    if isinstance(node, dict):
+        found = [path] if "default" in node else []
+        return found + [p for k, v in node.items() for p in _schema_defaults(v, f"{path}.{k}")]
+    return [p for i, v in enumerate(node) for p in _schema_defaults(v, f"{path}[{i}]")] if isinstance(node, list) else []
 
 
-def test_schema_method_enum_is_the_registry():
-    enum = SCHEMA["definitions"]["method"]["anyOf"][0]["enum"]
-    assert enum == list(METHODS)
+def test_workflow_schema_restates_no_run_default():
+    """The schema's one default is a workflow key's own (threads_per_run); run keys (wandb.*)
+    and resources take theirs from RunConfig and common.smk."""
+    assert _schema_defaults(SCHEMA) == [".properties.threads_per_run"]
+    assert _schema_defaults({"a": {"default": 1}, "b": [{"c": {"default": 2}}]}) == [".a", ".b[0].c"]
 
 
 def restated_defaults(embedded: dict) -> list[str]:

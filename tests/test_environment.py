@@ -65,10 +65,9 @@ def test_installs_the_project_with_its_test_and_slurm_extras():
     assert editable == ["-e .[test,slurm]"]
 
 
-def test_the_rules_conda_env_takes_the_same_route():
-    env = yaml.safe_load((ROOT / "workflow/envs/ferret.yaml").read_text())
-    assert env["channels"] == ["conda-forge"]
-    pip = _pip_lines(env)
-    constraints = _pins((ROOT / "constraints-cpu.txt").read_text().splitlines())
-    assert _pins(pip)["torch"] == constraints["torch"]
-    assert "-c ../../constraints-cpu.txt" in pip  # relative to workflow/envs/, as conda resolves it
+def test_no_rule_names_a_conda_env():
+    """Every rule runs `sys.executable -m ferret`, the interpreter that runs Snakemake, so a rule's
+    `conda:` env could never take effect: the rules name none (environment.yml builds the one env)."""
+    rules = [p for p in (ROOT / "workflow").rglob("*.smk")] + [ROOT / "Snakefile"]
+    assert rules and not [p.name for p in rules if re.search(r"^\s+conda:", p.read_text(), re.M)]
+    assert not (ROOT / "workflow/envs").exists()

@@ -66,13 +66,15 @@ def dry_run() -> str:
     return proc.stdout
 
 
-def _train_commands(stdout: str) -> dict[str, dict[str, str]]:
-    """run id -> its `ferret run` key=value arguments, parsed from the printed shell commands."""
+def _train_commands(stdout: str) -> dict[str, dict]:
+    """run id -> its full run config, read from the file its printed `ferret run --config` names
+    (the command holds no key=value word)."""
     runs = {}
     for line in stdout.splitlines():
-        m = re.search(r"-m ferret run --out results/runs/paper/(\S+) (.*?) >", line)
+        m = re.search(r"-m ferret run --config (\S+) --out results/runs/paper/(\S+) >", line)
         if m:
-            runs[m.group(1)] = dict(kv.split("=", 1) for kv in m.group(2).split())
+            assert "=" not in line.split(" >")[0], line
+            runs[m.group(2)] = yaml.safe_load((ROOT / m.group(1)).read_text())
     return runs
 
 
@@ -87,8 +89,8 @@ def test_dry_run_lists_the_full_paper_grid(dry_run):
     expected = _expected_points(cfg)
     runs = _train_commands(dry_run)
     assert _job_count(dry_run, "train") == len(expected) == len(runs)
-    got = {(a["method"], a["model"], a["dataset"], int(a["num_clients"]), int(a["K"]), int(a["seed"]),
-            precision_label(rid)) for rid, a in runs.items()}
+    got = {(a["method"], a["model"], a["dataset"], a["num_clients"], a["K"], a["seed"], precision_label(rid))
+           for rid, a in runs.items()}
     assert got == expected
     # the paper's eight methods: FedKSeed-Pro has no row in its tables
     assert {p[0] for p in got} == set(registry.METHODS) - {"fedkseed-pro"}
@@ -116,16 +118,16 @@ def test_each_run_gets_its_data_model_and_method_settings(dry_run):
         for o in cfg.get("overrides", []):
             if all(args[axis] == value for axis, value in o["when"].items()):
                 expected_rounds = o["settings"].get("rounds", expected_rounds)
-        assert int(args["rounds"]) == expected_rounds, rid
-        assert args["method_options.ferret.basis"] == "trunc_normal"  # the official basis, not default.yaml's
+        assert args["rounds"] == expected_rounds, rid
+        assert args["method_options"]["ferret"]["basis"] == "trunc_normal"  # the official basis, not default.yaml's
     ferret = runs["ferret_datajuicer-1.3b_natural-instructions_N738_K200_s0"]
     assert (ferret["rounds"], ferret["local_steps"], ferret["n_accum"], ferret["lr"], ferret["slr"]) == \
-        ("12", "40", "4", "0.0001", "10.0")  # scripts/ferret.sh
+        (12, 40, 4, 0.0001, 10.0)  # scripts/ferret.sh
     kseed = runs["fedkseed_llama2-13b_gsm8k_N3_K4096_s0"]
-    assert (kseed["local_steps"], kseed["max_new_tokens"], kseed["method_options.fedkseed.lr"]) == \
-        ("200", "256", "3e-07")
+    assert (kseed["local_steps"], kseed["max_new_tokens"], kseed["method_options"]["fedkseed"]["lr"]) == \
+        (200, 256, 3e-07)
     dolly = runs["fedavg_llama-3b_dolly_N200_K200_s1"]
-    assert (dolly["rounds"], dolly["dirichlet_alpha"], dolly["eval_category"]) == ("60", "0.5", "summarization")
+    assert (dolly["rounds"], dolly["dirichlet_alpha"], dolly["eval_category"]) == (60, 0.5, "summarization")
 
 
 def test_every_run_is_official_float16_but_the_precision_ablation(dry_run):
@@ -150,16 +152,16 @@ def test_resolved_runs_carry_the_papers_setup(dry_run):
     """App. C.1 values, written out here rather than read back from the YAML."""
     runs = _train_commands(dry_run)
     ferret = runs["ferret_llama-3b_dolly_N200_K200_s3"]
-    assert (ferret["rounds"], ferret["slr"], ferret["lr"], ferret["participation"]) == ("20", "3.0", "0.0001", "0.05")
+    assert (ferret["rounds"], ferret["slr"], ferret["lr"], ferret["participation"]) == (20, 3.0, 0.0001, 0.05)
     kseed = runs["fedkseed_datajuicer-1.3b_natural-instructions_N738_K4096_s0"]
-    assert (kseed["K"], kseed["local_steps"], kseed["rounds"]) == ("4096", "200", "40")
+    assert (kseed["K"], kseed["local_steps"], kseed["rounds"]) == (4096, 200, 40)
     gsm8k = [a for a in runs.values() if a["dataset"] == "gsm8k"]
-    assert gsm8k and {a["num_clients"] for a in gsm8k} == {"3"} and {a["rounds"] for a in gsm8k} == {"20"}
-    assert {a["num_clients"] for a in runs.values() if a["dataset"] == "codealpaca"} == {"9"}
+    assert gsm8k and {a["num_clients"] for a in gsm8k} == {3} and {a["rounds"] for a in gsm8k} == {20}
+    assert {a["num_clients"] for a in runs.values() if a["dataset"] == "codealpaca"} == {9}
     big = runs["ferret_llama2-13b_codealpaca_N9_K200_s0"]
-    assert (big["lr"], big["slr"]) == ("0.0005", "10.0")
-    assert (runs["fedavg_llama2-7b_gsm8k_N3_K200_s1"]["lr"], runs["fedavg_llama2-7b_gsm8k_N3_K200_s1"]["slr"]) == ("0.0003", "1.0")
-    assert {a["seed"] for a in runs.values() if a["method"] == "fedzo"} == {"0", "1", "2", "3"}
+    assert (big["lr"], big["slr"]) == (0.0005, 10.0)
+    assert (runs["fedavg_llama2-7b_gsm8k_N3_K200_s1"]["lr"], runs["fedavg_llama2-7b_gsm8k_N3_K200_s1"]["slr"]) == (0.0003, 1.0)
+    assert {a["seed"] for a in runs.values() if a["method"] == "fedzo"} == {0, 1, 2, 3}
 
 
 def test_runs_ask_for_their_models_gpus(dry_run):

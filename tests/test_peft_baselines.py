@@ -48,6 +48,7 @@ def _round(cfg, algo, model, tokenizer, clients, sampled, round_):
     losses, ups, up_bytes = [], [], []
     for c in sampled:
         comm.decode(comm.encode(algo.downlink(c, ctx)))
+        algo.delivered(c, ctx)
         algo.load_global(model)
         losses.append(algo.local_train(model, client_batches(clients[c], cfg, round_, c, tokenizer.pad_token_id, CPU),
                                        c, ctx))
@@ -199,9 +200,9 @@ def test_batched_generation_matches_peft_generating_each_prompt_alone(tiny, meth
 
 
 def test_options_reject_bad_values():
-    from baselines.fedit import FedITOptions
-    from baselines.fedprompt import FedPromptOptions
-    from baselines.fedptuning import FedPTuningOptions
+    from ferret.methods.fedit import FedITOptions
+    from ferret.methods.fedprompt import FedPromptOptions
+    from ferret.methods.fedptuning import FedPTuningOptions
 
     with pytest.raises(ValueError, match="r=0"):
         FedITOptions(r=0)

@@ -10,8 +10,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from baselines.fedkseed import FedKSeed, FedKSeedOptions, FedKSeedPro, FedKSeedProOptions
-from baselines.fedzo import FedZO, FedZOOptions
+from baselines.fedkseed import FedKSeed, FedKSeedPro
+from baselines.fedzo import FedZO
+from ferret.methods.fedkseed import FedKSeedOptions
+from ferret.methods.fedkseed_pro import FedKSeedProOptions
+from ferret.methods.fedzo import FedZOOptions
 from ferret import comm
 from ferret.algorithms import registry
 from ferret.algorithms.base import RoundContext
@@ -45,6 +48,7 @@ def _federate(tiny, method: str) -> SimpleNamespace:
         ctx = RoundContext(round=r, rounds=cfg.rounds, seed=cfg.seed, device=CPU)
         for c in (0, 1):
             comm.encode(algo.downlink(c, ctx))
+            algo.delivered(c, ctx)
             algo.load_global(model)
             out.grads.append(any(p.grad is not None for p in model.parameters()))
             batches = client_batches(clients[c], cfg, r, c, tokenizer.pad_token_id, CPU)
@@ -58,6 +62,7 @@ def _federate(tiny, method: str) -> SimpleNamespace:
     if hasattr(algo, "replay"):
         late = RoundContext(round=3, rounds=cfg.rounds, seed=cfg.seed, device=CPU)
         out.late_down = comm.decode(comm.encode(algo.downlink(3, late)))
+        algo.delivered(3, late)
     return out
 
 
@@ -212,6 +217,7 @@ def _toy_round(algo, model, r: int, clients: int) -> None:
     ctx = RoundContext(r, 10, 0, CPU)
     for c in range(clients):
         algo.downlink(c, ctx)
+        algo.delivered(c, ctx)
         algo.load_global(model)
         algo.local_train(model, [{"x": torch.zeros(1)}] * 2, c, ctx)
         algo.receive(comm.decode(comm.encode(algo.encode(model, c, ctx))), 1 / clients, ctx)
@@ -242,6 +248,29 @@ def test_zo_step_is_a_descent_direction_in_expectation(cls, options):
     assert cos > 0.8, cos
     # and its size is lr * |grad| (unbiased up to the O(mu^2) smoothing and sampling noise)
     assert mean.norm().item() == pytest.approx(cfg.lr * minus_grad.norm().item(), rel=0.3)
+
+
+@pytest.mark.parametrize("cls,options", [(FedKSeed, FedKSeedOptions()), (FedKSeedPro, FedKSeedProOptions()),
+                                         (FedKSeed, FedKSeedOptions(downlink="merged"))])
+def test_downlink_changes_no_state(cls, options):
+    """Building a downlink twice gives the same message and leaves the server state as it was;
+    only `delivered` records that the client now holds the history."""
+    algo, model, _, _ = _toy(cls, options, K=64)
+    for r in (1, 2):
+        _toy_round(algo, model, r, clients=2)
+    ctx = RoundContext(3, 10, 0, CPU)
+    def state() -> dict:  # tensors as bytes, JSON values (e.g. last_sync) as they are
+        return {k: comm.encode(Message({"t": v})) if torch.is_tensor(v) else copy.deepcopy(v)
+                for k, v in algo.state_dict().items()}
+
+    before = state()
+    assert "last_sync" in before
+    first, second = comm.encode(algo.downlink(5, ctx)), comm.encode(algo.downlink(5, ctx))
+    assert first == second
+    assert state() == before
+    assert comm.decode(first).tensors["rounds"].tolist() == [1, 2]
+    algo.delivered(5, ctx)
+    assert comm.decode(comm.encode(algo.downlink(5, ctx))).tensors["rounds"].numel() == 0
 
 
 def test_fedkseed_lowers_the_toy_loss():

@@ -4,6 +4,7 @@ A round (ferret/federated_round.py, run by the engine and by ``ferret bench roun
 
     for each sampled client c:
         msg = algo.downlink(c, ctx)            # server -> client (serialised, counted, not applied)
+        algo.delivered(c, ctx)                 # the server records the delivery
         algo.load_global(model)                # reset the single working copy to the global weights
         loss = algo.local_train(model, batches, c, ctx)  # "local compute" phase
         up = algo.encode(model, c, ctx)        # "encode" phase -> uplink (serialised, counted)
@@ -30,7 +31,6 @@ resumed run restores it with ``algo.load_state_dict`` right after ``setup`` (fer
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -39,6 +39,7 @@ import torch
 
 from ferret import precision
 from ferret.algorithms.local import sgd_local_steps
+from ferret.algorithms.registry import NoOptions
 from ferret.comm import Message
 from ferret.precision import LostUpdates
 
@@ -74,17 +75,6 @@ def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
         model.config.use_cache = False
 
 
-def check_lr_option(lr: object) -> None:
-    """A method's own ``lr`` option: a finite number >= 0, where 0 means the run's ``lr``."""
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (lr >= 0 and math.isfinite(lr)):
-        raise ValueError(f"lr={lr!r}: must be a finite number >= 0 (0 uses the run's lr)")
-
-
-@dataclass(frozen=True)
-class NoOptions:
-    """For methods without options of their own."""
-
-
 @dataclass(frozen=True)
 class RoundContext:
     """What a method may know about the current round."""
@@ -98,12 +88,12 @@ class RoundContext:
 class Algorithm:
     """Base class: full-parameter training state kept as a CPU-or-device copy of the trainable weights.
 
-    Subclasses set ``name`` and, if they take options, ``Options`` (a frozen dataclass whose
-    ``__post_init__`` validates), and implement ``downlink``, ``local_train``, ``encode`` and
-    ``aggregate``. ``setup`` selects the trainable parameters; PEFT methods override it.
+    Subclasses implement ``downlink``, ``local_train``, ``encode`` and ``aggregate``; ``setup``
+    selects the trainable parameters (PEFT methods override it). A registered method's options
+    class is its registration's (ferret/methods/); a custom ``module:Class`` method sets
+    ``Options`` (a frozen dataclass whose ``__post_init__`` validates).
     """
 
-    name: ClassVar[str] = "algorithm"
     Options: ClassVar[type] = NoOptions
     # True when downlink() builds the same message for every client of a round (the FedAvg family):
     # the round then counts its bytes once per round instead of once per client.
@@ -141,7 +131,7 @@ class Algorithm:
 
     def local_lr(self) -> float:
         """The client step size: the method's own ``lr`` option when set (see
-        :func:`check_lr_option`), else the run's ``lr``."""
+        :func:`ferret.methods._checks.check_lr_option`), else the run's ``lr``."""
         return getattr(self.options, "lr", 0.0) or self.cfg.lr
 
     def take_lost_updates(self) -> tuple[float, float]:
@@ -192,7 +182,13 @@ class Algorithm:
 
     # -- one round ---------------------------------------------------------------------------
     def downlink(self, client: int, ctx: RoundContext) -> Message:
+        """Build what the server sends ``client`` this round; changes no state (building it twice
+        gives the same message), so it can be measured or rebuilt freely."""
         raise NotImplementedError
+
+    def delivered(self, client: int, ctx: RoundContext) -> None:
+        """Record that ``client`` received this round's downlink (the round calls it right after
+        :meth:`downlink`). Default: nothing to record; seed-based methods note what it now holds."""
 
     def local_train(self, model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]],
                     client: int, ctx: RoundContext) -> float:

@@ -13,12 +13,16 @@ import torch
 T = TypeVar("T")
 
 
-def take_missed(last_sync: dict[int, int], client: int,
-                history: list[T]) -> tuple[bool, list[T], dict[str, torch.Tensor]]:
-    """(first contact?, the history entries ``client`` has not seen, ``{"rounds": their 1-based numbers}``),
-    and mark ``client`` as holding the whole history."""
-    first = client not in last_sync
+def missed_rounds(last_sync: dict[int, int], client: int,
+                  history: list[T]) -> tuple[bool, list[T], dict[str, torch.Tensor]]:
+    """(first contact?, the history entries ``client`` has not seen, ``{"rounds": their 1-based
+    numbers}``); reads ``last_sync`` only (:func:`mark_synced` records the delivery)."""
     since = last_sync.get(client, 0)
     missed = history[since:]
+    return client not in last_sync, missed, {"rounds": torch.arange(since + 1, since + 1 + len(missed),
+                                                                    dtype=torch.int32)}
+
+
+def mark_synced(last_sync: dict[int, int], client: int, history: list[T]) -> None:
+    """Record that ``client`` now holds the whole history (its downlink was delivered)."""
     last_sync[client] = len(history)
-    return first, missed, {"rounds": torch.arange(since + 1, since + 1 + len(missed), dtype=torch.int32)}

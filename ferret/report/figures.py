@@ -18,6 +18,8 @@ legends sit outside the panels so they cover no data. PDFs embed their fonts as 
 
 from __future__ import annotations
 
+import colorsys
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,7 +30,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator, NullLocator  # noqa: E402
 
-from ferret.algorithms.registry import METHODS  # noqa: E402
 from ferret.report import stats  # noqa: E402
 from ferret.report.claims import common_target, compute_budget  # noqa: E402
 from ferret.report.runs import (REFERENCE, final_rows, main_config_runs, round_costs,  # noqa: E402
@@ -38,9 +39,11 @@ plt.rcParams.update({"pdf.fonttype": 42, "ps.fonttype": 42})  # embedded TrueTyp
 
 _COLOURS = plt.get_cmap("tab10").colors
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
-# One style per registered method, in registry order, so a method looks the same in every figure.
+# A fixed style per known method, by name, so that adding a method recolours none of the others.
 METHOD_STYLE: dict[str, dict[str, object]] = {
-    m: {"color": _COLOURS[i % len(_COLOURS)], "marker": _MARKERS[i % len(_MARKERS)]} for i, m in enumerate(METHODS)}
+    m: {"color": _COLOURS[i], "marker": _MARKERS[i]}
+    for i, m in enumerate(("ferret", "fedavg", "fedzo", "fedkseed", "fedkseed-pro", "fedit", "fedit-sgd",
+                           "fedptuning", "fedprompt"))}
 OFFICIAL = "rouge_l_official"
 SPARSE_METRICS = ("rouge_l", OFFICIAL)  # measured at some rounds only: markers, no connecting line
 # metric -> (its range as stored, the factor to the unit shown, the axis label with that unit)
@@ -53,8 +56,13 @@ _SEED_ALPHA, _SEED_WIDTH = 0.35, 0.7
 
 
 def style(method: str) -> dict[str, object]:
-    """Colour and marker of ``method``; a custom method gets a grey style of its own."""
-    return METHOD_STYLE.get(method, {"color": "0.4", "marker": "x"})
+    """Colour and marker of ``method``: its fixed style, else one derived from a hash of its name
+    (the same in every figure and every run of the report)."""
+    if method in METHOD_STYLE:
+        return METHOD_STYLE[method]
+    digest = hashlib.sha256(method.encode()).digest()
+    colour = colorsys.hsv_to_rgb(digest[0] / 256, 0.55 + digest[1] / 1024, 0.45 + digest[2] / 1024)
+    return {"color": colour, "marker": _MARKERS[digest[3] % len(_MARKERS)]}
 
 
 def rouge_column(df: pd.DataFrame) -> str:

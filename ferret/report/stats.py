@@ -83,10 +83,6 @@ class Interval:
     level: float = LEVEL
     kind: str = "t"
 
-    @property
-    def sem(self) -> float:
-        return self.std / math.sqrt(self.n) if self.n >= 2 else math.nan
-
     def scaled(self, factor: float) -> Interval:
         return Interval(self.mean * factor, self.std * factor, self.n, self.low * factor, self.high * factor,
                         self.level, self.kind)

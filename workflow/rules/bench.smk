@@ -16,8 +16,6 @@ rule bench_projection:
     threads: 1024  # the whole machine: Snakemake caps it at --cores (workflow.cores breaks -n and --unlock)
     log:
         "logs/bench/projection.log",
-    conda:
-        "../envs/ferret.yaml"
     shell:
         "{params.ferret} bench projection --threads {threads} --out results/bench --figures figures > {log} 2>&1"
 
@@ -31,8 +29,6 @@ rule bench_server:
     threads: 1024  # the whole machine: Snakemake caps it at --cores (workflow.cores breaks -n and --unlock)
     log:
         "logs/bench/server.log",
-    conda:
-        "../envs/ferret.yaml"
     shell:
         "{params.ferret} bench server --threads {threads} --out results/bench > {log} 2>&1"
 
@@ -48,8 +44,6 @@ rule bench_overhead:
     threads: 1024  # the whole machine: Snakemake caps it at --cores (workflow.cores breaks -n and --unlock)
     log:
         "logs/bench/overhead.log",
-    conda:
-        "../envs/ferret.yaml"
     shell:
         "{params.ferret} bench overhead --run-config default --threads {threads} --out results/bench > {log} 2>&1"
 
@@ -63,8 +57,6 @@ rule bench_round:
     threads: 1024  # the whole machine: Snakemake caps it at --cores (workflow.cores breaks -n and --unlock)
     log:
         "logs/bench/round.log",
-    conda:
-        "../envs/ferret.yaml"
     shell:
         # on CPU: the scaled-down 'small' LLaMA (--device cuda would take open_llama_3b's shape)
         "{params.ferret} bench round --threads {threads} --out results/bench > {log} 2>&1"

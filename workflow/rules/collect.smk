@@ -14,7 +14,5 @@ rule collect:
         folders=[f"{RUNS}/{rid}" for rid in GRID],
     log:
         "logs/collect.log",
-    conda:
-        "../envs/ferret.yaml"
     shell:
         "{params.ferret} collect {params.folders} --out {output.runs} --examples-out {output.examples} > {log} 2>&1"

@@ -1,21 +1,25 @@
-# Config validation and the run grid. Everything here runs before any job starts.
+# Config validation, the run grid and each run's config file. Everything here runs before any job
+# starts, and imports neither torch nor a method's implementation (tests/test_workflow.py).
+import dataclasses
 import itertools
 import json
 import re
 import shlex
 import sys
 from pathlib import Path
-from types import SimpleNamespace  # a train job's wildcards, for an eval_untuned job
 
 import yaml
 from snakemake.utils import validate
 
+from ferret.algorithms import registry
+from ferret.config import ConfigError, config_from_mapping, write_config
+from ferret.untuned import folder_key
 
 
 def _refuse_yaml_aliases():
     """A grid file with YAML aliases (*name) is refused before the schema check, whose messages
     would quote the expanded value: nested aliases turn a small file into gigabytes of text."""
-    from ferret.config import ConfigError, refuse_aliases
+    from ferret.config import refuse_aliases
 
     for path in workflow.configfiles:
         try:
@@ -25,6 +29,7 @@ def _refuse_yaml_aliases():
 
 
 _refuse_yaml_aliases()
+
 # Also fills the schema's defaults into config (set_default=True), so the rules below index
 # config instead of restating a default with .get(key, default).
 validate(config, "../schemas/config.schema.yaml", set_default=True)
@@ -35,6 +40,11 @@ FERRET = f"{shlex.quote(sys.executable)} -m ferret" + (
     f" --resources {shlex.quote(str(config['resources']))}" if "resources" in config else "")
 EXPERIMENT = config["experiment"]
 RUNS = f"results/runs/{EXPERIMENT}"
+# Each run's full config, written by RunConfig and read by `ferret run --config` (not an output of
+# any rule: written here, and only when its text changes, so a run reruns when its config does).
+CONFIGS = f"results/configs/{EXPERIMENT}"
+# What one run asks the scheduler for unless model_settings.<model>.resources says otherwise.
+RUN_RESOURCES = {"mem_mb": 8000, "runtime": 720}
 PREPARED_ALIASES = {"smollm2-135m", "tiny"}  # models converted or cached once by their own rule
 FIGURES = ["convergence_round", "convergence_bytes", "convergence_time", "convergence_compute", "ablation_k", "ablation_clients", "figure1"]
 TABLES = ["main", "cost", "claims", "budget", "paper_rouge", "paper_cost"]
@@ -77,14 +87,37 @@ def _ablations():
     return ablations
 
 
+def _methods(value):
+    """A grid's `methods`: its list, or every registered method for `all`."""
+    return list(registry.methods()) if value == "all" else value
+
+
+def _check_method_names():
+    """Every method a grid names outside its axes (settings, overrides, ablations), checked like a
+    run's: a misspelt name fails here with a suggestion instead of being silently unused."""
+    named = [*config.get("method_settings", {}), *(o["when"]["method"] for o in config.get("overrides", [])
+                                                   if "method" in o["when"]),
+             *(a["method"] for a in _ablations().values())]
+    trusted = config.get("settings", {}).get("trust_custom_method", False)
+    for name in named:
+        try:
+            registry.check_name(name, trusted)
+        except registry.UnknownMethodError as e:
+            raise ValueError(str(e)) from None
+
+
 def _points():
     """The main grid (methods x models x data sets x num_clients x K x seeds x precisions), each further grid of
     `grids` (the axes it lists replace the main grid's) and each ablation (one method, one axis
     varied, the other axes at their first main value); duplicates merge."""
+    _check_method_names()
     main = {axis: config.get(key, [None]) for axis, key in AXIS_KEYS.items()}  # only `precisions` may be absent
+    main["method"] = _methods(main["method"])
     grids = [main]
     for extra in config.get("grids", []):
-        grids.append({axis: extra.get(key, main[axis]) for axis, key in AXIS_KEYS.items()})
+        grid = {axis: extra.get(key, main[axis]) for axis, key in AXIS_KEYS.items()}
+        grid["method"] = _methods(grid["method"])
+        grids.append(grid)
     for axis, ablation in _ablations().items():
         grid = {k: v[:1] for k, v in main.items()}
         grid.update({"method": [ablation["method"]], axis: ablation["values"],
@@ -116,32 +149,44 @@ def run_settings(point):
     return items
 
 
-def run_overrides(point):
-    """The `ferret run` key=value arguments of one grid point."""
+def run_config(point):
+    """The RunConfig of one grid point, validated by ferret's own checks (the grid's `wandb` keys
+    become the run's wandb_* keys; a key the grid leaves out keeps RunConfig's default)."""
     axes = {k: v for k, v in point.items() if k != "precision"}  # a label, set as its keys by run_settings
-    items = {**run_settings(point), **axes, "experiment": EXPERIMENT, "run_id": run_id(point)}
-    wandb = config["wandb"]
-    items.update({"wandb_mode": wandb["mode"], "wandb_project": wandb["project"], "wandb_entity": wandb["entity"]})
-    args = [f"{k}={v}" for k, v in items.items()]
-    for method, options in config.get("method_options", {}).items():
-        args += [f"method_options.{method}.{k}={v}" for k, v in options.items()]
-    return " ".join(shlex.quote(a) for a in args)
+    items = {**run_settings(point), **axes, "experiment": EXPERIMENT, "run_id": run_id(point),
+             "threads": config["threads_per_run"], "method_options": config.get("method_options", {})}
+    items.update({f"wandb_{key}": value for key, value in config.get("wandb", {}).items()})
+    return config_from_mapping(items)
 
 
 def _checked_runs():
-    """Every run's full config, validated with ferret's own checks, before any job."""
-    from ferret.config import ConfigError, load_config
-
-    configs = {}
+    """run id -> its RunConfig (with `untuned`: the folder its round 0 is read from); folder key ->
+    the config its eval_untuned job evaluates (that of the first run naming it)."""
+    runs, untuned = {}, {}
     for rid, point in GRID.items():
         try:
-            configs[rid] = load_config(None, shlex.split(run_overrides(point)))
+            cfg = run_config(point)
         except ConfigError as e:
             raise ValueError(f"run {rid}: {e}") from None
-    return configs
+        key = folder_key(cfg.to_dict())
+        untuned.setdefault(key, cfg)
+        runs[rid] = dataclasses.replace(cfg, untuned=f"results/untuned/{key}")
+    return runs, untuned
 
 
-RUN_CONFIGS = _checked_runs()
+RUN_CONFIGS, UNTUNED_CONFIGS = _checked_runs()
+for _rid, _cfg in RUN_CONFIGS.items():
+    write_config(_cfg, f"{CONFIGS}/{_rid}.yaml")
+for _key, _cfg in UNTUNED_CONFIGS.items():
+    write_config(_cfg, f"{CONFIGS}/untuned/{_key}.yaml")
+# The report rules log to the runs' W&B mode, project and entity (the same for every run).
+_first = next(iter(RUN_CONFIGS.values()))
+REPORT_WANDB = " ".join(f"--{flag} {shlex.quote(value)}" for flag, value in (
+    ("experiment", EXPERIMENT), ("wandb-mode", _first.wandb_mode), ("wandb-project", _first.wandb_project),
+    ("wandb-entity", _first.wandb_entity)))
+# The paper's numbers the tables (and figure1) compare with (ferret/report/runs.py REFERENCE), as
+# far as the working directory holds them.
+REFERENCE_TABLES = sorted(str(p) for p in Path("results/reference").glob("*.csv"))
 
 
 def run_priority(wildcards):
@@ -152,77 +197,37 @@ def run_priority(wildcards):
     return cfg.clients_per_round * max(cfg.local_steps, 1) * cfg.rounds
 
 
+def _marker(cfg):
+    return [f"resources/prepared/{cfg.model}.txt"] if cfg.model in PREPARED_ALIASES else []
+
+
+def _resources(cfg):
+    """mem_mb, runtime and gpu of a job running ``cfg``: its model's `resources`, else
+    RUN_RESOURCES and one GPU when the run's device is cuda."""
+    own = config.get("model_settings", {}).get(cfg.model, {}).get("resources", {})
+    return {**RUN_RESOURCES, "gpu": int(cfg.device.startswith("cuda")), **own}
+
+
+def run_resource(name):
+    """A train job's resource ``name`` (a function of its wildcards, as Snakemake takes it)."""
+    return lambda wildcards: _resources(RUN_CONFIGS[wildcards.run_id])[name]
+
+
+def untuned_resource(name):
+    """An eval_untuned job's resource ``name``: the same model in memory as its runs, the same request."""
+    return lambda wildcards: _resources(UNTUNED_CONFIGS[wildcards.key])[name]
+
+
 def model_marker(wildcards):
-    model = GRID[wildcards.run_id]["model"]
-    return [f"resources/prepared/{model}.txt"] if model in PREPARED_ALIASES else []
+    return _marker(RUN_CONFIGS[wildcards.run_id])
 
 
-def _model_resources(wildcards):
-    return config.get("model_settings", {}).get(GRID[wildcards.run_id]["model"], {}).get("resources", {})
-
-
-def gpus(wildcards):
-    """GPUs of one run: its model's `resources.gpu`, else 1 when the run's device is cuda."""
-    resources = _model_resources(wildcards)
-    if "gpu" in resources:
-        return resources["gpu"]
-    from ferret.config import RunConfig  # the run default, not a copy of it
-
-    return 1 if str(run_settings(GRID[wildcards.run_id]).get("device", RunConfig.device)).startswith("cuda") else 0
-
-
-def run_mem_mb(wildcards):
-    """Host memory of one run (model_settings.<model>.resources.mem_mb; 8000 MB by default)."""
-    return _model_resources(wildcards).get("mem_mb", 8000)
-
-
-def run_runtime(wildcards):
-    """Wall-clock minutes of one run (model_settings.<model>.resources.runtime; 720 by default)."""
-    return _model_resources(wildcards).get("runtime", 720)
+def untuned_model_marker(wildcards):
+    return _marker(UNTUNED_CONFIGS[wildcards.key])
 
 
 def run_files(name):
     return [f"{RUNS}/{rid}/{name}" for rid in GRID]
-
-
-def _untuned_folders():
-    """run id -> its untuned-evaluation folder (results/untuned/<key>, ferret/untuned.py), and
-    folder key -> one grid point that names it (the eval_untuned job runs with its settings)."""
-    from ferret.config import load_config
-    from ferret.untuned import folder_key
-
-    folders, points = {}, {}
-    for rid, point in GRID.items():
-        key = folder_key(load_config(None, shlex.split(run_overrides(point))).to_dict())
-        folders[rid] = f"results/untuned/{key}"
-        points.setdefault(key, point)
-    return folders, points
-
-
-UNTUNED, UNTUNED_POINTS = _untuned_folders()
-
-
-
-
-def _untuned_as_run(wildcards):
-    """An eval_untuned job's wildcards as those of a train job of its model (for the helpers above)."""
-    return SimpleNamespace(run_id=run_id(UNTUNED_POINTS[wildcards.key]))
-
-
-def untuned_gpus(wildcards):
-    return gpus(_untuned_as_run(wildcards))
-
-
-def untuned_mem_mb(wildcards):
-    return run_mem_mb(_untuned_as_run(wildcards))
-
-
-def untuned_runtime(wildcards):
-    return run_runtime(_untuned_as_run(wildcards))
-
-
-def untuned_model_marker(wildcards):
-    return model_marker(_untuned_as_run(wildcards))
 
 
 def final_outputs():

@@ -10,7 +10,5 @@ rule prepare_model:
         "logs/prepare/{alias}.log",
     wildcard_constraints:
         alias="|".join(sorted(PREPARED_ALIASES)),
-    conda:
-        "../envs/ferret.yaml"
     shell:
         "{params.ferret} prepare-model --alias {wildcards.alias} > {output} 2> {log}"

@@ -16,40 +16,37 @@ localrules:
 
 rule tables:
     input:
-        "results/all_runs.csv",
+        runs="results/all_runs.csv",
+        examples="results/all_examples.csv",
+        reference=REFERENCE_TABLES,
     output:
         [report(f"results/tables/{table}.md", caption=f"../report/table_{table}.rst", category="Tables")
          for table in TABLES],
         expand("results/tables/{table}.tex", table=TABLES),
     params:
         ferret=FERRET,
-        experiment=EXPERIMENT,
-        wandb_mode=config["wandb"]["mode"],
+        wandb=REPORT_WANDB,
     log:
         "logs/report/tables.log",
-    conda:
-        "../envs/ferret.yaml"
     shell:
-        "{params.ferret} tables --input {input} --out results/tables --wandb-mode {params.wandb_mode} "
-        "--experiment {params.experiment} > {log} 2>&1"
+        "{params.ferret} tables --input {input.runs} --examples {input.examples} --out results/tables "
+        "{params.wandb} > {log} 2>&1"
 
 
 rule figure:
     input:
-        "results/all_runs.csv",
+        runs="results/all_runs.csv",
+        reference=lambda w: [p for p in REFERENCE_TABLES if w.figure == "figure1" and p.endswith("figure1.csv")],
     output:
         png=report("figures/{figure}.png", caption="../report/figure.rst", category="Figures"),
         pdf="figures/{figure}.pdf",
     params:
         ferret=FERRET,
-        experiment=EXPERIMENT,
-        wandb_mode=config["wandb"]["mode"],
+        wandb=REPORT_WANDB,
     log:
         "logs/report/{figure}.log",
     wildcard_constraints:
         figure="|".join(FIGURES),
-    conda:
-        "../envs/ferret.yaml"
     shell:
-        "{params.ferret} figures --input {input} --out figures --only {wildcards.figure} "
-        "--wandb-mode {params.wandb_mode} --experiment {params.experiment} > {log} 2>&1"
+        "{params.ferret} figures --input {input.runs} --out figures --only {wildcards.figure} "
+        "{params.wandb} > {log} 2>&1"

@@ -1,4 +1,5 @@
-# One job per run of the grid: results/runs/<experiment>/<run_id>/{metrics.csv,run.json}.
+# One job per run of the grid: results/runs/<experiment>/<run_id>/{metrics.csv,run.json}, from the
+# run's config file results/configs/<experiment>/<run_id>.yaml (written by common.smk).
 # Faults: `ferret run` checkpoints into <run folder>/checkpoints/, which is deliberately not an
 # output (Snakemake deletes a failed or incomplete job's outputs, never other files), and no
 # `shadow:` directive is used, so the folder outlives a killed job. Rerunning the job (after a
@@ -16,7 +17,7 @@
 #
 # Round 0 scores the untuned model, which for every full-parameter method (and LoRA, B = 0) is the
 # base model itself: `ferret eval-untuned` evaluates it once per (model, data set, eval set) into
-# results/untuned/<key>/, and every run reads its round-0 row from there (untuned=...), after
+# results/untuned/<key>/, and every run reads its round-0 row from there (its `untuned` key), after
 # checking that its own model at init gives the same losses; prompt-tuning runs, whose model at
 # init differs, evaluate round 0 themselves (ferret/untuned.py).
 
@@ -24,39 +25,35 @@
 rule eval_untuned:
     input:
         untuned_model_marker,
+        config=f"{CONFIGS}/untuned/{{key}}.yaml",
     output:
         "results/untuned/{key}/untuned.json",
     params:
         ferret=FERRET,
-        overrides=lambda w: run_overrides(UNTUNED_POINTS[w.key]),
         folder="results/untuned/{key}",
     log:
         "logs/untuned/{key}.log",
     threads: config["threads_per_run"]
     resources:
-        # the same model in memory as its runs, so the same request (mem_mb, runtime, gpu)
-        mem_mb=untuned_mem_mb,
-        runtime=untuned_runtime,
-        gpu=untuned_gpus,
+        mem_mb=untuned_resource("mem_mb"),
+        runtime=untuned_resource("runtime"),
+        gpu=untuned_resource("gpu"),
     wildcard_constraints:
         key="[A-Za-z0-9_.-]+",
-    conda:
-        "../envs/ferret.yaml"
     shell:
-        "{params.ferret} eval-untuned --out {params.folder} {params.overrides} threads={threads} > {log} 2>&1"
+        "{params.ferret} eval-untuned --config {input.config} --out {params.folder} > {log} 2>&1"
 
 
 rule train:
     input:
         model_marker,
-        untuned=lambda w: f"{UNTUNED[w.run_id]}/untuned.json",
+        config=f"{CONFIGS}/{{run_id}}.yaml",
+        untuned=lambda w: f"{RUN_CONFIGS[w.run_id].untuned}/untuned.json",
     output:
         metrics=f"{RUNS}/{{run_id}}/metrics.csv",
         record=f"{RUNS}/{{run_id}}/run.json",
     params:
         ferret=FERRET,
-        overrides=lambda wildcards: run_overrides(GRID[wildcards.run_id])
-        + f" untuned={UNTUNED[wildcards.run_id]}",
         folder=f"{RUNS}/{{run_id}}",
     log:
         f"logs/train/{EXPERIMENT}/{{run_id}}.log",
@@ -65,13 +62,14 @@ rule train:
     resources:
         # From the grid's model_settings.<model>.resources (common.smk): the SLURM profile passes
         # them to sbatch (--mem, --time, --gpus); locally only gpu counts, against --resources gpu=N.
-        mem_mb=run_mem_mb,
-        runtime=run_runtime,
-        gpu=gpus,
+        mem_mb=run_resource("mem_mb"),
+        runtime=run_resource("runtime"),
+        gpu=run_resource("gpu"),
     wildcard_constraints:
         run_id="[A-Za-z0-9_.-]+",
-    conda:
-        "../envs/ferret.yaml"
+    # `touch`: a run found already done (its config changed only in keys that cannot change its
+    # numbers, e.g. threads) leaves its outputs as they were; newer than the config, they are
+    # not rerun again by the next workflow run.
     shell:
-        "{params.ferret} run --out {params.folder} {params.overrides} threads={threads} > {log} 2>&1"
-        " || [ $? -eq 1 ]"
+        "({params.ferret} run --config {input.config} --out {params.folder} > {log} 2>&1 || [ $? -eq 1 ])"
+        " && touch {output.metrics} {output.record}"
