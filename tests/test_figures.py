@@ -235,3 +235,12 @@ def test_legend_sits_outside_the_panels(df):
     box = legend.get_window_extent()
     for ax in fig.axes:
         assert not box.overlaps(ax.get_window_extent())
+def test_a_methods_style_depends_on_its_name_only():
+    """Known methods keep their fixed style; another method gets one derived from its name, so
+    adding a method recolours no other."""
+    from ferret.report.figures import METHOD_STYLE, style
+
+    assert style("ferret") == METHOD_STYLE["ferret"] and style("fedavg") != style("ferret")
+    mine = style("feddamped")
+    assert mine == style("feddamped") and mine != style("feddamped-2")
+    assert mine["color"] not in [s["color"] for s in METHOD_STYLE.values()]
