@@ -72,3 +72,16 @@ def test_embedded_run_config_restates_no_default():
 def test_show_config_default_prints_the_full_resolved_config():
     assert yaml.safe_load(resolved_default_text()) == load_config().to_dict()
     assert set(yaml.safe_load(resolved_default_text())) == set(DEFAULTS)
+
+
+def test_keys_without_effect_are_declared_once_on_the_fields():
+    """The run folder, the checkpoints and the untuned evaluation read one declaration
+    (RunConfig field metadata "scope"); the keys are written out here so a change is seen."""
+    from ferret import checkpoint, outdir, untuned
+    from ferret.config import keys_outside_evaluation, keys_without_effect
+
+    neutral = {"threads", "checkpoint_every", "wandb_mode", "wandb_project", "wandb_entity", "untuned"}
+    assert keys_without_effect() == neutral == outdir.IGNORED_KEYS == checkpoint.RESUME_IGNORES
+    assert untuned.TRAINING_KEYS == keys_outside_evaluation() > neutral
+    assert {"lr", "seed", "method", "K"} <= keys_outside_evaluation()
+    assert not {"model", "dataset", "dtype", "max_new_tokens", "eval_seed"} & keys_outside_evaluation()

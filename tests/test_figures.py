@@ -235,6 +235,8 @@ def test_legend_sits_outside_the_panels(df):
     box = legend.get_window_extent()
     for ax in fig.axes:
         assert not box.overlaps(ax.get_window_extent())
+
+
 def test_a_methods_style_depends_on_its_name_only():
     """Known methods keep their fixed style; another method gets one derived from its name, so
     adding a method recolours no other."""
