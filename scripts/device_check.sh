@@ -23,4 +23,6 @@ if [ -n "${WHEELS:-}" ]; then
   "$py" -m pip install -q --no-index --no-deps --no-compile --target /tmp/ferret-site "$WHEELS"/*.whl || exit 1
   export PYTHONPATH=/tmp/ferret-site${PYTHONPATH:+:$PYTHONPATH}
 fi
-exec "$py" -m ferret.bench.device_check --out "$out" "${cpu_flag[@]}"
+# The CUDA-only tests (on CPU: collected and skipped, which checks that they still import).
+tests="$(printf %q "$py") -m pytest -q -rs -p no:cacheprovider -k cuda tests/test_projection.py tests/test_engine.py"
+exec "$py" -m ferret.bench.device_check --out "$out" --tests "$tests" "${cpu_flag[@]}"

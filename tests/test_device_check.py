@@ -31,7 +31,7 @@ def test_cpu_check_runs_every_step_and_writes_json_and_markdown(cpu_check):
     proc, out = cpu_check
     report = json.loads((out / "device_check.json").read_text())
     by_name = {s["name"]: s for s in report["steps"]}
-    assert list(by_name) == [s.name for s in D.steps(False, out)], list(by_name)
+    assert list(by_name) == [s.name for s in D.steps(False, out, [])], list(by_name)
     failed = {n: (s["status"], s["summary"]) for n, s in by_name.items() if s["status"] != "ok"}
     assert not failed and proc.returncode == 0, (failed, proc.stdout[-2000:], proc.stderr[-2000:])
     assert report["cuda"] is False and report["seconds"] <= report["limit_s"]
@@ -74,13 +74,13 @@ def test_a_step_without_time_left_is_skipped_not_started(tmp_path):
 
 
 def test_the_cuda_plan_fits_the_call_and_covers_what_a_gpu_must_show(tmp_path):
-    plan = D.steps(True, tmp_path)
+    plan = D.steps(True, tmp_path, ["true"])
     assert sum(s.budget_s for s in plan) <= D.LIMIT_S <= 8 * 60 - 10
     peaks = [s for s in plan if s.name.startswith("peak_13b_")]
     combos = {(s.argv[s.argv.index("--dtype") + 1], s.argv[s.argv.index("--seq-len") + 1]) for s in peaks}
     assert combos == {(dt, n) for dt in ("bfloat16", "float16") for n in ("512", "1024")}
-    assert all(s.argv[s.argv.index("--preset") + 1] == "llama2-13b" for s in peaks)
+    assert all(s.argv[s.argv.index("--model") + 1] == "llama2-13b" for s in peaks)
     round_3b = next(s for s in plan if s.name == "round_3b")
-    assert round_3b.argv[round_3b.argv.index("--preset") + 1] == "llama-3b"
+    assert round_3b.argv[round_3b.argv.index("--model") + 1] == "llama-3b"
     assert {m.split(":")[0] for m in round_3b.argv[round_3b.argv.index("--methods") + 1].split(",")} == METHODS
     assert all("--device" not in s.argv or "cuda" in s.argv for s in plan)

@@ -7,18 +7,21 @@ one is recorded as that step's result and the others still run; the budgets sum 
 whole's limit, and no step starts past it):
 
 ====================  ===========================================================================
-cuda_tests            the CUDA-only tests (``pytest -k cuda``): bases, fused kernels, a CUDA run
+cuda_tests            the CUDA-only tests (the command scripts/device_check.sh names): bases,
+                      fused kernels, a CUDA run
 kernel_speed          ``ferret bench projection``: fused kernels and reference vs the official
                       per-seed loop
-peak_13b_<dt>_<len>   ``ferret bench round --preset llama2-13b``: each method's local-training
-                      peak in bf16 and fp16 at 512 and 1024 tokens (an OOM is a result)
-round_3b              ``ferret bench round --preset llama-3b``: one round per method beside the
+peak_13b_<dt>_<len>   ``ferret bench round``, preset llama2-13b: each method's local-training
+                      peak in bf16 and fp16 at 512 and 1024 tokens (an out-of-memory is the
+                      step's result, status 'oom'; its log says how far it got)
+round_3b              ``ferret bench round``, preset llama-3b: one round per method beside the
                       paper's Tables 4 (seconds) and 6 (peak memory)
 checkpoint            seconds and bytes of one checkpoint of Ferret and of FedAvg at the 3B shape
 ====================  ===========================================================================
 
-Without CUDA (or with ``--cpu``) the same steps run at tiny shapes in seconds: the suite runs
-that path (tests/test_device_check.py). Nothing needs a network; every model is random-init.
+Without CUDA (or with ``--cpu``) the same steps run at tiny shapes (about a minute of CPU time, more
+on a loaded machine, hence the CPU path's looser limits): the suite runs that path
+(tests/test_device_check.py). Nothing needs a network; every model is random-init.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import argparse
 import csv
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -95,7 +99,7 @@ def _read_tables(folder: Path | None) -> tuple[dict[str, list[dict[str, str]]], 
 
 def run_step(step: Step, log: Path, time_left_s: float, cwd: Path) -> Result:
     """Run one step under min(its budget, the time left), appending its output to ``log``; kill its
-    whole process group at the limit (pytest and the benches start children of their own)."""
+    whole process group at the limit (the test runner and the benches start children of their own)."""
     command = " ".join(step.argv)
     limit = min(step.budget_s, time_left_s)
     if time_left_s < 5:
@@ -114,6 +118,9 @@ def run_step(step: Step, log: Path, time_left_s: float, cwd: Path) -> Result:
             timed_out = True
             os.killpg(proc.pid, signal.SIGKILL)
             rc = proc.wait()
+        except BaseException:  # the check itself was stopped: leave no step running behind it
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
         seconds = time.perf_counter() - t0
     with log.open() as fh:
         fh.seek(start)
@@ -129,11 +136,10 @@ def run_step(step: Step, log: Path, time_left_s: float, cwd: Path) -> Result:
 
 # -- the steps ------------------------------------------------------------------------------------------
 
-def steps(cuda: bool, work: Path, python: str = sys.executable) -> list[Step]:
-    """The check's steps on CUDA, or the same steps at tiny shapes on CPU."""
+def steps(cuda: bool, work: Path, tests: list[str], python: str = sys.executable) -> list[Step]:
+    """The check's steps on CUDA, or the same steps at tiny shapes on CPU; ``tests`` is the command
+    that runs the CUDA-only tests (on CPU they are collected and skipped)."""
     ferret = [python, "-m", "ferret"]
-    tests = [python, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-k", "cuda",
-             "tests/test_projection.py", "tests/test_engine.py"]
     out: list[Step] = [Step("cuda_tests", 50 if cuda else CPU_STEP_S, tests,
                             note="" if cuda else "CPU: the CUDA tests are collected and skipped")]
     if cuda:
@@ -145,6 +151,7 @@ def steps(cuda: bool, work: Path, python: str = sys.executable) -> list[Step]:
     folder = work / "kernel_speed"
     out.append(Step("kernel_speed", 50 if cuda else CPU_STEP_S,
                     [*ferret, "bench", "projection", *speed, "--out", str(folder), "--figures", str(folder)], folder))
+    # the round bench's presets, named by --model (which the bench also reads as --preset)
     big, mid = ("llama2-13b", "llama-3b") if cuda else ("tiny", "tiny")
     lengths = (512, 1024) if cuda else (16, 32)
     # 2 steps show the local-training peak (the first step allocates what the rest reuse)
@@ -154,13 +161,13 @@ def steps(cuda: bool, work: Path, python: str = sys.executable) -> list[Step]:
             name = f"peak_13b_{tag}_{length if cuda else 'tiny' + str(length)}"
             folder = work / name
             out.append(Step(name, 60 if cuda else CPU_STEP_S,
-                            [*ferret, "bench", "round", "--preset", big, "--methods", peak_methods, "--dtype", dtype,
+                            [*ferret, "bench", "round", "--model", big, "--methods", peak_methods, "--dtype", dtype,
                              "--seq-len", str(length), "--warmup", "0", "--out", str(folder)], folder,
                             note=f"local-training peak, {big}, {dtype}, {length} tokens"))
     folder = work / "round_3b"
     methods = "ferret:10,fedkseed:200,fedzo:200,fedavg:10" if cuda else "ferret:2,fedkseed:4,fedzo:4,fedavg:2"
     out.append(Step("round_3b", 80 if cuda else CPU_STEP_S,
-                    [*ferret, "bench", "round", "--preset", mid, "--methods", methods, "--dtype",
+                    [*ferret, "bench", "round", "--model", mid, "--methods", methods, "--dtype",
                      "float16" if cuda else "float32", "--seq-len", "512" if cuda else "16", "--out", str(folder)],
                     folder, note=f"one round per method, {mid}, beside Tables 4 and 6"))
     folder = work / "checkpoint"
@@ -240,7 +247,7 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_check(out: Path, cuda: bool, limit_s: float | None = None, work: Path | None = None,
+def run_check(out: Path, cuda: bool, tests: list[str], limit_s: float | None = None, work: Path | None = None,
               cwd: Path = Path.cwd(), only: list[str] | None = None) -> dict[str, Any]:
     """Run every step (or those named in ``only``) in order and write the JSON, markdown and log."""
     t0 = time.perf_counter()
@@ -250,7 +257,7 @@ def run_check(out: Path, cuda: bool, limit_s: float | None = None, work: Path | 
     log = out / "device_check.log"
     log.write_text("")
     results = []
-    for step in steps(cuda, work):
+    for step in steps(cuda, work, tests):
         if only and step.name not in only:
             continue
         results.append(run_step(step, log, limit_s - (time.perf_counter() - t0), cwd))
@@ -273,10 +280,13 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--out", required=True)
     p.add_argument("--out", default="results/device_check", help="folder for device_check.{json,md,log}")
     p.add_argument("--cpu", action="store_true", help="the tiny-shape steps even where CUDA is present")
+    p.add_argument("--tests", default="", help="the command that runs the CUDA-only tests (one shell-quoted "
+                   "string; scripts/device_check.sh gives it)")
     p.add_argument("--limit-s", type=float, default=0.0,
                    help=f"the whole check's time limit (0: {LIMIT_S:.0f} s on CUDA, {CPU_LIMIT_S:.0f} s on CPU)")
     p.add_argument("--only", default="", help="comma-separated step names (default: every step)")
     args = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped check kills its running step
     if args.command == "checkpoint":
         rows = checkpoint_seconds(args.preset, args.device, args.dtype, args.methods.split(","), Path(args.out))
         print(json.dumps(rows))
@@ -284,7 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     cuda = torch.cuda.is_available() and not args.cpu
-    report = run_check(Path(args.out), cuda, args.limit_s, only=[s for s in args.only.split(",") if s] or None)
+    if not args.tests:
+        p.error("--tests: give the command that runs the CUDA-only tests")
+    report = run_check(Path(args.out), cuda, shlex.split(args.tests), args.limit_s,
+                       only=[s for s in args.only.split(",") if s] or None)
     print((Path(args.out) / "device_check.md").read_text())
     return 0 if all(s["status"] == "ok" for s in report["steps"]) else 1
 
