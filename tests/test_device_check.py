@@ -79,8 +79,8 @@ def test_the_cuda_plan_fits_the_call_and_covers_what_a_gpu_must_show(tmp_path):
     peaks = [s for s in plan if s.name.startswith("peak_13b_")]
     combos = {(s.argv[s.argv.index("--dtype") + 1], s.argv[s.argv.index("--seq-len") + 1]) for s in peaks}
     assert combos == {(dt, n) for dt in ("bfloat16", "float16") for n in ("512", "1024")}
-    assert all(s.argv[s.argv.index("--model") + 1] == "llama2-13b" for s in peaks)
+    assert all(s.argv[s.argv.index("--preset") + 1] == "llama2-13b" for s in peaks)
     round_3b = next(s for s in plan if s.name == "round_3b")
-    assert round_3b.argv[round_3b.argv.index("--model") + 1] == "llama-3b"
+    assert round_3b.argv[round_3b.argv.index("--preset") + 1] == "llama-3b"
     assert {m.split(":")[0] for m in round_3b.argv[round_3b.argv.index("--methods") + 1].split(",")} == METHODS
     assert all("--device" not in s.argv or "cuda" in s.argv for s in plan)

@@ -151,7 +151,7 @@ def steps(cuda: bool, work: Path, tests: list[str], python: str = sys.executable
     folder = work / "kernel_speed"
     out.append(Step("kernel_speed", 50 if cuda else CPU_STEP_S,
                     [*ferret, "bench", "projection", *speed, "--out", str(folder), "--figures", str(folder)], folder))
-    # the round bench's presets, named by --model (which the bench also reads as --preset)
+    # the round bench's presets (ferret bench round --preset)
     big, mid = ("llama2-13b", "llama-3b") if cuda else ("tiny", "tiny")
     lengths = (512, 1024) if cuda else (16, 32)
     # 2 steps show the local-training peak (the first step allocates what the rest reuse)
@@ -161,13 +161,13 @@ def steps(cuda: bool, work: Path, tests: list[str], python: str = sys.executable
             name = f"peak_13b_{tag}_{length if cuda else 'tiny' + str(length)}"
             folder = work / name
             out.append(Step(name, 60 if cuda else CPU_STEP_S,
-                            [*ferret, "bench", "round", "--model", big, "--methods", peak_methods, "--dtype", dtype,
+                            [*ferret, "bench", "round", "--preset", big, "--methods", peak_methods, "--dtype", dtype,
                              "--seq-len", str(length), "--warmup", "0", "--out", str(folder)], folder,
                             note=f"local-training peak, {big}, {dtype}, {length} tokens"))
     folder = work / "round_3b"
     methods = "ferret:10,fedkseed:200,fedzo:200,fedavg:10" if cuda else "ferret:2,fedkseed:4,fedzo:4,fedavg:2"
     out.append(Step("round_3b", 80 if cuda else CPU_STEP_S,
-                    [*ferret, "bench", "round", "--model", mid, "--methods", methods, "--dtype",
+                    [*ferret, "bench", "round", "--preset", mid, "--methods", methods, "--dtype",
                      "float16" if cuda else "float32", "--seq-len", "512" if cuda else "16", "--out", str(folder)],
                     folder, note=f"one round per method, {mid}, beside Tables 4 and 6"))
     folder = work / "checkpoint"
