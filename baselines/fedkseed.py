@@ -90,6 +90,7 @@ from ferret.seeding import generator
 
 
 class FedKSeed(Algorithm):
+    replayable = True  # a round is its (seed index, G) pairs: checkpoints hold those, not the weights
 
     def setup(self, model: torch.nn.Module, tokenizer: object) -> torch.nn.Module:
         model = super().setup(model, tokenizer)
@@ -105,6 +106,7 @@ class FedKSeed(Algorithm):
         self.last_sync: dict[int, int] = {}  # client -> number of rounds its model copy holds
         self._pool = torch.zeros(K, dtype=torch.float64)  # sum_i p_i g of the current round, per seed
         self._steps: list[tuple[int, float]] = []  # (k, g) of the client being trained
+        self.last_round = 0  # the round last aggregated (or replayed)
         return model
 
     # -- the shared update: server rebuild and client replay ----------------------------------------
@@ -211,28 +213,36 @@ class FedKSeed(Algorithm):
         self._pool = torch.zeros_like(self._pool)
         index = pool.nonzero().squeeze(1)
         self.history.append((index, pool[index]))
+        self.last_round = ctx.round
         self.apply_pairs(self.global_params, index, pool[index], lost=self.lost_server)
         self._end_round()
 
     def _end_round(self) -> None:
         """Hook for FedKSeed-Pro's probabilities."""
 
-    # -- checkpointing ------------------------------------------------------------------------------
+    # -- checkpointing (replay: ferret/checkpoint.py) ----------------------------------------------
+    def round_record(self) -> dict[str, object]:
+        """The last round's pooled (seed index, G) pairs: all its update needs."""
+        index, grad = self.history[-1]
+        return {"round": self.last_round, "index": index, "grad": grad}
+
+    @torch.no_grad()
+    def replay_round(self, record: dict[str, object]) -> None:
+        """Redo :meth:`aggregate`'s server update from the round's pairs (same update, same inputs).
+        The seed probabilities are not recomputed: they are in :meth:`state_dict`."""
+        index, grad = record["index"], record["grad"]
+        self.history.append((index, grad))
+        self.last_round = int(record["round"])
+        self.apply_pairs(self.global_params, index, grad)
+
     def state_dict(self) -> dict[str, object]:
-        """Global weights, the accumulated (seed index, G) pairs of every round (clients replay
-        them), each client's last synchronised round and the seed probabilities."""
-        state = super().state_dict()
-        state["history_counts"] = torch.tensor([i.numel() for i, _ in self.history], dtype=torch.int64)
-        state["history_index"] = torch.cat([i for i, _ in self.history] or [torch.zeros(0, dtype=torch.int64)])
-        state["history_grad"] = torch.cat([g for _, g in self.history] or [torch.zeros(0)])
-        state["last_sync"] = {str(c): r for c, r in self.last_sync.items()}
-        state["probs"] = self.probs
-        return state
+        """Each client's last synchronised round and the seed probabilities; replay rebuilds the
+        weights and the history."""
+        return {**super().state_dict(), "last_sync": {str(c): r for c, r in self.last_sync.items()},
+                "probs": self.probs}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         super().load_state_dict(state)
-        counts = state["history_counts"].tolist()
-        self.history = list(zip(state["history_index"].split(counts), state["history_grad"].split(counts)))
         self.last_sync = {int(c): int(r) for c, r in state["last_sync"].items()}
         self.probs = state["probs"].clone()
 

@@ -2,10 +2,24 @@
 
 Layout (``<out>`` is the run folder that ``ferret run --out`` names)::
 
-    <out>/checkpoints/round-000003/state.safetensors   the method's tensors ("method/...") and the
+    <out>/checkpoints/round-000003/state.safetensors   the method's tensors ("method/..."), the
+                                                       round records ("record/<i>/...") and the
                                                        torch RNG states ("rng/...")
     <out>/checkpoints/round-000003/meta.json           round, config, metric rows so far, the
-                                                       method's JSON values, Python/NumPy RNG states
+                                                       method's JSON values, Python/NumPy RNG
+                                                       states, the state file's SHA-256, and its
+                                                       own SHA-256 (of the rest of meta.json)
+
+Two kinds of method state (``Algorithm.replayable``, ferret/algorithms/base.py):
+
+* Full-weight methods checkpoint their global weights (``state_dict()``). At paper scale that is
+  gigabytes per checkpoint, so besides ``checkpoint_every`` rounds they honour a time cadence,
+  ``checkpoint_every_s`` (:class:`Cadence`).
+* Replayable methods (Ferret, FedKSeed) checkpoint their small server state, the SHA-256 of the
+  starting weights and every round's record (seeds and coordinates: kilobytes per round). A resume
+  rebuilds the global weights from the starting weights by re-applying every round
+  (:func:`restore`), which runs the server's own update on the same inputs, so the weights are
+  bit for bit those of the uninterrupted run.
 
 Choices:
 
@@ -13,18 +27,21 @@ Choices:
 * Atomic: a checkpoint is written into a hidden temporary folder next to the others, every file is
   fsynced, and one ``rename(2)`` publishes it; a kill mid-write leaves only the temporary folder,
   which is ignored and removed by the next start.
-* The latest *valid* checkpoint wins: meta.json must parse and name its round, and the state file
-  must have the size meta.json recorded and a readable header. A torn or foreign folder is skipped
-  with a message, and the one before it is used.
+* The latest *valid* checkpoint wins: meta.json must parse and match its own checksum, and the
+  state file must have the size and SHA-256 meta.json recorded. A torn or corrupted checkpoint is
+  skipped with a warning naming it, and the one before it is used.
 * A checkpoint is resumed only by the same config (keys that cannot change the numbers, such as
-  ``threads`` or the W&B settings, aside); a run with another config starts afresh and deletes the
-  stale checkpoints, so they can never be mixed with its rounds.
+  ``threads`` or the W&B settings, aside) and, for replay, the same starting weights. Checkpoints
+  of another config or other starting weights are never deleted: the run is refused (bad input),
+  or with ``force`` they are moved to ``<out>/replaced/<UTC time>/checkpoints`` and it starts
+  afresh. Checkpoints none of which is valid are moved there too, without refusing.
 * The folder is not a Snakemake output (only metrics.csv and run.json are), so Snakemake's
   deletion of a failed job's outputs keeps it, and the rerun resumes (workflow/rules/train.smk).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -32,25 +49,32 @@ import re
 import shutil
 import sys
 import tempfile
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ferret.atomic import fsync_dir
 from ferret.config import keys_without_effect
+from ferret.outdir import REPLACED, OutDirError
 
-FORMAT = 1
+if TYPE_CHECKING:
+    from ferret.algorithms.base import Algorithm
+
+FORMAT = 2
 FOLDER = "checkpoints"
 STATE, META = "state.safetensors", "meta.json"
+KEEP = 2  # published checkpoints kept; one more exists while the next is written
 # Config keys that change how a run executes or logs, never its numbers: a checkpoint written under
 # other values of these is still resumed.
 RESUME_IGNORES = keys_without_effect()
 _NAME = re.compile(r"^round-(\d{6})$")
+_RECORD = re.compile(r"^record/(\d+)/(.+)$")
 
 
 @dataclass
@@ -62,10 +86,33 @@ class Checkpoint:
     method_state: dict[str, Any]  # Algorithm.state_dict(): tensors and JSON values
     extra: dict[str, Any] = field(default_factory=dict)  # engine bookkeeping (W&B id, resumes)
     rng: dict[str, Any] = field(default_factory=dict)  # see capture_rng
+    records: list[dict[str, Any]] | None = None  # replayable methods: one per round 1..round
+    init: str | None = None  # replayable methods: weights_digest of the starting weights
+    folder: Path | None = None
 
 
 def _config_key(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in RESUME_IGNORES}
+
+
+def weights_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 of named tensors (names, dtypes, shapes and bytes, in name order): the identity of
+    the starting weights that a replay rebuilds from. One tensor is copied to the host at a time."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        h.update(t.to("cpu").contiguous().view(-1).view(torch.uint8).numpy().data)
+    return h.hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _meta_digest(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 # -- RNG states ---------------------------------------------------------------------------------------
@@ -95,29 +142,58 @@ def restore_rng(tensors: dict[str, torch.Tensor], values: dict[str, Any]) -> Non
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
 
 
+# -- when -------------------------------------------------------------------------------------------
+class Cadence:
+    """When the engine checkpoints: after every ``checkpoint_every``-th round but the last; for a
+    method whose checkpoint holds its weights, also only once ``checkpoint_every_s`` seconds
+    (0 = no time condition) have passed since the last checkpoint or the start of the rounds.
+    Replayable methods' checkpoints are kilobytes, so they follow the round count alone."""
+
+    def __init__(self, every: int, every_s: float, rounds: int, replayable: bool) -> None:
+        self.every, self.rounds = every, rounds
+        self.every_s = 0.0 if replayable else every_s
+        self.last = time.monotonic()
+
+    def due(self, round_: int) -> bool:
+        if not self.every or round_ % self.every or round_ >= self.rounds:
+            return False
+        return not self.every_s or time.monotonic() - self.last >= self.every_s
+
+    def saved(self) -> None:
+        self.last = time.monotonic()
+
+
 # -- writing ------------------------------------------------------------------------------------------
+def _split(values: Mapping[str, Any], prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Put the tensors of ``values`` into ``tensors`` under ``prefix``; return the JSON values."""
+    rest: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, torch.Tensor):
+            # A copy on the CPU: safetensors refuses tensors that share memory (views, histories).
+            tensors[f"{prefix}{key}"] = value.detach().to("cpu", copy=True).contiguous()
+        else:
+            rest[key] = value
+    return rest
 
 
 def save(out: Path, round_: int, config: dict[str, Any], rows: list[dict[str, Any]],
-         method_state: dict[str, Any], extra: dict[str, Any], keep: int = 2) -> Path:
-    """Publish the checkpoint of ``round_`` atomically and keep only the newest ``keep``."""
+         method_state: dict[str, Any], extra: dict[str, Any], keep: int = KEEP, *,
+         records: list[dict[str, Any]] | None = None, init: str | None = None) -> Path:
+    """Publish the checkpoint of ``round_`` atomically and keep only the newest ``keep``.
+    ``records``/``init``: a replayable method's round records and starting-weights digest."""
     root = out / FOLDER
     root.mkdir(parents=True, exist_ok=True)
     tensors, rng_values = capture_rng()
-    method_json: dict[str, Any] = {}
-    for key, value in method_state.items():
-        if isinstance(value, torch.Tensor):
-            # A copy on the CPU: safetensors refuses tensors that share memory (views, histories).
-            tensors[f"method/{key}"] = value.detach().to("cpu", copy=True).contiguous()
-        else:
-            method_json[key] = value
+    method_json = _split(method_state, "method/", tensors)
+    records_json = None if records is None else [_split(r, f"record/{i}/", tensors) for i, r in enumerate(records)]
     final = root / f"round-{round_:06d}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=root))
     try:
         save_file(tensors, str(tmp / STATE))
-        meta = {"format": FORMAT, "round": round_, "config": config, "rows": rows, "method": method_json,
-                "rng": rng_values, "extra": extra, "state_bytes": (tmp / STATE).stat().st_size}
-        (tmp / META).write_text(json.dumps(meta))
+        body = {"format": FORMAT, "round": round_, "config": config, "rows": rows, "method": method_json,
+                "records": records_json, "init": init, "rng": rng_values, "extra": extra,
+                "state_bytes": (tmp / STATE).stat().st_size, "state_sha256": _file_digest(tmp / STATE)}
+        (tmp / META).write_text(json.dumps({**body, "sha256": _meta_digest(body)}))
         for f in (tmp / STATE, tmp / META):
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
@@ -140,56 +216,109 @@ def _published(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and _NAME.match(p.name))
 
 
+def disk_bytes(out: Path) -> int:
+    """Bytes of the files under ``out/checkpoints``."""
+    root = out / FOLDER
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.is_dir() else 0
+
+
 # -- reading ------------------------------------------------------------------------------------------
 def _read(folder: Path) -> Checkpoint:
     """Load one checkpoint folder, or raise ValueError/OSError saying why it is not valid."""
     meta = json.loads((folder / META).read_text())
-    if meta.get("format") != FORMAT or f"round-{meta['round']:06d}" != folder.name:
-        raise ValueError(f"unexpected format {meta.get('format')!r} or round {meta.get('round')!r}")
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"format {meta.get('format')!r}, this version reads {FORMAT}")
+    if meta.pop("sha256", None) != _meta_digest(meta):
+        raise ValueError(f"{META} does not match its SHA-256 (corrupted)")
+    if f"round-{meta['round']:06d}" != folder.name:
+        raise ValueError(f"{META} names round {meta['round']!r}")
     size = (folder / STATE).stat().st_size
     if size != meta["state_bytes"]:
         raise ValueError(f"{STATE} has {size} bytes, {meta['state_bytes']} expected (torn write)")
-    with safe_open(str(folder / STATE), framework="pt"):
-        pass  # header and offsets readable
+    if _file_digest(folder / STATE) != meta["state_sha256"]:
+        raise ValueError(f"{STATE} does not match its SHA-256 (corrupted)")
     tensors = load_file(str(folder / STATE))
     method = {k.removeprefix("method/"): v for k, v in tensors.items() if k.startswith("method/")}
     method.update(meta["method"])
+    records = None
+    if meta["records"] is not None:
+        records = [dict(r) for r in meta["records"]]
+        for key, value in tensors.items():
+            m = _RECORD.match(key)
+            if m:
+                records[int(m[1])][m[2]] = value
     ckpt = Checkpoint(round=meta["round"], rows=meta["rows"], method_state=method, extra=meta["extra"],
                       rng={"tensors": {k: v for k, v in tensors.items() if k.startswith("rng/")},
-                           "values": meta["rng"]})
+                           "values": meta["rng"]},
+                      records=records, init=meta["init"], folder=folder)
     ckpt.extra["config"] = meta["config"]
     return ckpt
 
 
-def latest(out: Path, config: dict[str, Any]) -> Checkpoint | None:
+def _set_aside(out: Path, why: str, force: bool) -> None:
+    """Refuse (OutDirError, bad input) or, with ``force``, move ``out/checkpoints`` to
+    ``out/replaced/<UTC time>/checkpoints``; never delete them."""
+    if not force:
+        raise OutDirError(f"--out {out} holds checkpoints of an unfinished run {why}; rerun that config to "
+                          f"resume it, or pass --force to move them aside to {out / REPLACED}/ and start afresh")
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    dest = out / REPLACED / stamp / FOLDER
+    n = 1
+    while dest.exists():  # two set-asides within one second
+        n += 1
+        dest = out / REPLACED / f"{stamp}.{n}" / FOLDER
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(out / FOLDER, dest)
+    fsync_dir(dest.parent)
+    print(f"ferret: moved the checkpoints {why} to {dest}; starting afresh", file=sys.stderr)
+
+
+def latest(out: Path, config: dict[str, Any], *, init: str | None = None, force: bool = False) -> Checkpoint | None:
     """The newest valid checkpoint of this config under ``out``, or None (a fresh start).
 
-    Leftover temporary folders are removed; checkpoints of another config are deleted (with a
-    message) so that they can never be resumed into this run."""
+    Leftover temporary folders are removed; invalid checkpoints are skipped with a warning naming
+    them. Checkpoints of another config, or of other starting weights (``init``: this run's
+    :func:`weights_digest`, checked for checkpoints that replay), refuse the run with
+    OutDirError unless ``force``, which moves them aside. Checkpoints none of which is valid are
+    moved aside too (nothing can resume them), with a message."""
     root = out / FOLDER
     if not root.is_dir():
         return None
     for tmp in root.glob(".round-*.tmp"):
         shutil.rmtree(tmp, ignore_errors=True)
-    for folder in reversed(_published(root)):
+    published = _published(root)
+    for folder in reversed(published):
         try:
             ckpt = _read(folder)
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            print(f"ferret: ignoring checkpoint {folder}: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+            print(f"ferret: warning: skipping checkpoint {folder}: "
+                  f"{str(e).splitlines()[0] if str(e) else type(e).__name__}; trying the one before",
                   file=sys.stderr)
             continue
         written = _config_key(ckpt.extra.pop("config"))
         wanted = _config_key(config)
         if written != wanted:
             changed = sorted(k for k in set(written) | set(wanted) if written.get(k) != wanted.get(k))
-            print(f"ferret: not resuming {folder}: written with other values of {', '.join(changed)}; "
-                  "starting afresh", file=sys.stderr)
-            clear(out)
+            _set_aside(out, f"of another config (differs in {', '.join(changed)})", force)
+            return None
+        if ckpt.records is not None and ckpt.init != init:
+            _set_aside(out, "written from other starting weights (the model's files changed?)", force)
             return None
         return ckpt
+    if published:  # nothing here can be resumed (e.g. another format): kept aside, not refused
+        _set_aside(out, f"none of which is valid ({len(published)})", force=True)
     return None
 
 
+def restore(ckpt: Checkpoint, algo: Algorithm) -> None:
+    """Bring a freshly set-up ``algo`` and the global RNGs to the state after ``ckpt.round``:
+    load the method's state, then (replayable methods) re-apply every round's record in order."""
+    algo.load_state_dict(ckpt.method_state)
+    for record in ckpt.records or ():
+        algo.replay_round(record)
+    restore_rng(ckpt.rng["tensors"], ckpt.rng["values"])
+
+
 def clear(out: Path) -> None:
-    """Delete every checkpoint of the run (after it finished, or when they belong to another config)."""
+    """Delete every checkpoint of the run (after it finished: nothing is left to resume)."""
     shutil.rmtree(out / FOLDER, ignore_errors=True)

@@ -135,6 +135,10 @@ class RunConfig:
     checkpoint_every: int = field(default=1, metadata={
         "scope": NO_EFFECT, "help": "checkpoint every N rounds under <out>/checkpoints "
                                     "(a rerun resumes from it); 0 = never"})
+    checkpoint_every_s: float = field(default=0.0, metadata={
+        "scope": NO_EFFECT, "help": "seconds: a method whose checkpoint holds its weights (all but ferret, "
+                                    "fedkseed, fedkseed-pro) checkpoints only once this long has passed since "
+                                    "its last one, at a checkpoint_every round; 0 = every checkpoint_every rounds"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow custom model code (off by default)"})
     trust_custom_method: bool = field(default=False, metadata={"scope": TRAINING,
         "help": "allow method= / method_options keys naming an unregistered 'package.module:Class' (imports it)"})
@@ -386,7 +390,9 @@ def validate(cfg: RunConfig) -> None:
     _check(cfg.rouge_every >= 0, "rouge_every", cfg.rouge_every, "must be >= 0")
     _check(cfg.threads >= 0, "threads", cfg.threads, "must be >= 0")
     _check(cfg.checkpoint_every >= 0, "checkpoint_every", cfg.checkpoint_every, "must be >= 0 (0 = never)")
-    for key in ("participation", "lr", "slr", "momentum", "weight_decay", "grad_clip"):
+    _check(cfg.checkpoint_every_s >= 0, "checkpoint_every_s", cfg.checkpoint_every_s,
+           "must be >= 0 (0 = every checkpoint_every rounds)")
+    for key in ("participation", "lr", "slr", "momentum", "weight_decay", "grad_clip", "checkpoint_every_s"):
         _check(math.isfinite(getattr(cfg, key)), key, getattr(cfg, key), "must be a finite number")
     _check(cfg.local_steps % cfg.n_accum == 0, "n_accum", cfg.n_accum,
            f"must divide local_steps={cfg.local_steps}")

@@ -23,9 +23,12 @@ Faults and bad input:
 - Everything that can reject the input (config, model, data, K, tokenisation) runs before anything
   is written to the run folder, so a bad input leaves existing results byte-identical.
 - Every ``checkpoint_every`` rounds the method state, the RNG states and the rows so far are
-  checkpointed (ferret/checkpoint.py); a rerun into the same folder resumes from the latest valid
-  checkpoint and writes the same metrics.csv as an uninterrupted run (timing columns aside).
-  Checkpoints are deleted once the run ends as ok or diverged.
+  checkpointed (ferret/checkpoint.py; methods that hold their weights also wait
+  ``checkpoint_every_s`` seconds between two; replayable methods save each round's record instead
+  of their weights); a rerun into the same folder resumes from the latest valid checkpoint and
+  writes the same metrics.csv as an uninterrupted run (timing columns aside). Checkpoints of
+  another config refuse the run (``force`` moves them aside). Checkpoints are deleted once the run
+  ends as ok or diverged.
 - A NaN/Inf training loss, eval loss or global update ends the run with status 'diverged': the
   rows of the rounds before stay, run.json names the round, and ``ferret run`` exits 0.
 """
@@ -287,12 +290,17 @@ def _signals_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _check_free_disk(out: Path, algo: Algorithm) -> None:
-    """Room for one checkpoint (the method's tensors), checked before round 0."""
-    need = sum(v.numel() * v.element_size() for v in algo.state_dict().values() if isinstance(v, torch.Tensor))
+def _check_free_disk(out: Path, algo: Algorithm, cfg: RunConfig) -> None:
+    """Room for every checkpoint copy on disk at once, checked before round 0: the ``KEEP``
+    published plus the one being written (the checkpoints already there count as room)."""
+    if not cfg.checkpoint_every:
+        return
+    one = sum(v.numel() * v.element_size() for v in algo.state_dict().values() if isinstance(v, torch.Tensor))
+    need = (checkpoint.KEEP + 1) * one - checkpoint.disk_bytes(out)
     free = shutil.disk_usage(out).free
     if free < need + 2**20:
-        raise OutDirError(f"--out {out}: {free / 2**20:.1f} MiB free, a checkpoint needs {need / 2**20:.1f} MiB")
+        raise OutDirError(f"--out {out}: {free / 2**20:.1f} MiB free, {checkpoint.KEEP + 1} checkpoint copies "
+                          f"need {need / 2**20:.1f} MiB")
 
 
 def one_line(error: BaseException) -> str:
@@ -335,7 +343,13 @@ def run(cfg: RunConfig, out: Path, *, force: bool = False, host: Host = Host()) 
             algo, model, tokenizer, clients, ev = _prepare(cfg, record, host)
             # A folder made for another model or eval set is bad input: refused before anything is written.
             shared = untuned.load(Path(cfg.untuned), cfg.to_dict(), ev.examples) if cfg.untuned else None
-            _check_free_disk(out, algo)
+            _check_free_disk(out, algo, cfg)
+            # A replay rebuilds the weights from these starting weights: their identity guards it
+            # (needed to write checkpoints, or to check those found).
+            needs_init = algo.replayable and (cfg.checkpoint_every or (out / checkpoint.FOLDER).is_dir())
+            init = checkpoint.weights_digest(algo.global_params) if needs_init else None
+            # Checkpoints of another config refuse the run here, as bad input (--force moves them aside).
+            resumed = checkpoint.latest(out, cfg.to_dict(), init=init, force=force)
         except BAD_INPUT:
             folder.discard()
             raise
@@ -345,11 +359,9 @@ def run(cfg: RunConfig, out: Path, *, force: bool = False, host: Host = Host()) 
             raise
         try:
             remove_stale_temps(stage, ("examples.csv", "metrics.csv", "run.json"))  # left by a kill mid-write
-            resumed = checkpoint.latest(out, cfg.to_dict())
             extra: dict[str, Any] = {"wandb_id": secrets.token_hex(4), "resumed_from": []}
             if resumed is not None:
-                algo.load_state_dict(resumed.method_state)
-                checkpoint.restore_rng(resumed.rng["tensors"], resumed.rng["values"])
+                checkpoint.restore(resumed, algo)
                 extra = {**resumed.extra, "resumed_from": [*resumed.extra.get("resumed_from", []), resumed.round]}
                 record["resumed_from"] = extra["resumed_from"]
                 print(f"ferret: {run_id}: resuming after round {resumed.round} from {out / checkpoint.FOLDER}",
@@ -364,7 +376,7 @@ def run(cfg: RunConfig, out: Path, *, force: bool = False, host: Host = Host()) 
             record["wandb_mode"] = wandb_sink.mode  # 'disabled' when W&B switched itself off
             sinks.append(wandb_sink)
             summary = _federate(cfg, algo, model, tokenizer, clients, ev, sinks, run_id, device,
-                                out=out, resumed=resumed, extra=extra, shared=shared)
+                                out=out, resumed=resumed, extra=extra, shared=shared, init=init)
             record["status"] = summary.pop("status")
             record["final"] = summary
         except DivergedError as e:
@@ -437,9 +449,11 @@ def _finish(record: dict[str, Any], folder: RunFolder, t_start: float, error: Ba
 def _federate(cfg: RunConfig, algo: Algorithm, model: torch.nn.Module, tokenizer: Any,
               clients: list[list[dict[str, list[int]]]], ev: EvalSet, sinks: list[Sink],
               run_id: str, device: torch.device, *, out: Path, resumed: checkpoint.Checkpoint | None = None,
-              extra: dict[str, Any] | None = None, shared: tuple[dict, list[dict], float] | None = None) -> dict[str, Any]:
-    """The rounds after ``resumed`` (all of them without), checkpointing every ``checkpoint_every``.
-    ``shared``: the untuned evaluation's (round-0 row, per-example rows, probe loss) (ferret/untuned.py)."""
+              extra: dict[str, Any] | None = None, shared: tuple[dict, list[dict], float] | None = None,
+              init: str | None = None) -> dict[str, Any]:
+    """The rounds after ``resumed`` (all of them without), checkpointing as ``checkpoint.Cadence`` says.
+    ``shared``: the untuned evaluation's (round-0 row, per-example rows, probe loss) (ferret/untuned.py);
+    ``init``: the starting weights' digest, saved with a replayable method's round records."""
     extra = extra if extra is not None else {}
     pad_id = tokenizer.pad_token_id
     weights = [1.0 if cfg.equal_weight else float(len(c)) for c in clients]
@@ -449,6 +463,11 @@ def _federate(cfg: RunConfig, algo: Algorithm, model: torch.nn.Module, tokenizer
     # Per-example rows go to examples.csv beside metrics.csv; a checkpoint keeps them (in its
     # `extra`) so a resumed run writes the same file.
     example_rows: list[dict[str, Any]] = list((resumed.extra if resumed is not None else {}).get("examples", []))
+    # A replayable method's checkpoint: every round's record (kilobytes), replayed on resume.
+    records: list[dict[str, Any]] | None = None
+    if algo.replayable:
+        records = list(resumed.records or []) if resumed is not None else []
+    cadence = checkpoint.Cadence(cfg.checkpoint_every, cfg.checkpoint_every_s, cfg.rounds, algo.replayable)
     metrics_csv = next(s for s in sinks if isinstance(s, CsvSink)).path
     examples_sink = CsvSink(metrics_csv.with_name("examples.csv"), example_rows, columns=EXAMPLE_COLUMNS)
 
@@ -517,6 +536,8 @@ def _federate(cfg: RunConfig, algo: Algorithm, model: torch.nn.Module, tokenizer
             done = federated_round(algo, model, sampled, weights,
                                    lambda c: client_batches(clients[c], cfg, r, c, pad_id, device), ctx)
             peak_train = peak_since_reset_mb(device)
+            if records is not None:
+                records.append(algo.round_record())
             cum_bytes += done.uplink_bytes + done.downlink_bytes
             train_loss = done.train_loss
             row = {"run_id": run_id, "method": cfg.method, "round": r, "clients": len(sampled),
@@ -536,9 +557,10 @@ def _federate(cfg: RunConfig, algo: Algorithm, model: torch.nn.Module, tokenizer
             row["t_round_s"] = time.perf_counter() - t_round
             log(row)
             progress.update(row)
-            if cfg.checkpoint_every and r % cfg.checkpoint_every == 0 and r < cfg.rounds:
+            if cadence.due(r):
                 checkpoint.save(out, r, cfg.to_dict(), rows, algo.state_dict(),
-                                {**extra, "examples": example_rows})
+                                {**extra, "examples": example_rows}, records=records, init=init)
+                cadence.saved()
     finally:
         progress.close()
     first, last = rows[0], (rows[-1] if len(rows) > 1 else {})

@@ -1,24 +1,37 @@
 """Checkpoint and resume, in process: every method's state round-trips, and a resumed run writes
-the same metrics.csv as an uninterrupted one (timing and memory columns aside)."""
+the same metrics.csv as an uninterrupted one (timing and memory columns aside). Replayable methods
+(Ferret, FedKSeed) checkpoint round records instead of weights and rebuild the weights bit for bit;
+checkpoints are verified by SHA-256, and a run of another config never deletes them."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
+import torch
 
-from ferret import checkpoint
-from ferret.algorithms.registry import METHODS
-from ferret.config import load_config
-from ferret.engine import run
+from ferret import checkpoint, engine
+from ferret.algorithms.base import RoundContext
+from ferret.algorithms.registry import METHODS, options_for, resolve
+from ferret.config import ConfigError, load_config
+from ferret.engine import client_batches, run, sample_clients
+from ferret.federated_round import federated_round
+from ferret.host import Host
+from ferret.outdir import OutDirError
 
-from conftest import tiny_overrides
+from conftest import RESOURCES, ROOT, tiny_overrides
 
 TIMING = {"t_local_s", "t_encode_s", "t_aggregate_s", "t_eval_s", "t_round_s", "peak_mem_train_mb", "peak_mem_eval_mb"}
 # Zeroth-order steps need a far smaller step size than the shared first-order lr (see their docstrings).
 EXTRA = {"fedzo": ["method_options.fedzo.lr=1e-4"], "fedkseed": ["method_options.fedkseed.lr=1e-4"],
          "fedkseed-pro": ["method_options.fedkseed-pro.lr=1e-4"]}
+REPLAYABLE = [m for m in METHODS if resolve(m).replayable]
 
 
 class Interrupted(Exception):
@@ -90,22 +103,86 @@ def test_a_torn_checkpoint_is_skipped_for_the_one_before(tmp_path, monkeypatch, 
     (root / ".round-000004.abc.tmp").mkdir()  # a checkpoint killed mid-write
 
     record = run(cfg, out)
-    assert "ignoring checkpoint" in capsys.readouterr().err
+    assert f"skipping checkpoint {root / 'round-000003'}" in capsys.readouterr().err
     assert record["resumed_from"] == [2]
     assert _metrics(out) == expected
 
 
-def test_a_checkpoint_of_another_config_is_not_resumed(tmp_path, monkeypatch, capsys, reference):
-    cfg, _ = reference
+def _files(folder) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_another_config_never_deletes_an_interrupted_runs_checkpoints(tmp_path, monkeypatch, capsys, reference):
+    cfg, expected = reference
     out = tmp_path / "run"
     _run_interrupted(monkeypatch, cfg, out, after_round=2)
+    before = _files(out / "checkpoints")
     other = load_config(None, _overrides("ferret", rounds=4, lr=0.02))
-    record = run(other, out)
-    assert "lr" in capsys.readouterr().err
-    assert "resumed_from" not in record
+    with pytest.raises(OutDirError, match=r"checkpoints of an unfinished run of another config \(differs in lr\)"):
+        run(other, out)  # a mistyped value: refused, nothing touched
+    assert _files(out / "checkpoints") == before
+
+    record = run(other, out, force=True)  # --force: moved aside, then a fresh run
+    assert "resumed_from" not in record and "moved the checkpoints" in capsys.readouterr().err
+    (aside,) = (out / "replaced").iterdir()
+    assert _files(aside / "checkpoints") == before  # every byte kept
     fresh = tmp_path / "fresh"
     run(other, fresh)
     assert _metrics(out) == _metrics(fresh)
+
+    again = tmp_path / "again"  # the kept checkpoints still resume the first config
+    again.mkdir()
+    os.rename(aside / "checkpoints", again / "checkpoints")
+    assert run(cfg, again)["resumed_from"] == [2]
+    assert _metrics(again) == expected
+
+
+@pytest.mark.parametrize("part", ["state", "meta"])
+def test_a_corrupted_checkpoint_of_the_right_size_is_skipped_for_the_one_before(
+        tmp_path, monkeypatch, capsys, reference, part):
+    cfg, expected = reference
+    out = tmp_path / "run"
+    _run_interrupted(monkeypatch, cfg, out, after_round=3)
+    folder = out / "checkpoints" / "round-000003"
+    if part == "state":  # one flipped byte in the tensor data: size and header intact
+        path = folder / checkpoint.STATE
+        data = bytearray(path.read_bytes())
+        data[-9] ^= 0x5A
+    else:  # one digit of a logged loss changed: still valid JSON of the same size
+        path = folder / checkpoint.META
+        data = bytearray(path.read_bytes())
+        at = data.index(b'"train_loss": ') + len(b'"train_loss": ') + 3
+        data[at] = ord("1") if data[at] != ord("1") else ord("2")
+        json.loads(bytes(data))
+    size = path.stat().st_size
+    path.write_bytes(bytes(data))
+    assert path.stat().st_size == size
+
+    record = run(cfg, out)
+    err = capsys.readouterr().err
+    assert f"skipping checkpoint {folder}" in err and "SHA-256" in err
+    assert record["resumed_from"] == [2]
+    assert _metrics(out) == expected
+
+
+def test_other_starting_weights_refuse_a_replay(tmp_path, monkeypatch, reference):
+    """Replay rebuilds from the starting weights, so a model whose files changed is not resumed."""
+    cfg, _ = reference
+    out = tmp_path / "run"
+    _run_interrupted(monkeypatch, cfg, out, after_round=2)
+    before = _files(out / "checkpoints")
+    real = engine.load_model_and_tokenizer
+
+    def changed_model(*args, **kwargs):
+        model, tokenizer, info = real(*args, **kwargs)
+        with torch.no_grad():
+            next(model.parameters()).view(-1)[0] += 1e-3
+        return model, tokenizer, info
+
+    monkeypatch.setattr(engine, "load_model_and_tokenizer", changed_model)
+    with pytest.raises(OutDirError, match="other starting weights"):
+        run(cfg, out)
+    assert _files(out / "checkpoints") == before
 
 
 def test_threads_and_wandb_settings_do_not_block_a_resume(tmp_path, monkeypatch, reference):
@@ -133,3 +210,169 @@ def test_checkpoint_every_zero_writes_none(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoint, "save", lambda *a, **k: seen.append(a[1]))
     run(load_config(None, _overrides("fedavg", rounds=2, checkpoint_every=0)), tmp_path)
     assert seen == []
+
+
+# -- replay ------------------------------------------------------------------------------------------
+def _prepared(cfg):
+    return engine._prepare(cfg, {}, Host(resources=RESOURCES))
+
+
+def _rounds(cfg, prepared, rounds):
+    """Run ``rounds`` rounds as the engine does; the round records."""
+    algo, model, tokenizer, clients, _ = prepared
+    pad, device, records = tokenizer.pad_token_id, torch.device("cpu"), []
+    for r in range(1, rounds + 1):
+        ctx = RoundContext(round=r, rounds=cfg.rounds, seed=cfg.seed, device=device)
+        federated_round(algo, model, sample_clients(cfg, r), [1.0] * len(clients),
+                        lambda c: client_batches(clients[c], cfg, r, c, pad, device), ctx)
+        records.append(algo.round_record())
+    return records
+
+
+@pytest.mark.parametrize("method", REPLAYABLE)
+def test_replay_rebuilds_the_global_state_bit_for_bit(method):
+    cfg = load_config(None, _overrides(method, rounds=4, threads=1))
+    straight = _prepared(cfg)
+    records = _rounds(cfg, straight, 3)
+    algo = straight[0]
+    state = algo.state_dict()
+    assert not any(isinstance(v, torch.Tensor) and v.numel() >= 1000 for v in state.values())  # no weights
+
+    fresh = _prepared(cfg)[0]
+    tensors, values = checkpoint.capture_rng()
+    checkpoint.restore(checkpoint.Checkpoint(round=3, rows=[], method_state=state, records=records,
+                                             rng={"tensors": tensors, "values": values}), fresh)
+    assert fresh.global_params.keys() == algo.global_params.keys()
+    for name, weight in algo.global_params.items():
+        assert torch.equal(fresh.global_params[name], weight), name  # bit for bit
+    assert len(fresh.history) == len(algo.history) == 3
+    for (a0, a1), (b0, b1) in zip(fresh.history, algo.history):
+        assert torch.equal(a0, b0) and torch.equal(a1, b1)
+    assert fresh.last_sync == algo.last_sync
+    assert fresh.round_record()["round"] == 3
+
+
+def _llama(width: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(vocab_size=512, hidden_size=width, intermediate_size=2 * width,
+                                        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2))
+
+
+@pytest.mark.parametrize("method", REPLAYABLE)
+def test_checkpoint_size_does_not_grow_with_model_size(tmp_path, method):
+    """Replayable methods' checkpoints hold K-sized records: the same bytes for a model 16x larger."""
+    cfg = load_config(None, _overrides(method, rounds=3))
+    sizes, weights = [], []
+    for width in (32, 128):
+        model = _llama(width)
+        algo = resolve(method)(cfg, options_for(method, cfg.method_options))
+        model = algo.setup(model, None)
+        batch = {"input_ids": torch.randint(512, (2, 8), generator=torch.Generator().manual_seed(1))}
+        batch = {**batch, "attention_mask": torch.ones(2, 8, dtype=torch.long), "labels": batch["input_ids"]}
+        records = []
+        for r in (1, 2, 3):
+            ctx = RoundContext(round=r, rounds=3, seed=0, device=torch.device("cpu"))
+            federated_round(algo, model, [0, 1], [1.0, 1.0], lambda c: [batch, batch], ctx)
+            records.append(algo.round_record())
+        out = tmp_path / f"w{width}"
+        checkpoint.save(out, 3, cfg.to_dict(), [], algo.state_dict(), {}, records=records,
+                        init=checkpoint.weights_digest(algo.global_params))
+        sizes.append(checkpoint.disk_bytes(out))
+        weights.append(sum(t.numel() * t.element_size() for t in algo.global_params.values()))
+    assert weights[1] > 8 * weights[0]
+    assert abs(sizes[1] - sizes[0]) <= 1024, sizes  # the blocks' count, not their size, may move a few bytes
+    assert sizes[1] < 64 * 1024 < weights[1], (sizes, weights)
+
+
+# -- when and how much ---------------------------------------------------------------------------------
+def _saved_rounds(monkeypatch, tmp_path, method, **extra):
+    seen = []
+    real = checkpoint.save
+    monkeypatch.setattr(checkpoint, "save", lambda *a, **k: seen.append(a[1]) or real(*a, **k))
+    run(load_config(None, _overrides(method, rounds=3, **extra)), tmp_path / method)
+    return seen
+
+
+def test_weight_checkpoints_follow_the_time_cadence_record_checkpoints_every_round(tmp_path, monkeypatch):
+    assert _saved_rounds(monkeypatch, tmp_path, "fedavg", checkpoint_every_s=3600) == []
+    assert _saved_rounds(monkeypatch, tmp_path / "b", "fedavg", checkpoint_every_s=1e-6) == [1, 2]
+    assert _saved_rounds(monkeypatch, tmp_path, "ferret", checkpoint_every_s=3600) == [1, 2]
+
+
+def test_the_cadence_counts_rounds_and_seconds():
+    c = checkpoint.Cadence(every=2, every_s=0.05, rounds=10, replayable=False)
+    assert not c.due(2)  # too soon
+    time.sleep(0.06)
+    assert [r for r in range(1, 11) if c.due(r)] == [2, 4, 6, 8]  # never after the last round
+    c.saved()
+    assert not c.due(4)
+    assert checkpoint.Cadence(every=0, every_s=0, rounds=10, replayable=True).due(2) is False
+
+
+def test_checkpoint_every_s_must_be_a_finite_number_at_least_zero():
+    for bad in ("-1", "nan", "inf"):
+        with pytest.raises(ConfigError, match=f"checkpoint_every_s={bad if bad != '-1' else '-1.0'}"):
+            load_config(None, _overrides("fedavg", checkpoint_every_s=bad))
+
+
+def test_the_free_disk_check_counts_every_copy_kept(tmp_path, monkeypatch):
+    """KEEP published checkpoints plus the one being written must fit, not a single one."""
+    cfg = load_config(None, _overrides("fedavg"))
+    one = sum(t.numel() * t.element_size() for t in _prepared(cfg)[0].global_params.values())
+    real = engine.shutil.disk_usage
+    monkeypatch.setattr(engine.shutil, "disk_usage",
+                        lambda p: real(p)._replace(free=2 * one + 2**20 + 1))  # room for two copies
+    with pytest.raises(OutDirError, match=rf"{checkpoint.KEEP + 1} checkpoint copies need"):
+        run(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "metrics.csv").exists()
+
+
+# -- SmolLM2-135M: small checkpoints, SIGKILL, resume -----------------------------------------------------
+SMOL = ["model=smollm2-135m", "method=ferret", "rounds=3", "num_clients=2", "participation=0.5",
+        "local_steps=1", "batch_size=1", "train_per_client=2", "num_tasks=1", "eval_per_task=1",
+        "max_length=48", "max_new_tokens=2", "eval_every=1", "K=16", "threads=2", "checkpoint_every=1",
+        "lr=1e-4", "method_options.ferret.basis=rademacher"]
+
+
+def test_smollm2_ferret_keeps_under_5mb_of_checkpoints_and_resumes_after_sigkill(tmp_path, monkeypatch):
+    t0 = time.perf_counter()
+    cfg = load_config(None, SMOL)
+    sizes = {}
+    real = checkpoint.save
+
+    def measured(out, round_, *args, **kwargs):
+        path = real(out, round_, *args, **kwargs)
+        sizes[round_] = (checkpoint.disk_bytes(out), sum(f.stat().st_size for f in path.iterdir()))
+        return path
+
+    monkeypatch.setattr(checkpoint, "save", measured)
+    run(cfg, tmp_path / "straight", host=Host(resources=RESOURCES))
+    monkeypatch.setattr(checkpoint, "save", real)
+    assert sorted(sizes) == [1, 2]
+    assert max(total for total, _ in sizes.values()) < 5 * 2**20, sizes  # every file kept, at its peak
+    t1 = time.perf_counter()
+
+    out = tmp_path / "killed"
+    env = {**os.environ, "FERRET_FAULT": "pause@round:1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "fault_site"), str(ROOT)])}
+    cmd = [sys.executable, "-m", "ferret", "--resources", str(RESOURCES), "run", "--out", str(out), *SMOL]
+    proc = subprocess.Popen(cmd, env=env, text=True, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        for line in proc.stderr:
+            if "ferret-test-pause" in line:
+                proc.send_signal(signal.SIGKILL)
+                break
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        proc.kill()
+        proc.stderr.close()
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["round-000001"]
+    assert not (out / "run.json").exists()  # killed: nothing published
+
+    record = run(cfg, out, host=Host(resources=RESOURCES))
+    assert record["status"] == "ok" and record["resumed_from"] == [1]
+    assert _metrics(out) == _metrics(tmp_path / "straight")
+    print(f"\nsmollm2 ferret checkpoints (total kept, this one) by round: {sizes}; "
+          f"straight run {t1 - t0:.1f} s, killed + resumed {time.perf_counter() - t1:.1f} s")

@@ -27,6 +27,9 @@ keeps its global copy on the CPU; ``device`` keeps them beside the model (faster
 Server aggregates accumulate in float32 whatever the model's dtype. Methods compute and never log: they return numbers and messages, the engine records them.
 Between rounds the engine checkpoints ``algo.state_dict()`` (tensors and JSON values) and a
 resumed run restores it with ``algo.load_state_dict`` right after ``setup`` (ferret/checkpoint.py).
+A method whose global weights follow from the starting weights and a small record per round
+(seeds and coordinates) sets ``replayable``: its ``state_dict`` leaves the weights out, the engine
+keeps ``round_record()`` of every round, and a resume calls ``replay_round`` on each in order.
 """
 
 from __future__ import annotations
@@ -98,6 +101,9 @@ class Algorithm:
     # True when downlink() builds the same message for every client of a round (the FedAvg family):
     # the round then counts its bytes once per round instead of once per client.
     shared_downlink: ClassVar[bool] = False
+    # True: checkpoints hold round records instead of weights, and a resume replays them (see
+    # round_record / replay_round); the weights are then rebuilt, not stored.
+    replayable: ClassVar[bool] = False
 
     def __init__(self, cfg: Any, options: Any) -> None:
         self.cfg = cfg
@@ -161,19 +167,35 @@ class Algorithm:
         tensors (saved as safetensors) and JSON-able values (saved as JSON), under flat string keys.
 
         Default: the global trainable weights (the whole model for full-parameter methods, the
-        adapter for PEFT ones). Methods with more server state (histories, momentum, seed
-        probabilities, client sync rounds) extend it; what ``setup`` rebuilds deterministically
-        from the config (seeds, scratch buffers) and per-round scratch need not be saved."""
+        adapter for PEFT ones), or nothing for a ``replayable`` method (replay rebuilds them).
+        Methods with more server state (client sync rounds, seed probabilities) extend it; what
+        ``setup`` rebuilds deterministically from the config (seeds, scratch buffers), what
+        :meth:`replay_round` rebuilds, and per-round scratch need not be saved."""
+        if self.replayable:
+            return {}
         return {f"global/{n}": t for n, t in self.global_params.items()}
 
     @torch.no_grad()
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict` after ``setup``, in place (devices and dtypes kept)."""
+        if self.replayable:
+            return
         missing = [n for n in self.global_params if f"global/{n}" not in state]
         if missing:
             raise ValueError(f"checkpoint holds no weights for {len(missing)} trainable tensors, e.g. {missing[0]}")
         for n, g in self.global_params.items():
             g.copy_(state[f"global/{n}"])
+
+    def round_record(self) -> dict[str, Any]:
+        """(``replayable`` methods) What :meth:`replay_round` needs to redo the round just
+        aggregated: tensors and JSON values, kilobytes, including its ``round``."""
+        raise NotImplementedError(f"method {self.name!r} is not replayable")
+
+    def replay_round(self, record: Mapping[str, Any]) -> None:
+        """(``replayable`` methods) Redo one round's server update from its :meth:`round_record`,
+        on the global state as it stood before that round: the same operations on the same
+        inputs as ``aggregate``, so the rebuilt weights equal the original bit for bit."""
+        raise NotImplementedError(f"method {self.name!r} is not replayable")
 
     @torch.no_grad()
     def is_finite(self) -> bool:

@@ -80,6 +80,7 @@ def group_blocks(sizes: Sequence[int], factor: float) -> list[list[int]]:
 
 
 class Ferret(Algorithm):
+    replayable = True  # a round is its seeds and pool: checkpoints hold those, not the weights
 
     def setup(self, model: torch.nn.Module, tokenizer: object) -> torch.nn.Module:
         model = super().setup(model, tokenizer)
@@ -94,6 +95,7 @@ class Ferret(Algorithm):
         self.history: list[tuple[torch.Tensor, torch.Tensor]] = []  # per round: (seeds, pool)
         self.last_sync: dict[int, int] = {}  # client -> last round whose model it holds
         self.rebuilds = 0  # rebuilds performed by the server (one per round)
+        self.last_round = 0  # the round last aggregated (or replayed)
         self._index_dtype = torch.int16 if K <= 32767 else torch.int32
         # Kernel build and every JIT compile outside the timed rounds: encode projects each block
         # with 2..K seeds, a rebuild with the 1..K seeds whose aggregated coordinate is non-zero.
@@ -198,6 +200,7 @@ class Ferret(Algorithm):
         seeds = self.round_seeds(ctx.round)
         self.history.append((seeds, self.pool.clone()))
         self.rebuilds += 1
+        self.last_round = ctx.round
         self.apply_round(self.global_params, seeds, self.pool, self._slr(ctx.round, ctx.rounds), self.lost_server)
 
     @torch.no_grad()
@@ -241,23 +244,26 @@ class Ferret(Algorithm):
             seeds = msg.tensors["missed_seeds"][j] if "missed_seeds" in msg.tensors else self.round_seeds(r)
             self.apply_round(params, seeds, pools[j], self._slr(r, rounds))
 
-    # -- checkpointing -----------------------------------------------------------------------------
+    # -- checkpointing (replay: ferret/checkpoint.py) ----------------------------------------------
+    def round_record(self) -> dict[str, object]:
+        """The last round's seeds and aggregated pool (K x blocks float32): all its update needs."""
+        seeds, pool = self.history[-1]
+        return {"round": self.last_round, "seeds": seeds, "pool": pool}
+
+    @torch.no_grad()
+    def replay_round(self, record: dict[str, object]) -> None:
+        """Redo :meth:`aggregate`'s server update from the round's record (same rebuild, same inputs)."""
+        seeds, pool, round_ = record["seeds"], record["pool"], int(record["round"])
+        self.pool = pool.clone()
+        self.history.append((seeds, pool.clone()))
+        self.rebuilds += 1
+        self.last_round = round_
+        self.apply_round(self.global_params, seeds, self.pool, self._slr(round_, self.cfg.rounds))
+
     def state_dict(self) -> dict[str, object]:
-        """Global weights, the server pool (momentum), every round's (seeds, pool) for client
-        replay, and each client's last synchronised round."""
-        state = super().state_dict()
-        state["pool"] = self.pool
-        if self.history:
-            state["history_seeds"] = torch.stack([seeds for seeds, _ in self.history])
-            state["history_pools"] = torch.stack([pool for _, pool in self.history])
-        state["last_sync"] = {str(c): r for c, r in self.last_sync.items()}
-        state["rebuilds"] = self.rebuilds
-        return state
+        """Each client's last synchronised round; replay rebuilds the weights, pool and history."""
+        return {**super().state_dict(), "last_sync": {str(c): r for c, r in self.last_sync.items()}}
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         super().load_state_dict(state)
-        self.pool = state["pool"].clone()
-        seeds, pools = state.get("history_seeds"), state.get("history_pools")
-        self.history = list(zip(seeds.unbind(0), pools.unbind(0))) if seeds is not None else []
         self.last_sync = {int(c): int(r) for c, r in state["last_sync"].items()}
-        self.rebuilds = int(state["rebuilds"])
