@@ -222,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML run config (default: the embedded default)")
     p.add_argument("--out", required=True, help="output folder for metrics.csv and run.json")
     p.add_argument("--force", action="store_true",
-                   help="replace a finished run of another config in --out (moved to <out>/replaced/)")
+                   help="replace a finished run of another config in --out, or the checkpoints of an "
+                        "unfinished one (both moved to <out>/replaced/)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p.set_defaults(func=_cmd_run)
 

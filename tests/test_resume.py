@@ -137,6 +137,20 @@ def test_another_config_never_deletes_an_interrupted_runs_checkpoints(tmp_path, 
     assert _metrics(again) == expected
 
 
+def test_checkpoints_none_of_which_is_valid_are_moved_aside_not_deleted(tmp_path, capsys, reference):
+    cfg, expected = reference
+    old = tmp_path / "run" / "checkpoints" / "round-000002"  # e.g. written by an older format
+    old.mkdir(parents=True)
+    (old / checkpoint.META).write_text(json.dumps({"format": 1, "round": 2}))
+    (old / checkpoint.STATE).write_bytes(b"\0" * 64)
+    before = _files(tmp_path / "run" / "checkpoints")
+    record = run(cfg, tmp_path / "run")
+    assert "resumed_from" not in record and _metrics(tmp_path / "run") == expected
+    assert "none of which is valid" in capsys.readouterr().err
+    (aside,) = (tmp_path / "run" / "replaced").iterdir()
+    assert _files(aside / "checkpoints") == before
+
+
 @pytest.mark.parametrize("part", ["state", "meta"])
 def test_a_corrupted_checkpoint_of_the_right_size_is_skipped_for_the_one_before(
         tmp_path, monkeypatch, capsys, reference, part):
