@@ -316,13 +316,18 @@ def test_weight_checkpoints_follow_the_time_cadence_record_checkpoints_every_rou
 
 
 def test_the_cadence_counts_rounds_and_seconds():
-    c = checkpoint.Cadence(every=2, every_s=0.05, rounds=10, replayable=False)
-    assert not c.due(2)  # too soon
-    time.sleep(0.06)
-    assert [r for r in range(1, 11) if c.due(r)] == [2, 4, 6, 8]  # never after the last round
+    def due(c):
+        return [r for r in range(1, 11) if c.due(r)]
+
+    c = checkpoint.Cadence(every=2, every_s=3600, rounds=10, replayable=False)
+    assert due(c) == []  # an hour has not passed
+    c.last -= 3600  # as if it had
+    assert due(c) == [2, 4, 6, 8]  # every second round, never after the last
     c.saved()
-    assert not c.due(4)
-    assert checkpoint.Cadence(every=0, every_s=0, rounds=10, replayable=True).due(2) is False
+    assert due(c) == []
+    assert due(checkpoint.Cadence(every=2, every_s=3600, rounds=10, replayable=True)) == [2, 4, 6, 8]
+    assert due(checkpoint.Cadence(every=3, every_s=0, rounds=10, replayable=False)) == [3, 6, 9]
+    assert due(checkpoint.Cadence(every=0, every_s=0, rounds=10, replayable=True)) == []
 
 
 def test_checkpoint_every_s_must_be_a_finite_number_at_least_zero():
@@ -346,7 +351,7 @@ def test_the_free_disk_check_counts_every_copy_kept(tmp_path, monkeypatch):
 # -- SmolLM2-135M: small checkpoints, SIGKILL, resume -----------------------------------------------------
 SMOL = ["model=smollm2-135m", "method=ferret", "rounds=3", "num_clients=2", "participation=0.5",
         "local_steps=1", "batch_size=1", "train_per_client=2", "num_tasks=1", "eval_per_task=1",
-        "max_length=48", "max_new_tokens=2", "eval_every=1", "K=16", "threads=2", "checkpoint_every=1",
+        "max_new_tokens=2", "eval_every=3", "K=16", "threads=2", "checkpoint_every=1",
         "lr=1e-4", "method_options.ferret.basis=rademacher"]
 
 
