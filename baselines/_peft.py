@@ -16,6 +16,7 @@ from ferret.algorithms.base import RoundContext
 from ferret.algorithms.local import first_order_local_steps
 from ferret.methods._checks import OPTIMIZERS
 
+
 def make_optimizer(kind: str, params: list[torch.nn.Parameter], lr: float, cfg: Any) -> torch.optim.Optimizer:
     """A fresh local optimizer: ``"sgd"`` (cfg.momentum, cfg.weight_decay, as FedAvg/Ferret) or
     ``"adamw"`` (torch defaults for betas/eps, weight_decay=cfg.weight_decay)."""

@@ -71,7 +71,6 @@ from baselines.fedavg import FedAvg
 from ferret.algorithms.base import RoundContext
 from ferret.seeding import derive_seed
 
-
 # -- FedZO -----------------------------------------------------------------------------------------
 
 

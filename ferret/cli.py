@@ -17,8 +17,16 @@ import signal
 import sys
 from pathlib import Path
 
-from ferret.config import (WANDB_MODES, ConfigError, RunConfig, bounded, describe, describe_methods, load_config,
-                           resolved_default_text)
+from ferret.config import (
+    WANDB_MODES,
+    ConfigError,
+    RunConfig,
+    bounded,
+    describe,
+    describe_methods,
+    load_config,
+    resolved_default_text,
+)
 from ferret.data.types import DataError
 from ferret.host import Host
 from ferret.models import DEFAULT_RESOURCES, ModelError

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from ferret.coercion import MAX_QUOTE, bounded, coerce, shown
+from ferret.coercion import bounded, coerce, shown
 from ferret.hints import did_you_mean
 
 

@@ -37,14 +37,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-import shutil
-import signal
-import traceback
 import platform
 import secrets
+import shutil
+import signal
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -230,7 +230,7 @@ def environment_info(device: torch.device) -> dict[str, Any]:
 
 def _check_k(cfg: RunConfig, params: Iterable[torch.Tensor], what: str) -> None:
     n = sum(p.numel() for p in params)
-    if cfg.K > n:
+    if n < cfg.K:
         raise ConfigError(f"K={cfg.K}: larger than the {n} trainable parameters of {what}")
 
 

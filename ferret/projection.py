@@ -65,7 +65,6 @@ import torch
 from ferret.bases import BASES, DEFAULT_CHUNK
 from ferret.kernels import cpu as fused_kernels  # CPU kernels; CUDA's are imported on first use
 
-
 _U64 = 1 << 64
 
 

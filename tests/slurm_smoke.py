@@ -26,7 +26,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from workflow_copy import METHODS, ROOT, copy_workflow, reduced_smoke, snakemake
 
 SCRIPT = ROOT / "scripts" / "slurm_single_node.sh"

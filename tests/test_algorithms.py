@@ -6,18 +6,17 @@ import copy
 
 import pytest
 import torch
+from conftest import count_generated_entries, tiny_overrides
 
 from ferret import comm, projection
 from ferret.algorithms import registry
 from ferret.algorithms.base import RoundContext
 from ferret.algorithms.ferret import Ferret, group_blocks
-from ferret.methods.ferret import FerretOptions
 from ferret.config import load_config
-from ferret.engine import client_batches, collate
 from ferret.data.prompts import tokenize_example
 from ferret.data.synthetic import build_synthetic
-
-from conftest import count_generated_entries, tiny_overrides
+from ferret.engine import client_batches
+from ferret.methods.ferret import FerretOptions
 
 
 def _setup(tiny, method: str, **overrides):

@@ -8,16 +8,13 @@ import math
 import pandas as pd
 import pytest
 import torch
+from conftest import count_generated_entries
 
-from ferret import projection as P
-from ferret.bench import cost
-from ferret.bench import floor
+from ferret.bench import cost, floor
 from ferret.bench import projection as B
 from ferret.bench.official import official_project, official_rebuild
 from ferret.bench.report import projection_figure, write_table
 from ferret.cli import main
-
-from conftest import count_generated_entries
 
 CPU = torch.device("cpu")
 

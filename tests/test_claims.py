@@ -113,7 +113,7 @@ def test_two_seeds_decide_only_when_both_agree():
 def test_a_comparable_score_needs_a_narrow_interval():
     narrow = claims.paired(pd.Series([30.0, 31.0, 29.0]), pd.Series([30.5, 30.0, 30.0]), ratio=False)
     wide = claims.paired(pd.Series([10.0, 50.0, 30.0]), pd.Series([30.0, 30.0, 30.0]), ratio=False)
-    assert narrow.low < 0 < narrow.high and -claims.COMPARABLE_PTS <= narrow.low and narrow.high <= claims.COMPARABLE_PTS
+    assert narrow.low < 0 < narrow.high and narrow.low >= -claims.COMPARABLE_PTS and narrow.high <= claims.COMPARABLE_PTS
     assert claims.direction(False, math.nan, narrow).startswith("yes (within")
     assert wide.low < -claims.COMPARABLE_PTS
     assert claims.direction(False, math.nan, wide).startswith("not resolved")

@@ -12,12 +12,11 @@ import math
 import os
 
 import pytest
+from conftest import tiny_overrides
 
 from ferret.algorithms.registry import METHODS
 from ferret.config import load_config
 from ferret.engine import run
-
-from conftest import tiny_overrides
 
 # Each knob moved off its default (see ferret/config.py): n_accum divides local_steps.
 NON_DEFAULT = tiny_overrides(rounds=1, local_steps=2, n_accum=2, batch_size=1, train_per_client=4,
@@ -47,7 +46,6 @@ def _dry_run(tmp_path, grid: dict) -> str:
     import sys
 
     import yaml
-
     from conftest import ROOT
 
     path = tmp_path / "grid.yaml"

@@ -26,7 +26,6 @@ from ferret.data.registry import load_federated_data
 from ferret.data.types import DataError, Example
 
 
-
 def _one_line(err: pytest.ExceptionInfo) -> str:
     msg = str(err.value)
     assert "\n" not in msg

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from ferret.cli import build_parser
 from ferret.algorithms import registry
+from ferret.cli import build_parser
 from ferret.config import RunConfig, default_config_text, describe, load_config, resolved_default_text
 
 SCHEMA = yaml.safe_load((Path(__file__).parents[1] / "workflow/schemas/config.schema.yaml").read_text())

@@ -7,13 +7,12 @@ import json
 
 import pytest
 import torch
+from conftest import tiny_overrides
 
 from ferret import comm
 from ferret.config import load_config
 from ferret.csv_sink import COLUMNS
 from ferret.engine import run
-
-from conftest import tiny_overrides
 
 TIMING = {"t_local_s", "t_encode_s", "t_aggregate_s", "t_eval_s", "t_round_s", "peak_mem_train_mb", "peak_mem_eval_mb"}
 

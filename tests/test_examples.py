@@ -6,13 +6,12 @@ import json
 
 import pandas as pd
 import pytest
+from conftest import tiny_overrides, with_overrides
 
 from ferret import engine
 from ferret.config import ConfigError, load_config
 from ferret.csv_sink import EXAMPLE_COLUMNS
 from ferret.report.collect import collect_examples
-
-from conftest import tiny_overrides, with_overrides
 
 SMALL = {"rounds": 2, "num_tasks": 2, "eval_per_task": 2, "threads": 1, "wandb_mode": "disabled",
          "checkpoint_every": 0}

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT, tiny_overrides
+from workflow_copy import copy_workflow, reduced_smoke
 
 from baselines.fedavg import FedAvg
 from ferret.cli import main
@@ -27,9 +29,6 @@ from ferret.engine import run
 from ferret.outdir import tampered
 from ferret.report.collect import collect
 from ferret.report.tables import main_table
-
-from conftest import ROOT, tiny_overrides
-from workflow_copy import copy_workflow, reduced_smoke
 
 TIMING = {"t_local_s", "t_encode_s", "t_aggregate_s", "t_eval_s", "t_round_s", "peak_mem_train_mb", "peak_mem_eval_mb"}
 OVERRIDES = tiny_overrides(method="ferret", rounds=4, num_tasks=2, eval_per_task=1, eval_every=1, threads=1,

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import pytest
 import torch
+from conftest import tiny_overrides
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ferret import comm
@@ -19,8 +20,6 @@ from ferret.config import ConfigError, load_config
 from ferret.data.prompts import tokenize_example
 from ferret.data.synthetic import build_synthetic
 from ferret.engine import client_batches
-
-from conftest import tiny_overrides
 
 CPU = torch.device("cpu")
 FULL = ["ferret", "fedavg", "fedzo", "fedkseed", "fedkseed-pro"]

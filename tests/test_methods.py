@@ -11,10 +11,9 @@ import sys
 from pathlib import Path
 
 import yaml
+from conftest import RESOURCES, ROOT
 
 from ferret.algorithms import registry
-
-from conftest import RESOURCES, ROOT
 
 # A whole new method in one file: FedAvg whose server moves only part of the way to the average.
 NEW_METHOD = '''"""FedDamped: FedAvg with a damped server step, w <- w + step (avg - w)."""

@@ -27,9 +27,7 @@ def env_reads(source: str) -> list[int]:
     """Line numbers where ``source`` touches the process environment through ``os``."""
     lines = []
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Attribute) and node.attr in ENV_NAMES:
-            lines.append(node.lineno)
-        elif isinstance(node, ast.ImportFrom) and node.module == "os" and any(
+        if isinstance(node, ast.Attribute) and node.attr in ENV_NAMES or isinstance(node, ast.ImportFrom) and node.module == "os" and any(
                 a.name in ENV_NAMES for a in node.names):
             lines.append(node.lineno)
     return lines

@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, tiny_overrides, with_overrides
 
 from ferret.cli import main
 from ferret.outdir import RunFolder
-
-from conftest import ROOT, tiny_overrides, with_overrides
 
 OVERRIDES = tiny_overrides(rounds=3, num_tasks=2, eval_per_task=1, threads=1, checkpoint_every=1)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -21,15 +20,14 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
-from ferret.config import ConfigError, load_config
-from ferret.data.codealpaca import CLIENT_LANGUAGES, DROPPED, HOLDOUT, language, load_codealpaca
-import ferret.engine as engine
-from ferret.data.types import DataError
-from ferret.engine import client_batches, run
-
 from conftest import tiny_overrides
 from test_paper_workflow import _expected_points, _job_count, _train_commands, precision_label
+
+import ferret.engine as engine
+from ferret.config import ConfigError, load_config
+from ferret.data.codealpaca import CLIENT_LANGUAGES, DROPPED, HOLDOUT, language, load_codealpaca
+from ferret.data.types import DataError
+from ferret.engine import client_batches, run
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "workflow/configs/paper.yaml"

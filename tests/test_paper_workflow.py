@@ -21,14 +21,12 @@ from pathlib import Path
 import huggingface_hub.constants
 import pytest
 import yaml
+from conftest import with_overrides
 
 from ferret.algorithms import registry
 from ferret.config import load_config
 from ferret.engine import run
 from ferret.models import ALIASES, ModelError, check_model_name, load_model_and_tokenizer
-
-from conftest import with_overrides
-
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "workflow/configs/paper.yaml"

@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+from conftest import tiny_overrides
 
 from ferret import comm, engine, generation
 from ferret.algorithms import registry
@@ -18,8 +19,6 @@ from ferret.data.prompts import tokenize_example
 from ferret.data.synthetic import build_synthetic
 from ferret.engine import client_batches, collate
 from ferret.metrics import example_losses
-
-from conftest import tiny_overrides
 
 # method path -> a substring every adapter tensor name carries
 METHODS = {

@@ -9,6 +9,7 @@ import re
 
 import pytest
 import torch
+from conftest import tiny_overrides
 
 from baselines._zeroth_order import Direction
 from ferret.algorithms import local
@@ -16,8 +17,6 @@ from ferret.algorithms.local import first_order_local_steps
 from ferret.config import ConfigError, load_config
 from ferret.engine import run
 from ferret.precision import LostUpdates, observe_optimizer_step
-
-from conftest import RESOURCES, tiny_overrides
 
 
 def _rows(path):

@@ -7,11 +7,10 @@ import json
 import math
 
 import pytest
+from conftest import tiny_overrides
 
 from ferret.algorithms import registry
 from ferret.cli import main
-
-from conftest import tiny_overrides
 
 
 @pytest.mark.parametrize("name", sorted(registry.METHODS))

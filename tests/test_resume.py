@@ -15,6 +15,7 @@ import time
 
 import pytest
 import torch
+from conftest import RESOURCES, ROOT, tiny_overrides
 
 from ferret import checkpoint, engine
 from ferret.algorithms.base import RoundContext
@@ -24,8 +25,6 @@ from ferret.engine import client_batches, run, sample_clients
 from ferret.federated_round import federated_round
 from ferret.host import Host
 from ferret.outdir import OutDirError
-
-from conftest import RESOURCES, ROOT, tiny_overrides
 
 TIMING = {"t_local_s", "t_encode_s", "t_aggregate_s", "t_eval_s", "t_round_s", "peak_mem_train_mb", "peak_mem_eval_mb"}
 # Zeroth-order steps need a far smaller step size than the shared first-order lr (see their docstrings).

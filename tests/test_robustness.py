@@ -16,6 +16,7 @@ import types
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, tiny_overrides, with_overrides
 
 from ferret.atomic import write_json
 from ferret.cli import main
@@ -24,8 +25,6 @@ from ferret.engine import run
 from ferret.host import Host
 from ferret.redaction import redact, secret_values
 from ferret.report.collect import collect
-
-from conftest import ROOT, tiny_overrides, with_overrides
 
 OVERRIDES = tiny_overrides(method="fedavg", rounds=2, num_tasks=2, eval_per_task=1, threads=1)
 FAULT_SITE = str(ROOT / "tests" / "fault_site")

@@ -8,14 +8,13 @@ import subprocess
 import sys
 
 import pytest
+from conftest import tiny_overrides
 
 from ferret.atomic import write_json
 from ferret.cli import main
 from ferret.config import load_config
 from ferret.models import ModelError, load_model_and_tokenizer
 from ferret.redaction import redact, secret_values
-
-from conftest import tiny_overrides
 
 EVIL = """
 import pathlib

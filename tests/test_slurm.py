@@ -15,10 +15,10 @@ import subprocess
 from pathlib import Path
 
 import yaml
+from slurm_smoke import RUN_RESOURCES, SlurmSmoke
 
 from ferret.config import load_config
 from ferret.engine import run as run_in_process
-from slurm_smoke import RUN_RESOURCES, SlurmSmoke
 
 SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+)")
 TIMING = {"t_local_s", "t_encode_s", "t_aggregate_s", "t_eval_s", "t_round_s", "peak_mem_train_mb", "peak_mem_eval_mb"}

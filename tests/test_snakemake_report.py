@@ -7,9 +7,9 @@ import re
 import time
 
 import pytest
+from workflow_copy import ROOT, snakemake
 
 from ferret.report.figures import FIGURES
-from workflow_copy import ROOT, snakemake
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,19 @@ import math
 import numpy as np
 import pytest
 
-from ferret.report.stats import (FRACTION, PERCENT, PERCENT_DIFF, POSITIVE, REAL, bootstrap_mean, format_interval,
-                                 log_ratio, paired_bootstrap, summary, t_interval)
+from ferret.report.stats import (
+    FRACTION,
+    PERCENT,
+    PERCENT_DIFF,
+    POSITIVE,
+    REAL,
+    bootstrap_mean,
+    format_interval,
+    log_ratio,
+    paired_bootstrap,
+    summary,
+    t_interval,
+)
 
 
 def test_t_interval_matches_the_textbook_formula():

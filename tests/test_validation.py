@@ -10,15 +10,14 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import tiny_overrides, with_overrides
+from test_cli import BAD as CLI_BAD
 
 from ferret import checkpoint
 from ferret.cli import main
 from ferret.config import load_config
 from ferret.data import registry as data_registry
 from ferret.engine import run
-
-from conftest import tiny_overrides, with_overrides
-from test_cli import BAD as CLI_BAD
 
 BASE = tiny_overrides(method="fedavg", rounds=2, num_tasks=2, eval_per_task=1, threads=1)
 

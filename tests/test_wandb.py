@@ -13,13 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import tiny_overrides
 
 from ferret.config import load_config
 from ferret.engine import run
 from ferret.host import Host
 from ferret.wandb_sink import X_AXES, WandbSink, log_report, resolve_wandb_mode
-
-from conftest import tiny_overrides
 
 
 def test_mode_resolution(tmp_path):

@@ -9,12 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import tiny_overrides
 
 from baselines.fedkseed import FedKSeed, FedKSeedPro
 from baselines.fedzo import FedZO
-from ferret.methods.fedkseed import FedKSeedOptions
-from ferret.methods.fedkseed_pro import FedKSeedProOptions
-from ferret.methods.fedzo import FedZOOptions
 from ferret import comm
 from ferret.algorithms import registry
 from ferret.algorithms.base import RoundContext
@@ -23,8 +21,9 @@ from ferret.config import load_config
 from ferret.data.prompts import tokenize_example
 from ferret.data.synthetic import build_synthetic
 from ferret.engine import client_batches, run
-
-from conftest import tiny_overrides
+from ferret.methods.fedkseed import FedKSeedOptions
+from ferret.methods.fedkseed_pro import FedKSeedProOptions
+from ferret.methods.fedzo import FedZOOptions
 
 METHODS = {"fedzo": "baselines.fedzo:FedZO", "fedkseed": "baselines.fedkseed:FedKSeed",
            "fedkseed-pro": "baselines.fedkseed:FedKSeedPro"}

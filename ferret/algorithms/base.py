@@ -46,7 +46,6 @@ from ferret.algorithms.registry import NoOptions
 from ferret.comm import Message
 from ferret.precision import LostUpdates
 
-
 OFFLOAD = ("host", "device")
 
 

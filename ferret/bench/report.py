@@ -13,8 +13,8 @@ matplotlib.use("Agg")  # headless
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ferret.report.figures import save_figure  # noqa: E402
 from ferret.atomic import atomic_write_text  # noqa: E402
+from ferret.report.figures import save_figure  # noqa: E402
 
 
 def _fmt(value: Any) -> str:

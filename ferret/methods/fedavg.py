@@ -4,5 +4,4 @@ from __future__ import annotations
 
 from ferret.algorithms.registry import NoOptions, register
 
-
 register("fedavg", NoOptions, "baselines.fedavg:FedAvg")

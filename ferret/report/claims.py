@@ -34,8 +34,15 @@ import pandas as pd
 
 from ferret.report import stats
 from ferret.report.paper import PAPER_METRIC
-from ferret.report.runs import (final_rows, finished, main_config_runs, read_reference, round_costs,
-                                rounds_to_target, with_compute_clock)
+from ferret.report.runs import (
+    final_rows,
+    finished,
+    main_config_runs,
+    read_reference,
+    round_costs,
+    rounds_to_target,
+    with_compute_clock,
+)
 
 Quantity = Callable[[pd.DataFrame], float]
 
@@ -195,7 +202,7 @@ def direction(ratio: bool, paper: float, iv: stats.Interval) -> str:
         return "yes (Ferret higher)" + why
     if high < 0:
         return "no: Ferret lower" + why
-    if -COMPARABLE_PTS <= low and high <= COMPARABLE_PTS:
+    if low >= -COMPARABLE_PTS and high <= COMPARABLE_PTS:
         return f"yes (within ±{COMPARABLE_PTS:g} pts)" + why
     if iv.kind == "range":
         return f"not resolved: the seeds disagree by more than ±{COMPARABLE_PTS:g} pts (n = {iv.n})"

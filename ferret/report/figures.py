@@ -32,8 +32,7 @@ from matplotlib.ticker import MaxNLocator, NullLocator  # noqa: E402
 
 from ferret.report import stats  # noqa: E402
 from ferret.report.claims import common_target, compute_budget  # noqa: E402
-from ferret.report.runs import (REFERENCE, final_rows, main_config_runs, round_costs,  # noqa: E402
-                                with_compute_clock, with_labels)
+from ferret.report.runs import REFERENCE, final_rows, main_config_runs, round_costs, with_compute_clock, with_labels  # noqa: E402
 
 plt.rcParams.update({"pdf.fonttype": 42, "ps.fonttype": 42})  # embedded TrueType, not Type 3
 

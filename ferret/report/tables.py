@@ -30,10 +30,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from ferret.report import claims, paper, stats
-from ferret.report.runs import (CONFIG, final_rows, finished, main_config_runs, read_reference,
-                                rounds_to_target, with_labels)
 from ferret.atomic import atomic_write_text
+from ferret.report import claims, paper, stats
+from ferret.report.runs import (
+    CONFIG,
+    final_rows,
+    finished,
+    main_config_runs,
+    read_reference,
+    rounds_to_target,
+    with_labels,
+)
 
 
 def _mean_std(values: pd.Series, scale: float = 1.0, digits: int = 1) -> str:
