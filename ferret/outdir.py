@@ -17,7 +17,7 @@ Only an empty (or new) folder, or one holding nothing but the names above, is ta
 SHA-256 of the published metrics.csv and examples.csv (``checksums``): a finished run whose files
 no longer match is reported as tampered, never taken as "already done" (:func:`tampered`).
 
-Rules (README, "Outputs"):
+Rules (docs/outputs.md):
 
 * A second process on the same folder stops at once, naming the holder (flock is released by the
   kernel when the holder dies, even by SIGKILL, so a stale lock never blocks a rerun).

@@ -1,7 +1,7 @@
 """Contract: every registered method runs one round with non-default shared settings.
 
-Issue 15 found FedZO, FedKSeed and FedKSeed-Pro raising NameError whenever weight_decay > 0
-because no test ever ran a method off the defaults; this runs each one with every shared
+A method that is only ever run at the defaults can break on any other value (FedZO, FedKSeed and
+FedKSeed-Pro once raised NameError whenever weight_decay > 0); this runs each one with every shared
 client-optimizer knob moved off its default at once, in bfloat16, on the tiny model."""
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ def test_a_busy_folder_and_a_file_as_out_stop_with_one_line(finished, tmp_path, 
     assert _snapshot(finished) == before
 
 
-# ---- The fault matrix in real `ferret run` subprocesses (issue 15). Each fault ends with a true
+# ---- The fault matrix in real `ferret run` subprocesses. Each fault ends with a true
 # status and one line on stderr, and the finished run beside it is unchanged byte for byte.
 
 FAULT_ENV = os.pathsep.join([str(ROOT / "tests" / "fault_site"), str(ROOT)])

@@ -50,7 +50,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                  "max_position_embeddings": 2048, "rms_norm_eps": 1e-6, "tie_word_embeddings": False},
     # llama-3b scaled down ~1200x in parameters (hidden / 25, layers / 6.5, vocab / 4) so that the
     # four methods' rounds (FedKSeed and FedZO: 200 zeroth-order steps, 400 forwards each) finish
-    # well inside 2 min on 2 shared cores (21 s with one torch thread, README "Performance").
+    # well inside 2 min on 2 shared cores (21 s with one torch thread, docs/performance.md).
     "small": {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
               "num_key_value_heads": 4, "intermediate_size": 344, "vocab_size": 8000,
               "max_position_embeddings": 2048, "rms_norm_eps": 1e-6, "tie_word_embeddings": False},

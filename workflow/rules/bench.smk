@@ -1,7 +1,7 @@
 # Benchmarks of Ferret's projection (`ferret bench`); not part of `all` (the projection grid takes
 # up to ~10 minutes on 2 CPU cores). Run them explicitly, on an otherwise idle machine:
 #   snakemake --cores all bench                 (all four)
-#   snakemake --cores all bench_projection      (the table + figure shown in README "Performance")
+#   snakemake --cores all bench_projection      (the table + figure shown in docs/performance.md)
 # Grid and budget are the `ferret bench projection` defaults (see `ferret bench projection --help`).
 
 
