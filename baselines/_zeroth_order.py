@@ -61,7 +61,8 @@ class Direction:
         if seed not in self._norms:
             if len(self._norms) > 64:
                 self._norms.clear()
-            sq = sum(float(torch.linalg.vector_norm(z, dtype=torch.float32)) ** 2 for _, z in self._draws(tensors, seed))
+            sq = sum(float(torch.linalg.vector_norm(z, dtype=torch.float32)) ** 2
+                     for _, z in self._draws(tensors, seed))
             self._norms[seed] = math.sqrt(sq)
         return math.sqrt(self.numel) / max(self._norms[seed], 1e-30)
 

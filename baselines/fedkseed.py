@@ -57,7 +57,8 @@ Deviations from the official code:
   tensor's dtype, from one ``torch.Generator`` on the compute device seeded with s_k (official:
   global torch.manual_seed(s_k), then torch.normal per tensor). Same distribution, not
   the same numbers; identical on every client and the server of a run (one device type). The
-  per-step seed choice comes from ``generator(seed, "fedkseed-sample", round, client)`` (official: the global NumPy RNG).
+  per-step seed choice comes from ``generator(seed, "fedkseed-sample", round, client)``
+  (official: the global NumPy RNG).
 - z_k is regenerated for each use, four times per step as in the official optimizer, one tensor at
   a time (official: also new parameter tensors at every perturbation); the arithmetic is the same.
   The server's global weights stay on the host under ``offload=host`` (official: ``model_w0`` on

@@ -1,4 +1,5 @@
-"""Command line: ``ferret run | eval-untuned | prepare-model | show-config | collect | rescore | tables | figures | bench``.
+"""Command line: ``ferret run | eval-untuned | prepare-model | show-config | collect | rescore | tables |
+figures | bench``.
 
 ``ferret [--resources DIR] run [--config PATH] --out DIR [key=value ...]``: precedence is dataclass defaults <
 YAML file (or the embedded default run config when --config is absent) < key=value overrides.
@@ -151,7 +152,8 @@ def _read_all_runs(path: str):  # noqa: ANN202 - pandas is imported lazily
     try:
         return pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
-        raise ReportInputError(f"{path}: not a readable CSV ({bounded(str(e).splitlines()[0] if str(e) else e)})") from None
+        first = str(e).splitlines()[0] if str(e) else e
+        raise ReportInputError(f"{path}: not a readable CSV ({bounded(first)})") from None
 
 
 def _report_errors(command):  # noqa: ANN001, ANN202 - wraps a command function

@@ -8,8 +8,9 @@ The engine logs :func:`encoded_size` for every message in both directions: exact
 serialised copy (a model-sized one per client for FedAvg and FedZO). Small uplinks are encoded and
 decoded, and the *decoded* copy is what the server aggregates; a model-sized one is handed over as
 is, which is what decoding would give bit for bit (safetensors stores the raw bytes of each tensor
-in its own dtype; tests/test_comm_bytes.py checks both). The downlink is counted, not applied: the round (ferret/federated_round.py) encodes it for its
-size, never decodes it, and resets the client's working copy from the server's global weights
+in its own dtype; tests/test_comm_bytes.py checks both). The downlink is counted, not applied: the
+round (ferret/federated_round.py) encodes it for its size, never decodes it, and resets the
+client's working copy from the server's global weights
 (``load_global``). For the FedAvg family the downlink is those weights; for Ferret and
 FedKSeed(-Pro) replaying it on the client's stale copy gives them (bit for bit; FedKSeed's
 ``merged`` downlink up to float rounding), which their ``replay`` tests check.

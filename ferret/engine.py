@@ -250,7 +250,8 @@ def _load_base(cfg: RunConfig, record: dict[str, Any], host: Host) -> tuple[torc
     return model, tokenizer, data, ev
 
 
-def _prepare(cfg: RunConfig, record: dict[str, Any], host: Host) -> tuple[Algorithm, torch.nn.Module, Any, list, EvalSet]:
+def _prepare(cfg: RunConfig, record: dict[str, Any],
+             host: Host) -> tuple[Algorithm, torch.nn.Module, Any, list, EvalSet]:
     """Model, data, tokenised clients and eval set, and the set-up method: every check of the input
     that needs them (K, empty clients, max_length) fails here, before the run folder is touched."""
     algo_cls = registry.resolve(cfg.method, cfg.trust_custom_method)
@@ -370,7 +371,8 @@ def run(cfg: RunConfig, out: Path, *, force: bool = False, host: Host = Host()) 
             write_json(stage / "run.json", record, host.secrets, verbatim=("config",))
             sinks: list[Sink] = [CsvSink(stage / "metrics.csv", resumed.rows if resumed else ())]
             wandb_sink = WandbSink(mode=record["wandb_mode"], project=cfg.wandb_project or host.wandb_project,
-                                   entity=cfg.wandb_entity or host.wandb_entity or "", group=cfg.experiment, job_type=cfg.method, name=run_id,
+                                   entity=cfg.wandb_entity or host.wandb_entity or "", group=cfg.experiment,
+                                   job_type=cfg.method, name=run_id,
                                    config=cfg.to_dict(), folder=out, run_key=extra["wandb_id"],
                                    rows=resumed.rows if resumed else (), secrets=host.secrets)
             record["wandb_mode"] = wandb_sink.mode  # 'disabled' when W&B switched itself off
@@ -533,8 +535,9 @@ def _federate(cfg: RunConfig, algo: Algorithm, model: torch.nn.Module, tokenizer
             t_round = time.perf_counter()
             sampled = sample_clients(cfg, r)
             reset_peak(device)  # the local-training peak, what the paper's Table 6 reports
+            # r bound as a default: the round's batches are built within this iteration
             done = federated_round(algo, model, sampled, weights,
-                                   lambda c: client_batches(clients[c], cfg, r, c, pad_id, device), ctx)
+                                   lambda c, r=r: client_batches(clients[c], cfg, r, c, pad_id, device), ctx)
             peak_train = peak_since_reset_mb(device)
             if records is not None:
                 records.append(algo.round_record())

@@ -32,8 +32,9 @@ checked before it is applied, tensor by tensor, with the arithmetic of torch's k
 Ferret's rebuild this is exactly what the step does; for momentum, weight decay and Adam it is
 the float32 step rounded once (tests/test_precision.py compares both with the weights before and
 after). Even float32 loses updates: SmolLM2's tied embedding/output matrix gets a softmax-tail
-gradient on every vocabulary row, far below float32's spacing at its weights. Counts are summed over every step of every sampled client of a
-round (local) and over every server step of the round (server: Ferret's per-block rebuild,
+gradient on every vocabulary row, far below float32's spacing at its weights. Counts are summed
+over every step of every sampled client of a round (local) and over every server step of the round
+(server: Ferret's per-block rebuild,
 FedKSeed's per-seed steps); temporaries are one chunk of one tensor, never a model copy.
 FedAvg-family servers average the clients' weights instead of adding an update: there an entry is
 intended where the float32 average differs from the old weight, and lost where its value in the

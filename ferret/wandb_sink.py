@@ -75,7 +75,8 @@ class WandbSink:
             folder.mkdir(parents=True, exist_ok=True)
             self.run = wandb.init(
                 project=project or DEFAULT_WANDB_PROJECT, entity=entity or None, group=group, job_type=job_type,
-                name=name, config=redact(dict(config), self.secrets), dir=str(folder), mode=mode, reinit="finish_previous",
+                name=name, config=redact(dict(config), self.secrets), dir=str(folder), mode=mode,
+                reinit="finish_previous",
                 id=run_key, resume="allow" if run_key else None,
                 settings=wandb.Settings(init_timeout=self.INIT_TIMEOUT_S, console="off", silent=True))
             self._define_axes()

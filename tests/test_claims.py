@@ -52,7 +52,8 @@ def runs(tmp_path) -> pd.DataFrame:
                     "K": 200, "num_clients": 12, "seed": s, "status": "ok"}
             for r, loss in enumerate(losses):
                 rows.append({**grid, "round": r, "clients": 1 if r else 0, "eval_loss": loss + 0.01 * s,
-                             "rouge_l_official": (0.30 + 0.01 * s + (0.02 if method == "ferret" else 0.0)) if r == 3 else 0.1,
+                             "rouge_l_official": ((0.30 + 0.01 * s + (0.02 if method == "ferret" else 0.0))
+                                                  if r == 3 else 0.1),
                              # rouge-score's Rouge-L says the opposite: the claims must not read it
                              "rouge_l": (0.30 - (0.02 if method == "ferret" else 0.0)) if r == 3 else 0.1,
                              "t_local_s": 0.8 * local(s) if r else None, "t_encode_s": 0.2 * local(s) if r else None,
@@ -73,7 +74,8 @@ def test_ratios_are_paired_by_seed_on_the_log_scale(runs):
     mean, low, high = _ratio_interval([_overall("fedkseed", s) / _overall("ferret", s) for s in SEEDS])
     cell = t.loc["computation vs fedkseed", "measured (paired by seed)"]
     assert cell == f"{mean:.1f}× [{low:.1f}×, {high:.1f}×] (n = 3)" and low > 0
-    assert t.loc["computation vs fedkseed", "direction holds"] == ("yes" if low > 1 else "not resolved: the interval includes 1×")
+    assert t.loc["computation vs fedkseed", "direction holds"] == (
+        "yes" if low > 1 else "not resolved: the interval includes 1×")
     # FedZO aggregates a dense average (0.1 s) faster than Ferret rebuilds (1 s): the paper's Table 4
     # says so too (0.3 vs 24.7 s), so "holds" means below 1x here
     assert t.loc["aggregation vs fedzo", "measured (paired by seed)"].startswith("0.1× ")
@@ -113,7 +115,8 @@ def test_two_seeds_decide_only_when_both_agree():
 def test_a_comparable_score_needs_a_narrow_interval():
     narrow = claims.paired(pd.Series([30.0, 31.0, 29.0]), pd.Series([30.5, 30.0, 30.0]), ratio=False)
     wide = claims.paired(pd.Series([10.0, 50.0, 30.0]), pd.Series([30.0, 30.0, 30.0]), ratio=False)
-    assert narrow.low < 0 < narrow.high and narrow.low >= -claims.COMPARABLE_PTS and narrow.high <= claims.COMPARABLE_PTS
+    assert narrow.low < 0 < narrow.high
+    assert narrow.low >= -claims.COMPARABLE_PTS and narrow.high <= claims.COMPARABLE_PTS
     assert claims.direction(False, math.nan, narrow).startswith("yes (within")
     assert wide.low < -claims.COMPARABLE_PTS
     assert claims.direction(False, math.nan, wide).startswith("not resolved")

@@ -45,7 +45,8 @@ def test_bad_input_exits_nonzero_with_one_line_and_writes_nothing(tmp_path, caps
 
 
 def test_dotted_override_reaches_a_path_style_method():
-    cfg = load_config(None, ["method=baselines.fedkseed:FedKSeed", "method_options.baselines.fedkseed:FedKSeed.lr=3e-7"])
+    cfg = load_config(None, ["method=baselines.fedkseed:FedKSeed",
+                             "method_options.baselines.fedkseed:FedKSeed.lr=3e-7"])
     assert cfg.method_options["baselines.fedkseed:FedKSeed"] == {"lr": 3e-7}
 
 

@@ -41,7 +41,9 @@ def _schema_defaults(node: object, path: str = "") -> list[str]:
     if isinstance(node, dict):
         found = [path] if "default" in node else []
         return found + [p for k, v in node.items() for p in _schema_defaults(v, f"{path}.{k}")]
-    return [p for i, v in enumerate(node) for p in _schema_defaults(v, f"{path}[{i}]")] if isinstance(node, list) else []
+    if not isinstance(node, list):
+        return []
+    return [p for i, v in enumerate(node) for p in _schema_defaults(v, f"{path}[{i}]")]
 
 
 def test_workflow_schema_restates_no_run_default():

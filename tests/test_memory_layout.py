@@ -260,16 +260,16 @@ def test_model_sized_uplinks_are_received_without_a_serialised_copy_and_to_the_s
         calls = {"encode": 0, "downlink": 0}
         real_encode = comm.encode
 
-        def counting_encode(msg, _real=real_encode):
-            calls["encode"] += 1
+        def counting_encode(msg, _real=real_encode, _calls=calls):
+            _calls["encode"] += 1
             return _real(msg)
 
         monkeypatch.setattr(comm, "encode", counting_encode)
         cfg, algo, model, tokenizer, clients = _setup(tiny, method, num_clients=4, participation=0.75)
         real_down = algo.downlink
 
-        def counting_down(*a, _real=real_down, **k):
-            calls["downlink"] += 1
+        def counting_down(*a, _real=real_down, _calls=calls, **k):
+            _calls["downlink"] += 1
             return _real(*a, **k)
 
         monkeypatch.setattr(algo, "downlink", counting_down)

@@ -27,8 +27,10 @@ def env_reads(source: str) -> list[int]:
     """Line numbers where ``source`` touches the process environment through ``os``."""
     lines = []
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Attribute) and node.attr in ENV_NAMES or isinstance(node, ast.ImportFrom) and node.module == "os" and any(
-                a.name in ENV_NAMES for a in node.names):
+        attribute = isinstance(node, ast.Attribute) and node.attr in ENV_NAMES
+        imported = (isinstance(node, ast.ImportFrom) and node.module == "os"
+                    and any(a.name in ENV_NAMES for a in node.names))
+        if attribute or imported:
             lines.append(node.lineno)
     return lines
 

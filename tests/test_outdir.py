@@ -65,7 +65,8 @@ def test_a_busy_folder_and_a_file_as_out_stop_with_one_line(finished, tmp_path, 
 FAULT_ENV = os.pathsep.join([str(ROOT / "tests" / "fault_site"), str(ROOT)])
 
 
-def _cli(out: Path, *extra: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def _cli(out: Path, *extra: str, env: dict[str, str] | None = None,
+         timeout: float = 120) -> subprocess.CompletedProcess:
     overrides = with_overrides(OVERRIDES, *(e for e in extra if "=" in e))
     cmd = [sys.executable, "-m", "ferret", "run", "--out", str(out), *overrides, *(e for e in extra if "=" not in e)]
     return subprocess.run(cmd, env={**os.environ, **(env or {})}, text=True, capture_output=True, timeout=timeout)
@@ -81,7 +82,8 @@ def _mount_tmpfs(where: Path, size: str, *options: str) -> bool:
     """A small tmpfs at ``where`` (needs root); False where the platform does not allow it."""
     where.mkdir(parents=True, exist_ok=True)
     opts = ",".join([f"size={size}", *options])
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)], capture_output=True).returncode == 0
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)], capture_output=True)
+    return proc.returncode == 0
 
 
 @pytest.fixture

@@ -114,7 +114,8 @@ def test_claims_carry_both_sides_absolute_numbers(runs):
     row, paper_row = t.loc["computation vs fedkseed"], reference.loc[("computation", "fedkseed")]
     assert float(row["paper baseline"]) == pytest.approx(float(paper_row["paper_baseline_abs"]))
     assert float(row["paper Ferret"]) == pytest.approx(float(paper_row["paper_ferret_abs"]))
-    assert row["ours baseline"].startswith("12 ") and row["ours Ferret"].startswith("3 ")  # overall s: local + aggregation
+    # overall s: local + aggregation
+    assert row["ours baseline"].startswith("12 ") and row["ours Ferret"].startswith("3 ")
     # the same 12 s vs 3 s in every seed: an exact ratio, which decides the direction alone
     assert row["measured (paired by seed)"] == "4.0× (exact, n = 4)"
     assert row["direction holds"] == "yes (exact: the same in every seed)"

@@ -95,7 +95,8 @@ def test_dry_run_lists_the_full_paper_grid(dry_run):
     assert {p[1] for p in got} == {"datajuicer-1.3b", "llama-3b", "llama2-7b", "llama2-13b",
                                    "llama3-8b", "qwen2.5-7b"}
     assert {p[2] for p in got} == {"natural-instructions", "dolly", "codealpaca", "gsm8k"}
-    k_ablation = {p[4] for p in got if p[0] == "ferret" and p[1] == "datajuicer-1.3b" and p[2] == "natural-instructions"}
+    k_ablation = {p[4] for p in got
+                  if p[0] == "ferret" and p[1] == "datajuicer-1.3b" and p[2] == "natural-instructions"}
     assert k_ablation == set(cfg["ablations"]["K"]["values"])
 
 
@@ -108,7 +109,8 @@ def test_each_run_gets_its_data_model_and_method_settings(dry_run):
         method = cfg.get("method_settings", {}).get(args["method"], {})
         assert args["data_path"] == data["data_path"], rid
         label = precision_label(rid)
-        dtype, precision = PRECISION_LABELS[label] if label else (model["settings"]["dtype"], model["settings"]["precision"])
+        dtype, precision = (PRECISION_LABELS[label] if label
+                            else (model["settings"]["dtype"], model["settings"]["precision"]))
         assert (args["dtype"], args["precision"]) == (dtype, precision), rid
         assert args["device"] == "cuda" and args["run_id"] == rid
         # precedence: settings < data set < model < method < matching overrides
@@ -134,7 +136,7 @@ def test_every_run_is_official_float16_but_the_precision_ablation(dry_run):
     cfg = yaml.safe_load(PAPER.read_text())
     runs = _train_commands(dry_run)
     by_precision: dict[tuple[str, str], set[tuple]] = {}
-    for rid, a in runs.items():
+    for _rid, a in runs.items():
         resolved = load_config(None, [f"{k}={v}" for k, v in a.items()])
         key = (resolved.method, resolved.model, resolved.dataset, resolved.K, resolved.seed)
         by_precision.setdefault((resolved.dtype, resolved.precision), set()).add(key)
@@ -158,7 +160,8 @@ def test_resolved_runs_carry_the_papers_setup(dry_run):
     assert {a["num_clients"] for a in runs.values() if a["dataset"] == "codealpaca"} == {9}
     big = runs["ferret_llama2-13b_codealpaca_N9_K200_s0"]
     assert (big["lr"], big["slr"]) == (0.0005, 10.0)
-    assert (runs["fedavg_llama2-7b_gsm8k_N3_K200_s1"]["lr"], runs["fedavg_llama2-7b_gsm8k_N3_K200_s1"]["slr"]) == (0.0003, 1.0)
+    fedavg = runs["fedavg_llama2-7b_gsm8k_N3_K200_s1"]
+    assert (fedavg["lr"], fedavg["slr"]) == (0.0003, 1.0)
     assert {a["seed"] for a in runs.values() if a["method"] == "fedzo"} == {0, 1, 2, 3}
 
 

@@ -121,11 +121,11 @@ def _manual_step(model, algo, batch, update):
 
 def test_fedit_sgd_differs_from_fedit_only_in_the_optimizer(tiny):
     lr = 0.05
-    opts = "{r: 4, dropout: 0.0, lr: %s}" % lr
+    opts = f"{{r: 4, dropout: 0.0, lr: {lr}}}"
     setups = {}
     for method in ("baselines.fedit:FedIT", "baselines.fedit_sgd:FedITSGD"):
         setups[method] = _setup(tiny, method, num_clients=1, participation=1.0, local_steps=1,
-                                method_options="{'%s': %s}" % (method, opts))
+                                method_options=f"{{'{method}': {opts}}}")
     _, adamw, adamw_model, tokenizer, clients = setups["baselines.fedit:FedIT"]
     cfg, sgd, sgd_model, _, _ = setups["baselines.fedit_sgd:FedITSGD"]
     assert type(sgd.options).__name__ == "FedITSGDOptions" and sgd.options.r == adamw.options.r == 4

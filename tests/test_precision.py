@@ -229,7 +229,7 @@ def test_precision_grid_runs_each_point_in_every_precision():
         args = dict(kv.split("=", 1) for kv in m.group(2).split())
         runs[m.group(1)] = (args["method"], args["seed"], args["dtype"], args["precision"])
     assert _job_count(proc.stdout, "train") == len(runs) == 16
-    for rid, (method, seed, dtype, precision) in runs.items():
+    for rid, (_method, _seed, dtype, precision) in runs.items():
         label = rid.rsplit("_", 1)[1]
         assert (dtype, precision) == PRECISION_LABELS[label], rid
     assert {(m, s) for m, s, *_ in runs.values()} == {(m, s) for m in ("ferret", "fedkseed") for s in ("0", "1")}

@@ -82,7 +82,8 @@ def test_the_files_agree_with_each_other():
         assert row["seconds_per_round"] == pytest.approx(t4.loc[key[2], "overall_s"])
     assert (cost["overall_s"] - cost["local_s"] - cost["aggregation_s"]).abs().max() < 0.051
     claims = pd.read_csv(REFERENCE / "claims.csv", dtype=str)
-    column = {"computation": "overall_s", "local": "local_s", "aggregation": "aggregation_s", "communication": "comm_params"}
+    column = {"computation": "overall_s", "local": "local_s", "aggregation": "aggregation_s",
+              "communication": "comm_params"}
     for _, row in claims[claims["claim"].isin(list(column))].iterrows():  # every baseline's Table 4 seconds
         col = column[row["claim"]]
         assert float(row["paper_baseline_abs"]) == float(t4.loc[row["baseline"], col]), tuple(row)

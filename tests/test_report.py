@@ -40,7 +40,8 @@ def test_main_table_has_final_eval_loss_mean_std_beside_rouge(df):
     t = tables.main_table(df)
     # the paper did not run the synthetic set: no paper column; no per-example scores: no paired columns
     # (the fixture predates the official metric: rouge-score's Rouge-L only)
-    assert list(t.columns) == [ROUGE, f"{SETTING}: Rouge-L (%) 95% interval", LOSS, f"{SETTING}: eval loss 95% interval"]
+    assert list(t.columns) == [ROUGE, f"{SETTING}: Rouge-L (%) 95% interval",
+                               LOSS, f"{SETTING}: eval loss 95% interval"]
     final = runs.final_rows(df)
     fedavg = final[final["method"] == "fedavg"]["eval_loss"]
     assert t.loc["fedavg", LOSS] == f"{fedavg.mean():.3f} ± {fedavg.std():.3f} (n = 2)"
@@ -110,8 +111,8 @@ def test_claims_table_puts_the_papers_claims_beside_our_ratios(paper_df):
     assert t.loc["communication vs fedavg", MEASURED] == "1.0e+06× (n = 1)"  # FedAvg ran one seed here
     assert t.loc["communication vs fedavg", "direction holds"] == "yes (one seed, no interval)"
     assert t.loc["score vs fedkseed", MEASURED].startswith("+1.0 pts")
-    assert (t.loc["score vs fedkseed", "paper"], t.loc["score vs fedkseed", "paper baseline"],
-            t.loc["score vs fedkseed", "paper Ferret"]) == ("comparable (+0.3 pts, from its numbers)", 29.77, 30.03)  # Fig. 1
+    assert (t.loc["score vs fedkseed", "paper"], t.loc["score vs fedkseed", "paper baseline"],  # Fig. 1
+            t.loc["score vs fedkseed", "paper Ferret"]) == ("comparable (+0.3 pts, from its numbers)", 29.77, 30.03)
     # no ratio printed: derived from Table 4's seconds (32.9 / 30.3) and said so
     assert t.loc["computation vs fedzo", "paper"] == "(1.1×, from its numbers)"
     assert t.loc["computation vs fedzo", MEASURED] == "–"  # no FedZO run in the fixture

@@ -237,7 +237,7 @@ def _rounds(cfg, prepared, rounds):
     for r in range(1, rounds + 1):
         ctx = RoundContext(round=r, rounds=cfg.rounds, seed=cfg.seed, device=device)
         federated_round(algo, model, sample_clients(cfg, r), [1.0] * len(clients),
-                        lambda c: client_batches(clients[c], cfg, r, c, pad, device), ctx)
+                        lambda c, r=r: client_batches(clients[c], cfg, r, c, pad, device), ctx)
         records.append(algo.round_record())
     return records
 
@@ -287,7 +287,7 @@ def test_checkpoint_size_does_not_grow_with_model_size(tmp_path, method):
         records = []
         for r in (1, 2, 3):
             ctx = RoundContext(round=r, rounds=3, seed=0, device=torch.device("cpu"))
-            federated_round(algo, model, [0, 1], [1.0, 1.0], lambda c: [batch, batch], ctx)
+            federated_round(algo, model, [0, 1], [1.0, 1.0], lambda c, batch=batch: [batch, batch], ctx)
             records.append(algo.round_record())
         out = tmp_path / f"w{width}"
         checkpoint.save(out, 3, cfg.to_dict(), [], algo.state_dict(), {}, records=records,

@@ -24,7 +24,8 @@ setting (:func:`store_device`): ``host`` (default) keeps the global weights and 
 server buffer (running sums, reference weights) in host memory, pinned when the model is on CUDA,
 and moves one tensor at a time to the compute device when it is needed there, as the official code
 keeps its global copy on the CPU; ``device`` keeps them beside the model (faster, when it fits).
-Server aggregates accumulate in float32 whatever the model's dtype. Methods compute and never log: they return numbers and messages, the engine records them.
+Server aggregates accumulate in float32 whatever the model's dtype. Methods compute and never log:
+they return numbers and messages, the engine records them.
 Between rounds the engine checkpoints ``algo.state_dict()`` (tensors and JSON values) and a
 resumed run restores it with ``algo.load_state_dict`` right after ``setup`` (ferret/checkpoint.py).
 A method whose global weights follow from the starting weights and a small record per round

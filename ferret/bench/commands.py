@@ -78,7 +78,8 @@ def _cmd_projection(args: argparse.Namespace) -> int:
         raise ConfigError(f"--repeats {args.repeats} must be >= 1")
     rows = B.run_grid(ds, Ks, bases, args.budget_s, args.official_s, args.chunk_elems, device, args.repeats)
     notes = ["(a) official per-seed trunc_normal loop, timed on a_seeds of the K seeds and scaled to K; "
-             "(b) ferret-bench project / rebuild, fastest of --repeats calls each; (c) generating the K x d entries alone, best chunking",
+             "(b) ferret-bench project / rebuild, fastest of --repeats calls each; "
+             "(c) generating the K x d entries alone, best chunking",
              "a_over_b = (a project + rebuild) / (b project + rebuild); b_over_c = (b project + rebuild) / (2 c); "
              "*_geps = K x d entries per second, in G (a_geps counts both passes)",
              "peak_extra_mb: (b)'s peak extra memory (CPU: RSS high-water-mark delta after malloc_trim; "
@@ -161,7 +162,8 @@ def _cmd_round(args: argparse.Namespace) -> int:
              "in P on the compute device / in host memory (resident set), one memory on CPU; bookkeeping_s = "
              "encode_s + aggregation_s, bookkeeping_x_train = bookkeeping_s / train_s (local training alone)",
              f"paper_*: the paper's numbers ({reference}/cost_per_round.csv {R.PAPER_TABLE}, table6_peak_memory.csv), "
-             f"model {R.PAPER_MODEL} on the paper's GPU; *_x_ferret = overall_s / Ferret's overall_s, each side its own"]
+             f"model {R.PAPER_MODEL} on the paper's GPU; "
+             "*_x_ferret = overall_s / Ferret's overall_s, each side its own"]
     header = _header("One federated round per method (paper Tables 4 and 6 beside)", args, device, notes)
     write_table(rows, R.COLUMNS, Path(args.out), "round", header)
     atomic_write_text(Path(args.out, "round.json"), json.dumps(

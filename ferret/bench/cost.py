@@ -143,4 +143,5 @@ def config_overhead(config: str | None, overrides: list[str], host: Host = Host(
     return {"setting": f"run config {config or 'embedded default'}{extra} (1 round, {int(row['clients'])} clients)",
             "d": d, "K": cfg.K, "basis": registry.options_for("ferret", cfg.method_options).basis,
             "local_steps": cfg.local_steps, "t_local_s": row["t_local_s"], "t_encode_s": row["t_encode_s"],
-            "t_rebuild_s": row["t_aggregate_s"], "overhead": (row["t_encode_s"] + row["t_aggregate_s"]) / row["t_local_s"]}
+            "t_rebuild_s": row["t_aggregate_s"],
+            "overhead": (row["t_encode_s"] + row["t_aggregate_s"]) / row["t_local_s"]}

@@ -248,8 +248,10 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def run_check(out: Path, cuda: bool, tests: list[str], limit_s: float | None = None, work: Path | None = None,
-              cwd: Path = Path.cwd(), only: list[str] | None = None) -> dict[str, Any]:
-    """Run every step (or those named in ``only``) in order and write the JSON, markdown and log."""
+              cwd: Path | None = None, only: list[str] | None = None) -> dict[str, Any]:
+    """Run every step (or those named in ``only``) in order, from ``cwd`` (the current directory
+    at call time by default), and write the JSON, markdown and log."""
+    cwd = cwd or Path.cwd()
     t0 = time.perf_counter()
     limit_s = limit_s or (LIMIT_S if cuda else CPU_LIMIT_S)
     out.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,9 @@ growth of file-backed pages (``RssFile``: library code paged in on a kernel's fi
 extra memory). tracemalloc does not see torch's allocations, which is why. The bench commands
 first pin glibc to one malloc arena (:func:`single_arena`): with a second torch thread, glibc
 gives it its own arena, whose reservations made the same code's RSS delta vary from 5 to 45 MiB
-between identical calls (measured at d = 1e5, K = 256); with one arena it is the allocations'. On CUDA it is ``torch.cuda.max_memory_allocated``
-minus the memory allocated before. Where neither works the peak is NaN.
+between identical calls (measured at d = 1e5, K = 256); with one arena it is the allocations'.
+On CUDA it is ``torch.cuda.max_memory_allocated`` minus the memory allocated before. Where neither
+works the peak is NaN.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ shaped model (:func:`model_shapes`, ``group_blocks``):
     each basis in ``--bases``: the fastest of ``repeats`` calls of each (the first, cold call also
     gives the peak extra memory);
 (f) the same two passes by the fused kernels (:mod:`ferret.kernels.cpu` on CPU,
-    :mod:`ferret.kernels.triton` on CUDA; the reference path where no kernel covers the basis), ``f_*_over_b`` = (b) time / (f) time;
+    :mod:`ferret.kernels.triton` on CUDA; the reference path where no kernel covers the basis),
+    ``f_*_over_b`` = (b) time / (f) time;
 (c) the reference path's own floor: generating the K x d entries of the same basis alone (the
     fastest over three chunk sizes), and one read of d floats (memory bandwidth);
 (h) the hardware floor of one pass, ``floor_s``: the longer of one read of d floats and the
@@ -20,8 +21,8 @@ shaped model (:func:`model_shapes`, ``group_blocks``):
     ``f_over_floor`` = the slower fused pass / ``floor_s``.
 
 Fastest-of-n, as timeit recommends: on a shared machine single calls vary (episodes of several
-seconds at a quarter of the speed were seen on the 2-core machine). Each point's measured rates replace the start-up calibration in predicting the next
-points' time.
+seconds at a quarter of the speed were seen on the 2-core machine). Each point's measured rates
+replace the start-up calibration in predicting the next points' time.
 
 Ratios: ``a_over_b`` = (a project + a rebuild) / (b project + b rebuild); ``b_over_c`` = (b project
 + b rebuild) / (2 c) (both b passes generate K x d entries once each). Peak extra memory of (b) is
@@ -31,8 +32,9 @@ floats, what (b) holds live at once. On glibc its RSS delta also holds the heap'
 chunk-sized temporaries per chunk, which glibc's dynamic mmap threshold serves from the heap
 (trunc_normal, d = 1e6, K = 256, one thread: 80-96 MiB RSS delta; 32 MiB with
 ``mallopt(M_MMAP_THRESHOLD, 1 MiB)``, which makes every chunk a fresh mmap and the pass 2x slower,
-so the bench leaves glibc's default). (f) allocates no chunks. Agreement: when (b) uses the official distribution (trunc_normal), its coordinates and
-rebuild norms must match (a)'s statistically (:func:`agreement`). Grid points whose predicted time
+so the bench leaves glibc's default). (f) allocates no chunks. Agreement: when (b) uses the
+official distribution (trunc_normal), its coordinates and rebuild norms must match (a)'s
+statistically (:func:`agreement`). Grid points whose predicted time
 exceeds what is left of ``--budget-s`` are skipped, cheapest first, and listed as skipped.
 """
 
@@ -123,7 +125,8 @@ def calibrate(bases: list[str], device: torch.device, chunk_elems: int) -> Rates
     for basis in bases:
         keys = P.stream_keys(torch.arange(32, device=device), 0)
         P.project(x, keys, basis, chunk_elems, fused=False)  # warm-up (b: the reference path)
-        _, t, _ = run_measured(lambda: P.project(x, keys, basis, chunk_elems, fused=False), device)
+        _, t, _ = run_measured(lambda keys=keys, basis=basis: P.project(x, keys, basis, chunk_elems, fused=False),
+                               device)
         ours[basis] = 32 * x.numel() / t
     return Rates(official=2 * x.numel() / t_a, ours=ours)
 
@@ -179,7 +182,8 @@ def _official(blocks: list[torch.Tensor], K: int, budget_s: float, rate: float,
     coords, t_p, m_p = run_measured(lambda: official_project(blocks, seeds), device)
     outs = [torch.zeros(x.numel(), device=device) for x in blocks]
     _, t_r, m_r = run_measured(lambda: official_rebuild(torch.ones(m, len(blocks)), seeds, outs), device)
-    return {"coords": coords, "rho": _energy(outs, m), "a_s": (t_p + t_r) * K / m, "a_seeds": m, "a_peak_mb": max(m_p, m_r)}
+    return {"coords": coords, "rho": _energy(outs, m), "a_s": (t_p + t_r) * K / m, "a_seeds": m,
+            "a_peak_mb": max(m_p, m_r)}
 
 
 def measure_point(d: int, K: int, bases: list[str], device: torch.device, chunk: int, official_s: float,
@@ -221,7 +225,8 @@ def measure_point(d: int, K: int, bases: list[str], device: torch.device, chunk:
         row["f_over_floor"] = max(f["b_project_s"], f["b_rebuild_s"]) / row["floor_s"]
         row["mem_ok"] = bool(row["peak_extra_mb"] < row["bound_mb"]) if math.isfinite(row["peak_extra_mb"]) else None
         if basis == "trunc_normal":  # the official law: must agree with (a)
-            row["agree"], row["agree_z"] = agreement(za, _normalised(b["coords"], blocks), a["rho"], b["rho"], max(sizes))
+            row["agree"], row["agree_z"] = agreement(za, _normalised(b["coords"], blocks), a["rho"], b["rho"],
+                                                     max(sizes))
         else:
             row["agree"], row["agree_z"] = "n/a (other law)", math.nan
         rows.append(row)

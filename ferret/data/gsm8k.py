@@ -68,7 +68,8 @@ def read_split(source: str, split: str) -> list[dict]:
     if is_local(source):
         root = require_path(NAME, source)
         if not root.is_dir():
-            raise DataError(f"{NAME}: data_path must be a folder with train.jsonl and test.jsonl, got the file {source}")
+            raise DataError(f"{NAME}: data_path must be a folder with train.jsonl and test.jsonl, "
+                            f"got the file {source}")
         path = root / f"{split}.jsonl"
         if not path.is_file():
             raise DataError(f"{NAME}: {split} file not found: {path}")

@@ -116,7 +116,8 @@ def read_hub(dataset: str, dataset_id: str, split: str, fields: tuple[str, ...],
         ds = datasets.load_dataset(dataset_id, config_name, split=split)
     except Exception as e:  # noqa: BLE001 - the hub raises many types; all mean "cannot load"
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataError(f"{dataset}: cannot load Hugging Face dataset '{dataset_id}' split '{split}': {first}") from None
+        raise DataError(f"{dataset}: cannot load Hugging Face dataset '{dataset_id}' split '{split}': "
+                        f"{first}") from None
     records = [dict(r) for r in ds]
     check_fields(dataset, records, fields, f"{dataset_id}[{split}]")
     if not records:

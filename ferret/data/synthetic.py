@@ -16,8 +16,8 @@ Partition (``build_synthetic``):
   in family order. An evaluation instance depends only on (eval_seed, family), so the evaluation
   set depends neither on ``num_clients`` nor on the run's ``seed``: every method, seed and client
   count of a grid is scored on the same instances (``eval_seed`` is its own config key, 0 by
-  default; the library call falls back to ``seed`` when it is not given). With fewer clients than families, the families without a client are
-  evaluated zero-shot (the cost of a small federation: fewer tasks covered).
+  default; the library call falls back to ``seed`` when it is not given). With fewer clients than
+  families, the families without a client are evaluated zero-shot (the cost of a small federation: fewer tasks covered).
 - Client ``i``'s data depends on (seed, family, i) and on the inputs already taken by the
   (fixed) evaluation set and by lower-index clients of its family, so adding clients never changes the
   data of existing ones.

@@ -39,6 +39,7 @@ _TILE_WORDS = 64  # 4096 entries (Rademacher) per tile: x tile 16 KiB, stays in 
 _FLOAT_TILE_WORDS = 1024  # 2048 float entries: x tile + its hashed 32-bit halves, 16 KiB
 _PARTS = 64  # fixed partition of the block for project's partial sums (thread-count independent)
 
+# The C++ source: the constants line is formatted in, the rest is raw text (its braces are C++).
 _SOURCE = r"""
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
@@ -47,14 +48,17 @@ _SOURCE = r"""
 #include <cmath>
 
 static const uint64_t GOLDEN = 0x9E3779B97F4A7C15ULL, C1 = 0xBF58476D1CE4E5B9ULL, C2 = 0x94D049BB133111EBULL;
-static const int64_t TILE = %(TILE)d, FTILE = %(FTILE)d, PARTS = %(PARTS)d;
-
-// partition of a block into parts: fixed by d (not the thread count), few for small blocks
-static inline int64_t n_parts(int64_t words, int64_t tile) { return std::max<int64_t>(1, std::min<int64_t>(PARTS, words / (4 * tile))); }
-// below ~1M entries of work a call runs on the calling thread (thread start-up would dominate)
-static inline int64_t grain(int64_t items, int64_t n, int64_t d) { return n * d < (1 << 20) ? std::max<int64_t>(items, 1) : 1; }
-
-static inline uint64_t mix(uint64_t z) {
+""" + (
+    f"static const int64_t TILE = {_TILE_WORDS}, FTILE = {_FLOAT_TILE_WORDS}, PARTS = {_PARTS};\n"
+    "\n"
+    "// partition of a block into parts: fixed by d (not the thread count), few for small blocks\n"
+    "static inline int64_t n_parts(int64_t words, int64_t tile) "
+    "{ return std::max<int64_t>(1, std::min<int64_t>(PARTS, words / (4 * tile))); }\n"
+    "// below ~1M entries of work a call runs on the calling thread (thread start-up would dominate)\n"
+    "static inline int64_t grain(int64_t items, int64_t n, int64_t d) "
+    "{ return n * d < (1 << 20) ? std::max<int64_t>(items, 1) : 1; }\n"
+    "\n"
+) + r"""static inline uint64_t mix(uint64_t z) {
   z ^= z >> 30; z *= C1; z ^= z >> 27; z *= C2; z ^= z >> 31; return z;
 }
 
@@ -236,7 +240,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("float_project", &float_project);
   m.def("float_rebuild", &float_rebuild);
 }
-""" % {"TILE": _TILE_WORDS, "FTILE": _FLOAT_TILE_WORDS, "PARTS": _PARTS}
+"""
 
 _LOCK = threading.Lock()
 

@@ -1,4 +1,5 @@
-"""FedPrompt (prompt tuning): options and registration; implementation (and the options' meaning) in baselines/fedprompt.py."""
+"""FedPrompt (prompt tuning): options and registration; implementation (and the options' meaning)
+in baselines/fedprompt.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""FedPTuning (P-tuning): options and registration; implementation (and the options' meaning) in baselines/fedptuning.py."""
+"""FedPTuning (P-tuning): options and registration; implementation (and the options' meaning)
+in baselines/fedptuning.py."""
 
 from __future__ import annotations
 

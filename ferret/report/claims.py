@@ -4,8 +4,9 @@
   ≈ 6.0× less computation than FedKSeed, 10.2× local, 5.0× aggregation, 3.3× fewer rounds, 10^6×
   less communication than FedAvg, a comparable score; and Table 4's FedZO seconds and Table 2's
   FedAvg score, whose ratios the paper does not print and the table derives from its two numbers;
-  the score is Rouge-L by the paper's own metric, paper.PAPER_METRIC) per data set / model: both sides' absolute numbers (mean with the interval of ferret/report/
-  stats.py over seeds, n), the ratio baseline / Ferret (difference Ferret − baseline for the
+  the score is Rouge-L by the paper's own metric, paper.PAPER_METRIC) per data set / model: both
+  sides' absolute numbers (mean with the interval of ferret/report/stats.py over seeds, n), the
+  ratio baseline / Ferret (difference Ferret − baseline for the
   score) *paired by seed* (seed s of both methods shares client sampling and data order), and
   whether the direction holds. Ratios of costs are taken on the log scale (geometric mean of the
   per-seed ratios, Student-t interval of the log ratios transformed back, so it is > 0); a ratio
@@ -287,7 +288,10 @@ def _rounds_to_target_row(here: pd.DataFrame, baseline: str, method: str, settin
     """Rounds each method needs to reach the common target (common_target of the two)."""
     runs = {m: main_config_runs(here, m) for m in (baseline, method)}
     target = common_target(runs)
-    rounds_of = (lambda run: rounds_to_target(run, target))
+
+    def rounds_of(run: pd.DataFrame) -> float:
+        return rounds_to_target(run, target)
+
     base, ours = per_seed(runs[baseline], rounds_of), per_seed(runs[method], rounds_of)
     measured, holds = "–", "–"
     if not base.empty and not ours.empty and not ours.isna().any():
@@ -318,16 +322,21 @@ def budget_table(df: pd.DataFrame, method: str = "ferret") -> tuple[pd.DataFrame
         budget = compute_budget(runs[method])
         setting = f"{dataset} / {model}"
         notes.append(f"{setting}: target eval loss {target:.3f}, budget {budget:.0f} s")
-        seconds_to = {m: per_seed(r, lambda run: _seconds_to_target(run, target)) for m, r in runs.items()}
-        within = {m: per_seed(r, lambda run: _loss_within(run, budget)) for m, r in runs.items()}
+
+        # target and budget are bound as defaults: each quantity is used within this iteration
+        def seconds_of(run: pd.DataFrame, target: float = target) -> float:
+            return _seconds_to_target(run, target)
+
+        seconds_to = {m: per_seed(r, seconds_of) for m, r in runs.items()}
+        within = {m: per_seed(r, lambda run, budget=budget: _loss_within(run, budget)) for m, r in runs.items()}
         ours_s, ours_loss = seconds_to[method], within[method]
         for m, r in runs.items():
-            rounds = per_seed(r, lambda run: rounds_to_target(run, target))
+            rounds = per_seed(r, lambda run, target=target: rounds_to_target(run, target))
             seconds, loss = seconds_to[m], within[m]
             total = per_seed(r, _total_s)
             missed = int(seconds.isna().sum())
             to_target = "ref" if m == method else (
-                _to_target(r, ours_s, target, lambda run: _seconds_to_target(run, target), _total_s)
+                _to_target(r, ours_s, target, seconds_of, _total_s)
                 if not ours_s.isna().any() else "–")
             rows.append({
                 "setting": setting, "method": m, "seeds": len(total),

@@ -166,7 +166,10 @@ def log_ratio(base: Sequence[float], ours: Sequence[float], level: float = LEVEL
         ratio = float(b[0] / o[0])
         return Interval(ratio, on.std, on.n, ratio if on.n > 1 else math.nan, ratio if on.n > 1 else math.nan,
                         level, on.kind)
-    exp = (lambda v: math.exp(v) if not math.isnan(v) else math.nan)
+
+    def exp(v: float) -> float:
+        return math.exp(v) if not math.isnan(v) else math.nan
+
     kind = {"t": "log t"}.get(on.kind, on.kind)
     return Interval(exp(on.mean), on.std, on.n, exp(on.low), exp(on.high), level, kind)
 

@@ -86,7 +86,10 @@ def _interval_cell(runs: pd.DataFrame, column: str, domain: stats.Domain, scale:
     allow (stats module docstring): with per-example scores and at least MIN_SEEDS seeds, the
     bootstrap over examples and seeds; else stats.summary (range for n < 3, transformed t)."""
     values = finished(runs)[column].dropna()
-    show = (lambda v: f"{v:.{digits}f}")
+
+    def show(v: float) -> str:
+        return f"{v:.{digits}f}"
+
     matrix = per_run_examples(runs, examples, column) if len(values) >= stats.MIN_SEEDS else None
     if matrix is not None:
         iv = stats.bootstrap_mean(matrix.to_numpy())
@@ -184,7 +187,8 @@ def main_table(df: pd.DataFrame, reference: Path | None = None, examples: pd.Dat
         if not ((table1["dataset"] == dataset) & (table1["model"] == model)).any():
             continue  # a setting the paper did not run (e.g. the embedded default): no column of n/a
         columns[f"{setting}: paper Rouge-L (%)"] = pd.Series(
-            {label: _paper_cell(table1, row["dataset"], row["model"], row["method"]) for label, row in first.iterrows()})
+            {label: _paper_cell(table1, row["dataset"], row["model"], row["method"])
+             for label, row in first.iterrows()})
     table = pd.DataFrame(columns)
     table.index.name = "method"
     return table.fillna("–")
@@ -276,7 +280,8 @@ def write_tables(df: pd.DataFrame, out: Path, target_loss: float | None = None,
                 "cost": f"Cost per round (means over rounds and seeds; 'seeds': runs per configuration); "
                         f"target eval loss {target:.3f}.",
                 "claims": "The paper's headline claims (Fig. 1, App. C.2; Table 4 for FedZO, Table 2 for FedAvg's "
-                          "score, Rouge-L by the official code's metric, `rouge` 1.0.1) by its own definitions: both sides' absolute numbers (ours: mean with the 95% "
+                          "score, Rouge-L by the official code's metric, `rouge` 1.0.1) by its own definitions: "
+                          "both sides' absolute numbers (ours: mean with the 95% "
                           "interval over seeds) and the ratio baseline / Ferret (difference Ferret − baseline for "
                           "the score) paired by seed. Ratios of costs are geometric means of the per-seed ratios, "
                           "with a Student-t interval on the log scale (always > 0); a quantity that does not vary "
