@@ -46,7 +46,7 @@ class Direction:
             buf = self._scratch[t.dtype] = torch.empty(self._largest, dtype=t.dtype, device=self.device)
         return buf[: t.numel()].view(t.shape)
 
-    def _draws(self, tensors: Sequence[torch.Tensor], seed: int):  # noqa: ANN202 -- generator of (tensor, z)
+    def _draws(self, tensors: Sequence[torch.Tensor], seed: int):  # generator of (tensor, z)
         g = torch.Generator(device=self.device)
         g.manual_seed(seed)
         for t in tensors:

@@ -144,7 +144,7 @@ class ReportInputError(ValueError):
     """An input table of `ferret tables`/`figures` that is missing, unreadable or lacks a column."""
 
 
-def _read_all_runs(path: str):  # noqa: ANN202 - pandas is imported lazily
+def _read_all_runs(path: str):  # pandas is imported lazily
     import pandas as pd
 
     if not Path(path).is_file():
@@ -156,7 +156,7 @@ def _read_all_runs(path: str):  # noqa: ANN202 - pandas is imported lazily
         raise ReportInputError(f"{path}: not a readable CSV ({bounded(first)})") from None
 
 
-def _report_errors(command):  # noqa: ANN001, ANN202 - wraps a command function
+def _report_errors(command):  # wraps a command function
     """A malformed input table (a missing column, a wrong type) ends `tables`/`figures` with one line
     naming the file, not a traceback from inside pandas."""
     def wrapped(args: argparse.Namespace) -> int:

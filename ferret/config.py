@@ -198,7 +198,7 @@ def _parse_override(item: str) -> tuple[str, Any]:
     key, raw = item.split("=", 1)
     key = key.strip()
     try:
-        value = yaml.load(raw, Loader=UniqueKeyLoader) if raw.strip() else ""  # noqa: S506 - a SafeLoader
+        value = yaml.load(raw, Loader=UniqueKeyLoader) if raw.strip() else ""  # a SafeLoader subclass
     except AliasError as e:
         raise ConfigError(f"override {bounded(key)}=...: {e}") from None
     except (yaml.YAMLError, ValueError):  # ValueError: an integer of more than 4300 digits
@@ -262,7 +262,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config {path} is not UTF-8 text (byte {e.start}, line {line}: "
                           f"{e.object[e.start:e.start + 1]!r})") from None
     try:
-        data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader subclass
     except AliasError as e:
         raise ConfigError(f"config {path}: {e}") from None
     except ValueError as e:  # not a YAMLError: an integer of more than 4300 digits
@@ -281,7 +281,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 def refuse_aliases(path: str | Path) -> None:
     """Raise ConfigError if the YAML file at ``path`` uses an alias (the workflow's grid files)."""
     try:
-        yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=UniqueKeyLoader)  # noqa: S506
+        yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=UniqueKeyLoader)  # a SafeLoader subclass
     except AliasError as e:
         raise ConfigError(f"config {path}: {e}") from None
     except (yaml.YAMLError, UnicodeDecodeError, OSError):

@@ -80,7 +80,7 @@ class WandbSink:
                 id=run_key, resume="allow" if run_key else None,
                 settings=wandb.Settings(init_timeout=self.INIT_TIMEOUT_S, console="off", silent=True))
             self._define_axes()
-        except Exception as e:  # noqa: BLE001 - W&B must never fail a run
+        except Exception as e:  # W&B must never fail a run
             self._off(e)
 
     @property
@@ -108,7 +108,7 @@ class WandbSink:
             numeric = {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
             self.run.log({**numeric, "round": int(row["round"]), "elapsed_s": self.elapsed_s},
                          step=int(row["round"]))
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # W&B must never fail a run
             self._off(e)
 
     def log_table(self, key: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
@@ -121,7 +121,7 @@ class WandbSink:
 
             table = wandb.Table(columns=list(columns), data=[[row.get(c) for c in columns] for row in rows])
             self.run.log({key: table}, step=int(rows[0]["round"]))
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # W&B must never fail a run
             self._off(e)
 
     def finish(self, summary: Mapping[str, Any], status: str) -> None:
@@ -130,7 +130,7 @@ class WandbSink:
         try:
             self.run.summary.update({**{k: v for k, v in summary.items() if v is not None}, "status": status})
             self.run.finish(exit_code=0 if status == "ok" else 1)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # W&B must never fail a run
             self._off(e)
 
 
@@ -154,6 +154,6 @@ def log_report(files: list[Path], *, kind: str, mode: str, experiment: str, fold
         if images:
             sink.run.log(images)
         sink.run.log_artifact(artifact)
-    except Exception as e:  # noqa: BLE001 - W&B must never fail a report
+    except Exception as e:  # W&B must never fail a report
         sink._off(e)
     sink.finish({}, "ok")

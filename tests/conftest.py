@@ -9,7 +9,7 @@ import pytest
 
 # The session's smoke workflow on a one-node SLURM cluster, shared by test_slurm.py and
 # test_snakemake_report.py (so CI runs the grid once).
-from slurm_smoke import slurm_smoke  # noqa: F401
+from slurm_smoke import slurm_smoke  # noqa: F401  (a fixture: pytest finds it by name here)
 
 ROOT = Path(__file__).resolve().parents[1]
 # The tokenizer cache (converted once from the embedded GGUF) is shared by every test that

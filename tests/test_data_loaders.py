@@ -227,7 +227,10 @@ def test_codealpaca_holds_out_a_fixed_tenth_and_loses_nothing(data):
     assert a.eval == b.eval  # the held-out tenth does not depend on the seed
     train = [ex for c in a.clients for ex in c]
     assert len(train) + len(a.eval) == len(records)
-    key = lambda ex: (ex.instruction, ex.input, ex.output)  # noqa: E731
+
+    def key(ex):
+        return ex.instruction, ex.input, ex.output
+
     assert Counter(map(key, train + a.eval)) == Counter((r["instruction"], r["input"], r["output"]) for r in records)
     assert a.clients != b.clients
 

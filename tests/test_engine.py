@@ -65,7 +65,10 @@ def test_outputs_and_columns(runs):
 def test_same_config_gives_identical_metrics_apart_from_timing(runs):
     folders, _ = runs
     a, b = (_rows(folders[k] / "metrics.csv") for k in ("ferret_a", "ferret_b"))
-    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING} for r in rows]  # noqa: E731
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
     assert strip(a) == strip(b)
     assert a[1]["train_loss"] != a[2]["train_loss"]  # rows actually carry per-round numbers
 

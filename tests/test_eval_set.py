@@ -23,8 +23,11 @@ def test_eval_set_ignores_seed_and_num_clients() -> None:
     for seed in (1, 7):
         for num_clients in (4, 12, 24):
             assert _eval_set(seed=seed, num_clients=num_clients) == base
+
     # ...while the training data do follow the seed, and eval_seed picks another set.
-    cfg = lambda seed: load_config(None, [f"seed={seed}"])  # noqa: E731
+    def cfg(seed):
+        return load_config(None, [f"seed={seed}"])
+
     assert load_federated_data(cfg(0)).clients != load_federated_data(cfg(1)).clients
     assert _eval_set(eval_seed=1) != base
 
@@ -66,7 +69,10 @@ def test_eval_losses_come_back_in_example_order_whatever_the_batching(tiny) -> N
     model, tokenizer = tiny
     seqs = [[5, 6, 7, 8, 9, 10], [11, 12, 13], [14, 15, 16, 17, 18, 19, 20, 21], [22, 23, 24, 25], [26, 27, 28]]
     items = [{"input_ids": s, "labels": [-100] * (len(s) - 2) + s[-2:]} for s in seqs]
-    ev = lambda its: engine.EvalSet(examples=[None] * len(its), tokenized=its, prompts=[])  # noqa: E731
+
+    def ev(its):
+        return engine.EvalSet(examples=[None] * len(its), tokenized=its, prompts=[])
+
     alone = [engine.eval_losses(model, ev([it]), load_config(None, []), tokenizer.pad_token_id, torch.device("cpu"))[0]
              for it in items]
     assert len(set(alone)) == len(alone)  # distinct, so a misplaced loss cannot go unnoticed

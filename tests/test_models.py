@@ -21,7 +21,7 @@ def resources(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def load(resources: Path):  # noqa: ANN201 - a partial of load_model_and_tokenizer
+def load(resources: Path):  # a partial of load_model_and_tokenizer
     """load_model_and_tokenizer with this module's resources folder."""
     return functools.partial(load_model_and_tokenizer, resources=resources)
 

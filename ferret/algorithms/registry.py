@@ -113,7 +113,7 @@ def resolve(name: str, trust_custom_method: bool = False) -> type:
     module_name, _, class_name = (method.implementation if method else name).partition(":")
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
-    except Exception as e:  # noqa: BLE001 - any error of user code is one line naming the method
+    except Exception as e:  # any error of user code is one line naming the method
         raise UnknownMethodError(f"method '{name}' cannot be imported: {type(e).__name__}: "
                                  f"{str(e).splitlines()[0] if str(e) else ''}") from None
     if not (isinstance(cls, type) and issubclass(cls, Algorithm)):

@@ -41,7 +41,7 @@ class _Params(torch.nn.Module):
         self.weights = torch.nn.ParameterList(torch.nn.Parameter(0.02 * torch.randn(s, device=device)) for s in sizes)
 
 
-def _ferret(model: torch.nn.Module, K: int, basis: str, extra: list[str] = ()) -> Any:  # noqa: ANN401
+def _ferret(model: torch.nn.Module, K: int, basis: str, extra: list[str] = ()) -> Any:
     cfg = load_config(None, [f"K={K}", "method=ferret", f"method_options.ferret.basis={basis}", *extra])
     algo = registry.resolve("ferret")(cfg, registry.options_for("ferret", cfg.method_options))
     algo.setup(model, None)

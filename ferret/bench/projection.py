@@ -234,7 +234,7 @@ def measure_point(d: int, K: int, bases: list[str], device: torch.device, chunk:
 
 
 def run_grid(ds: list[int], Ks: list[int], bases: list[str], budget_s: float, official_s: float,
-             chunk: int, device: torch.device, repeats: int = 3, log=print) -> list[dict[str, Any]]:  # noqa: ANN001
+             chunk: int, device: torch.device, repeats: int = 3, log=print) -> list[dict[str, Any]]:
     """Every grid point, cheapest first, skipping those predicted to overrun the budget."""
     t0 = time.perf_counter()
     rates = calibrate(bases, device, chunk)

@@ -10,11 +10,11 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # headless
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from ferret.atomic import atomic_write_text  # noqa: E402
-from ferret.report.figures import save_figure  # noqa: E402
+from ferret.atomic import atomic_write_text
+from ferret.report.figures import save_figure
 
 
 def _fmt(value: Any) -> str:

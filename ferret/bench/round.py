@@ -145,7 +145,7 @@ def synthetic_client(vocab: int, n: int, seq_len: int) -> list[dict[str, list[in
     return [{"input_ids": row, "labels": row} for row in ids]
 
 
-def _algorithm(spec: MethodSpec, steps: int, overrides: Iterable[str]) -> tuple[Any, Any]:  # noqa: ANN401
+def _algorithm(spec: MethodSpec, steps: int, overrides: Iterable[str]) -> tuple[Any, Any]:
     """The registry's method, configured as a run of the embedded default config would be."""
     extra = [f"K={spec.K}"] if spec.K else []
     cfg = load_config(None, [f"method={spec.method}", f"local_steps={steps}", "batch_size=1", *extra, *overrides])

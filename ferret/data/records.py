@@ -114,7 +114,7 @@ def read_hub(dataset: str, dataset_id: str, split: str, fields: tuple[str, ...],
                         "package (pip install datasets), or give a local file") from None
     try:
         ds = datasets.load_dataset(dataset_id, config_name, split=split)
-    except Exception as e:  # noqa: BLE001 - the hub raises many types; all mean "cannot load"
+    except Exception as e:  # the hub raises many types; all mean "cannot load"
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(f"{dataset}: cannot load Hugging Face dataset '{dataset_id}' split '{split}': "
                         f"{first}") from None

@@ -26,13 +26,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # headless: no display on servers or CI
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.ticker import MaxNLocator, NullLocator  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.ticker import MaxNLocator, NullLocator
 
-from ferret.report import stats  # noqa: E402
-from ferret.report.claims import common_target, compute_budget  # noqa: E402
-from ferret.report.runs import REFERENCE, final_rows, main_config_runs, round_costs, with_compute_clock, with_labels  # noqa: E402
+from ferret.report import stats
+from ferret.report.claims import common_target, compute_budget
+from ferret.report.runs import REFERENCE, final_rows, main_config_runs, round_costs, with_compute_clock, with_labels
 
 plt.rcParams.update({"pdf.fonttype": 42, "ps.fonttype": 42})  # embedded TrueType, not Type 3
 
