@@ -61,6 +61,25 @@ def tiny():
     return model, tokenizer
 
 
+def setup_method(tiny, method: str, **overrides):
+    """(cfg, algorithm, its set-up model, tokenizer, tokenized clients) for ``method`` on a copy of
+    the tiny model with ``tiny_overrides(**overrides)``."""
+    import copy
+
+    from ferret.algorithms import registry
+    from ferret.config import load_config
+    from ferret.data.prompts import tokenize_example
+    from ferret.data.synthetic import build_synthetic
+
+    model, tokenizer = tiny
+    cfg = load_config(None, tiny_overrides(method=method, **overrides))
+    algo = registry.resolve(method)(cfg, registry.options_for(method, cfg.method_options))
+    model = algo.setup(copy.deepcopy(model), tokenizer)
+    data = build_synthetic(cfg.num_clients, cfg.train_per_client, cfg.eval_per_task, cfg.seed)
+    clients = [[tokenize_example(tokenizer, ex, cfg.max_length) for ex in c] for c in data.clients]
+    return cfg, algo, model, tokenizer, clients
+
+
 def tiny_overrides(**extra: object) -> list[str]:
     """Overrides for a seconds-long run of the tiny model."""
     base = {"model": "tiny", "num_clients": 4, "participation": 0.5, "rounds": 2, "local_steps": 2,

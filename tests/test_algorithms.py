@@ -6,28 +6,13 @@ import copy
 
 import pytest
 import torch
-from conftest import count_generated_entries, tiny_overrides
+from conftest import count_generated_entries, setup_method
 
 from ferret import comm, projection
-from ferret.algorithms import registry
 from ferret.algorithms.base import RoundContext
 from ferret.algorithms.ferret import Ferret, group_blocks
-from ferret.config import load_config
-from ferret.data.prompts import tokenize_example
-from ferret.data.synthetic import build_synthetic
 from ferret.engine import client_batches
 from ferret.methods.ferret import FerretOptions
-
-
-def _setup(tiny, method: str, **overrides):
-    model, tokenizer = tiny
-    model = copy.deepcopy(model)
-    cfg = load_config(None, tiny_overrides(method=method, **overrides))
-    algo = registry.resolve(method)(cfg, registry.options_for(method, cfg.method_options))
-    model = algo.setup(model, tokenizer)
-    data = build_synthetic(cfg.num_clients, cfg.train_per_client, cfg.eval_per_task, cfg.seed)
-    clients = [[tokenize_example(tokenizer, ex, cfg.max_length) for ex in c] for c in data.clients]
-    return cfg, algo, model, tokenizer, clients
 
 
 def _train_clients(cfg, algo, model, tokenizer, clients, sampled, round_=1):
@@ -53,7 +38,7 @@ def test_group_blocks_follows_the_official_rule():
 
 
 def test_fedavg_one_client_one_step_equals_plain_sgd(tiny):
-    cfg, algo, model, tokenizer, clients = _setup(tiny, "fedavg", num_clients=1, participation=1.0,
+    cfg, algo, model, tokenizer, clients = setup_method(tiny, "fedavg", num_clients=1, participation=1.0,
                                                   local_steps=1, lr=0.1)
     reference = copy.deepcopy(model)
     batch = client_batches(clients[0], cfg, 1, 0, tokenizer.pad_token_id, torch.device("cpu"))[0]
@@ -73,7 +58,7 @@ def test_fedavg_one_client_one_step_equals_plain_sgd(tiny):
 def test_ferret_server_rebuild_equals_client_replay_bit_for_bit(tiny):
     """Client and server regenerate identical bases: a client that missed two rounds replays
     its downlink and lands exactly on the server's model."""
-    cfg, algo, model, tokenizer, clients = _setup(tiny, "ferret", rounds=2)
+    cfg, algo, model, tokenizer, clients = setup_method(tiny, "ferret", rounds=2)
     stale = {n: t.clone() for n, t in algo.global_params.items()}
     for r in (1, 2):
         ctx, ups = _train_clients(cfg, algo, model, tokenizer, clients, [0, 1], round_=r)
@@ -93,7 +78,7 @@ def test_ferret_server_rebuild_equals_client_replay_bit_for_bit(tiny):
 
 @pytest.mark.parametrize("n_clients", [1, 4])
 def test_ferret_server_rebuilds_once_per_round_whatever_the_client_count(tiny, monkeypatch, n_clients):
-    cfg, algo, model, tokenizer, clients = _setup(tiny, "ferret", num_clients=4,
+    cfg, algo, model, tokenizer, clients = setup_method(tiny, "ferret", num_clients=4,
                                                   method_options={"ferret": {"seed_allocation": "all"}})
     ctx, ups = _train_clients(cfg, algo, model, tokenizer, clients, list(range(n_clients)))
     counter = count_generated_entries(monkeypatch)
@@ -112,7 +97,7 @@ def test_ferret_setup_builds_its_basis_kernel_before_any_round(tiny, monkeypatch
     calls = []
     monkeypatch.setattr(projection, "warm_up", lambda kind, device, sizes, counts: calls.append(
         (kind, device.type, list(sizes), list(counts))))
-    cfg, algo, *_ = _setup(tiny, "ferret", method_options={"ferret": {"basis": "trunc_normal"}})
+    cfg, algo, *_ = setup_method(tiny, "ferret", method_options={"ferret": {"basis": "trunc_normal"}})
     assert calls == [("trunc_normal", "cpu", algo.block_sizes, list(range(1, cfg.K + 1)))]
 
 
@@ -122,7 +107,7 @@ def test_warm_up_runs_the_products_of_every_basis():
 
 
 def test_ferret_uplink_is_tiny_and_carries_only_chosen_seeds(tiny):
-    cfg, algo, model, tokenizer, clients = _setup(tiny, "ferret")
+    cfg, algo, model, tokenizer, clients = setup_method(tiny, "ferret")
     _, ups = _train_clients(cfg, algo, model, tokenizer, clients, [0])
     counts = ups[0].tensors["counts"]
     assert len(counts) == len(algo.blocks)

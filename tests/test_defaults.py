@@ -82,7 +82,8 @@ def test_keys_without_effect_are_declared_once_on_the_fields():
     from ferret import checkpoint, outdir, untuned
     from ferret.config import keys_outside_evaluation, keys_without_effect
 
-    neutral = {"threads", "checkpoint_every", "wandb_mode", "wandb_project", "wandb_entity", "untuned"}
+    neutral = {"threads", "checkpoint_every", "checkpoint_every_s", "wandb_mode", "wandb_project", "wandb_entity",
+               "untuned"}
     assert keys_without_effect() == neutral == outdir.IGNORED_KEYS == checkpoint.RESUME_IGNORES
     assert untuned.TRAINING_KEYS == keys_outside_evaluation() > neutral
     assert {"lr", "seed", "method", "K"} <= keys_outside_evaluation()
