@@ -9,6 +9,7 @@ import re
 
 import pytest
 import torch
+import yaml
 from conftest import tiny_overrides
 
 from baselines._zeroth_order import Direction
@@ -225,9 +226,9 @@ def test_precision_grid_runs_each_point_in_every_precision():
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     runs = {}
-    for m in re.finditer(r"-m ferret run --out results/runs/precision/(\S+) (.*?) >", proc.stdout):
-        args = dict(kv.split("=", 1) for kv in m.group(2).split())
-        runs[m.group(1)] = (args["method"], args["seed"], args["dtype"], args["precision"])
+    for m in re.finditer(r"-m ferret run --config (\S+) --out results/runs/precision/(\S+) >", proc.stdout):
+        cfg = yaml.safe_load((ROOT / m.group(1)).read_text())
+        runs[m.group(2)] = (cfg["method"], str(cfg["seed"]), cfg["dtype"], cfg["precision"])
     assert _job_count(proc.stdout, "train") == len(runs) == 16
     for rid, (_method, _seed, dtype, precision) in runs.items():
         label = rid.rsplit("_", 1)[1]
