@@ -7,6 +7,7 @@ leaves only its hidden temporary, which :func:`remove_stale_temps` deletes on th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -79,3 +80,13 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB blocks (checksums of published runs,
+    checkpoints and the embedded model file)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

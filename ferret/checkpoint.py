@@ -59,7 +59,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from ferret.atomic import fsync_dir
+from ferret.atomic import file_sha256, fsync_dir
 from ferret.config import keys_without_effect
 from ferret.outdir import REPLACED, OutDirError
 
@@ -104,11 +104,6 @@ def weights_digest(tensors: Mapping[str, torch.Tensor]) -> str:
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
         h.update(t.to("cpu").contiguous().view(-1).view(torch.uint8).numpy().data)
     return h.hexdigest()
-
-
-def _file_digest(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _meta_digest(body: dict[str, Any]) -> str:
@@ -192,7 +187,7 @@ def save(out: Path, round_: int, config: dict[str, Any], rows: list[dict[str, An
         save_file(tensors, str(tmp / STATE))
         body = {"format": FORMAT, "round": round_, "config": config, "rows": rows, "method": method_json,
                 "records": records_json, "init": init, "rng": rng_values, "extra": extra,
-                "state_bytes": (tmp / STATE).stat().st_size, "state_sha256": _file_digest(tmp / STATE)}
+                "state_bytes": (tmp / STATE).stat().st_size, "state_sha256": file_sha256(tmp / STATE)}
         (tmp / META).write_text(json.dumps({**body, "sha256": _meta_digest(body)}))
         for f in (tmp / STATE, tmp / META):
             with open(f, "rb") as fh:
@@ -235,7 +230,7 @@ def _read(folder: Path) -> Checkpoint:
     size = (folder / STATE).stat().st_size
     if size != meta["state_bytes"]:
         raise ValueError(f"{STATE} has {size} bytes, {meta['state_bytes']} expected (torn write)")
-    if _file_digest(folder / STATE) != meta["state_sha256"]:
+    if file_sha256(folder / STATE) != meta["state_sha256"]:
         raise ValueError(f"{STATE} does not match its SHA-256 (corrupted)")
     tensors = load_file(str(folder / STATE))
     method = {k.removeprefix("method/"): v for k, v in tensors.items() if k.startswith("method/")}

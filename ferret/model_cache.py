@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -30,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ferret.atomic import file_sha256
 from ferret.model_aliases import ALIASES
 from ferret.model_errors import ModelError
 
@@ -80,14 +80,6 @@ def _embedded_source(alias: str) -> tuple[Path, dict[str, Any]]:
     if not gguf.is_file():
         raise ModelError(f"embedded model file missing: {gguf} (reinstall with `{install}`)")
     return gguf, entry
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_no_overlap(final: Path) -> None:
@@ -161,7 +153,7 @@ def prepare_model(alias: str = "smollm2-135m", root: Path = DEFAULT_RESOURCES) -
             "source_version": importlib.metadata.version(entry["distribution"]),
             "gguf_file": gguf.name,
             "gguf_size_bytes": gguf.stat().st_size,
-            "gguf_sha256": _sha256(gguf),
+            "gguf_sha256": file_sha256(gguf),
             "hub_original": entry["hub_id"],
             "note": _GGUF_NOTE,
             "num_parameters": sum(p.numel() for p in model.parameters()),

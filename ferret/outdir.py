@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -45,7 +44,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ferret.atomic import fsync_dir
+from ferret.atomic import file_sha256, fsync_dir
 from ferret.config import keys_without_effect
 
 FINISHED = ("ok", "diverged")
@@ -110,17 +109,9 @@ def check_owned(out: Path) -> None:
                           "run.json); use an empty or new folder")
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def checksums(folder: Path) -> dict[str, str]:
     """SHA-256 of the run's CSVs in ``folder`` (those that exist), as run.json records them."""
-    return {name: sha256(folder / name) for name in ("metrics.csv", "examples.csv") if (folder / name).is_file()}
+    return {name: file_sha256(folder / name) for name in ("metrics.csv", "examples.csv") if (folder / name).is_file()}
 
 
 def tampered(folder: Path, record: dict[str, Any]) -> list[str]:
@@ -132,7 +123,7 @@ def tampered(folder: Path, record: dict[str, Any]) -> list[str]:
     bad = []
     for name, digest in recorded.items():
         try:
-            if sha256(folder / str(name)) != digest:
+            if file_sha256(folder / str(name)) != digest:
                 bad.append(str(name))
         except OSError:
             bad.append(str(name))

@@ -9,14 +9,12 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_overrides
+from conftest import setup_method, tiny_overrides
 
 from ferret import comm, engine, generation
 from ferret.algorithms import registry
 from ferret.algorithms.base import RoundContext
 from ferret.config import load_config
-from ferret.data.prompts import tokenize_example
-from ferret.data.synthetic import build_synthetic
 from ferret.engine import client_batches, collate
 from ferret.metrics import example_losses
 
@@ -29,16 +27,6 @@ METHODS = {
 }
 PROMPT_LEARNING = ["baselines.fedptuning:FedPTuning", "baselines.fedprompt:FedPrompt"]
 CPU = torch.device("cpu")
-
-
-def _setup(tiny, method: str, **overrides):
-    model, tokenizer = tiny
-    cfg = load_config(None, tiny_overrides(method=method, **overrides))
-    algo = registry.resolve(method)(cfg, registry.options_for(method, cfg.method_options))
-    model = algo.setup(copy.deepcopy(model), tokenizer)
-    data = build_synthetic(cfg.num_clients, cfg.train_per_client, cfg.eval_per_task, cfg.seed)
-    clients = [[tokenize_example(tokenizer, ex, cfg.max_length) for ex in c] for c in data.clients]
-    return cfg, algo, model, tokenizer, clients
 
 
 def _round(cfg, algo, model, tokenizer, clients, sampled, round_):
@@ -62,7 +50,7 @@ def _round(cfg, algo, model, tokenizer, clients, sampled, round_):
 @pytest.mark.parametrize("method", list(METHODS))
 def test_only_adapters_train_and_travel(tiny, method):
     original, _ = tiny
-    cfg, algo, model, tokenizer, clients = _setup(tiny, method)
+    cfg, algo, model, tokenizer, clients = setup_method(tiny, method)
     marker = METHODS[method]
     initial = {n: t.clone() for n, t in algo.global_params.items()}
     assert initial and all(marker in n for n in initial)
@@ -124,7 +112,7 @@ def test_fedit_sgd_differs_from_fedit_only_in_the_optimizer(tiny):
     opts = f"{{r: 4, dropout: 0.0, lr: {lr}}}"
     setups = {}
     for method in ("baselines.fedit:FedIT", "baselines.fedit_sgd:FedITSGD"):
-        setups[method] = _setup(tiny, method, num_clients=1, participation=1.0, local_steps=1,
+        setups[method] = setup_method(tiny, method, num_clients=1, participation=1.0, local_steps=1,
                                 method_options=f"{{'{method}': {opts}}}")
     _, adamw, adamw_model, tokenizer, clients = setups["baselines.fedit:FedIT"]
     cfg, sgd, sgd_model, _, _ = setups["baselines.fedit_sgd:FedITSGD"]
@@ -153,7 +141,7 @@ def test_fedit_sgd_differs_from_fedit_only_in_the_optimizer(tiny):
 
 @pytest.mark.parametrize("method", PROMPT_LEARNING)
 def test_prompt_learning_eval_loss_scores_only_the_input_positions(tiny, method):
-    cfg, algo, model, tokenizer, clients = _setup(tiny, method)
+    cfg, algo, model, tokenizer, clients = setup_method(tiny, method)
     item = clients[0][0]
     batch = collate([item], tokenizer.pad_token_id, CPU)
     with torch.no_grad():
@@ -166,7 +154,7 @@ def test_prompt_learning_eval_loss_scores_only_the_input_positions(tiny, method)
 @pytest.mark.parametrize("method", PROMPT_LEARNING)
 def test_prompt_learning_padded_batch_sees_what_peft_sees_alone(tiny, method):
     """[padding, virtual tokens, prompt] scores each prompt exactly as peft's own unpadded forward."""
-    cfg, algo, model, tokenizer, clients = _setup(tiny, method)
+    cfg, algo, model, tokenizer, clients = setup_method(tiny, method)
     model.eval()
     prompts = [[11, 12, 13, 14, 15], [21, 22, 23], [31, 32, 33, 34, 35, 36, 37]]
     assert generation.is_prompt_learning(model) and not generation.is_prompt_learning(tiny[0])
@@ -183,7 +171,7 @@ def test_prompt_learning_padded_batch_sees_what_peft_sees_alone(tiny, method):
 
 @pytest.mark.parametrize("method", [*PROMPT_LEARNING, "baselines.fedit:FedIT"])
 def test_batched_generation_matches_peft_generating_each_prompt_alone(tiny, method):
-    cfg, algo, model, tokenizer, clients = _setup(tiny, method)
+    cfg, algo, model, tokenizer, clients = setup_method(tiny, method)
     head = model.get_base_model().get_output_embeddings().weight
     with torch.no_grad():  # a random model's logits nearly tie; widen the gaps so rounding can't pick the token
         head.copy_(head.detach().clone() * 50)
