@@ -16,7 +16,6 @@ The daemons are stopped by their PIDs when the session ends.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import shutil
 import subprocess
@@ -26,10 +25,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fault_injection import fault_env
 from workflow_copy import METHODS, ROOT, copy_workflow, reduced_smoke, snakemake
 
 SCRIPT = ROOT / "scripts" / "slurm_single_node.sh"
-FAULT_SITE = str(ROOT / "tests" / "fault_site")
 PAUSED = re.compile(r"ferret-test-pause pid=(\d+) at=round:1")
 EXPERIMENT = "slurm"
 # The overlay: this node's size, and fast status checks (the profile's 40 s first wait is meant
@@ -94,10 +93,9 @@ def slurm_smoke(tmp_path_factory) -> SlurmSmoke:
         smoke = SlurmSmoke(folder, state, {m: f"{m}_tiny_synthetic_N4_K16_s0" for m in METHODS}, {},
                            (0, ""), (0, ""), {})
         t0 = time.monotonic()
-        env = {**os.environ, "FERRET_FAULT": "pause@round:1",
-               "PYTHONPATH": os.pathsep.join([FAULT_SITE, str(ROOT)])}
         proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--profile", str(profile)], cwd=folder,
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                env=fault_env("pause@round:1"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
         try:
             _cancel_when_paused(smoke, proc, timeout=240)
             out, _ = proc.communicate(timeout=240)

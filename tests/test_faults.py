@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -19,7 +18,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, tiny_overrides
+from conftest import tiny_overrides
+from fault_injection import PAUSED, fault_env, signal_when_paused
 from workflow_copy import copy_workflow, reduced_smoke
 
 from baselines.fedavg import FedAvg
@@ -33,7 +33,6 @@ from ferret.report.tables import main_table
 TIMING = {"t_local_s", "t_encode_s", "t_aggregate_s", "t_eval_s", "t_round_s", "peak_mem_train_mb", "peak_mem_eval_mb"}
 OVERRIDES = tiny_overrides(method="ferret", rounds=4, num_tasks=2, eval_per_task=1, eval_every=1, threads=1,
                            checkpoint_every=1) + ["method_options.ferret.basis=rademacher"]
-PAUSED = re.compile(r"ferret-test-pause pid=(\d+) at=(\S+)")
 
 
 def _metrics(folder: Path) -> list[dict[str, str]]:
@@ -41,32 +40,10 @@ def _metrics(folder: Path) -> list[dict[str, str]]:
         return [{k: v for k, v in row.items() if k not in TIMING} for row in csv.DictReader(f)]
 
 
-FAULT_SITE = str(ROOT / "tests" / "fault_site")
-
-
-def _fault_env(spec: str) -> dict[str, str]:
-    return {"FERRET_FAULT": spec, "PYTHONPATH": os.pathsep.join([FAULT_SITE, str(ROOT)])}
-
-
-def _ferret(out: Path, env: dict[str, str] | None = None, **popen) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "ferret", "run", "--out", str(out), *OVERRIDES]
-    return subprocess.Popen(cmd, env={**os.environ, **(env or {})}, text=True, **popen)
-
-
 def _kill_at(out: Path, point: str) -> None:
     """Start `ferret run`, wait until it pauses at ``point``, SIGKILL it."""
-    proc = _ferret(out, _fault_env(f"pause@{point}"), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
-    try:
-        for line in proc.stderr:
-            m = PAUSED.search(line)
-            if m:
-                assert (int(m.group(1)), m.group(2)) == (proc.pid, point)
-                proc.send_signal(signal.SIGKILL)
-                break
-        assert proc.wait(timeout=60) == -signal.SIGKILL
-    finally:
-        proc.kill()
-        proc.stderr.close()
+    cmd = [sys.executable, "-m", "ferret", "run", "--out", str(out), *OVERRIDES]
+    assert signal_when_paused(cmd, point)[0] == -signal.SIGKILL
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +71,8 @@ def test_sigkill_then_resume_gives_the_uninterrupted_metrics(tmp_path, uninterru
     with pytest.raises(ValueError, match="no valid runs"):
         collect([out])
 
-    proc = _ferret(out, stderr=subprocess.PIPE, stdout=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "ferret", "run", "--out", str(out), *OVERRIDES], text=True,
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-2000:]
     assert f"resuming after round {resumes_after}" in err
@@ -160,7 +138,7 @@ def test_nan_update_ends_the_run_as_diverged(tmp_path):
 
 def _snakemake(cwd: Path, env: dict[str, str], **popen) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "snakemake", "results/tables/main.md", "--cores", "1", "--keep-going"]
-    return subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **env}, text=True, **popen)
+    return subprocess.Popen(cmd, cwd=cwd, env=env, text=True, **popen)
 
 
 def test_workflow_resumes_killed_jobs_and_carries_on_past_a_diverged_run(tmp_path):
@@ -169,9 +147,9 @@ def test_workflow_resumes_killed_jobs_and_carries_on_past_a_diverged_run(tmp_pat
     copy_workflow(tmp_path, reduced_smoke("faults"))  # ferret + fedavg, seed 0, 3 rounds
     runs = tmp_path / "results" / "runs" / "faults"
     ids = {"ferret": "ferret_tiny_synthetic_N4_K16_s0", "fedavg": "fedavg_tiny_synthetic_N4_K16_s0"}
-    nan = _fault_env("nan@fedavg:2")
+    nan = fault_env("nan@fedavg:2")
 
-    proc = _snakemake(tmp_path, _fault_env("nan@fedavg:2,pause@round:1"),
+    proc = _snakemake(tmp_path, fault_env("nan@fedavg:2,pause@round:1"),
                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     killed: set[str] = set()
     deadline = time.monotonic() + 240
@@ -218,7 +196,7 @@ def test_keep_going_builds_the_reports_past_failed_runs_then_exits_nonzero(tmp_p
     copy_workflow(tmp_path, cfg)
     runs = tmp_path / "results" / "runs" / "keepgoing"
     cmd = [sys.executable, "-m", "snakemake", "--cores", "all", "--keep-going"]
-    env = {**os.environ, **_fault_env("raise@fedavg:2")}
+    env = fault_env("raise@fedavg:2")
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, text=True, capture_output=True, timeout=400)
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0, text[-3000:]

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, tiny_overrides, with_overrides
+from conftest import tiny_overrides, with_overrides
+from fault_injection import fault_env, paused, signal_when_paused
 
 from ferret.cli import main
 from ferret.outdir import RunFolder
@@ -62,7 +63,6 @@ def test_a_busy_folder_and_a_file_as_out_stop_with_one_line(finished, tmp_path, 
 # ---- The fault matrix in real `ferret run` subprocesses. Each fault ends with a true
 # status and one line on stderr, and the finished run beside it is unchanged byte for byte.
 
-FAULT_ENV = os.pathsep.join([str(ROOT / "tests" / "fault_site"), str(ROOT)])
 
 
 def _cli(out: Path, *extra: str, env: dict[str, str] | None = None,
@@ -106,19 +106,11 @@ def _copy_run(src: Path, dst: Path) -> dict[str, bytes]:
 def _signal_after_round_1(out: Path, sig: int) -> tuple[int, str]:
     """A forced run of seed 1 into out, sent ``sig`` while it pauses after round 1 (the fault
     site); its exit status and stderr."""
-    env = {**os.environ, "FERRET_FAULT": "pause@round:1", "PYTHONPATH": FAULT_ENV}
     cmd = [sys.executable, "-m", "ferret", "run", "--out", str(out), *OVERRIDES, "seed=1", "--force"]
     # SIGINT at its default disposition in the child, as under an interactive shell: a test runner
     # started in the background (`cmd &`) ignores SIGINT, its children inherit that, and Python then
     # never raises KeyboardInterrupt.
-    proc = subprocess.Popen(cmd, env=env, text=True, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    for line in proc.stderr:
-        if "ferret-test-pause" in line:
-            proc.send_signal(sig)
-            break
-    err = proc.stderr.read()
-    return proc.wait(timeout=60), err
+    return signal_when_paused(cmd, "round:1", sig, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def test_read_only_out_fails_before_loading_with_one_line(finished, tmp_path):
@@ -153,7 +145,7 @@ def test_a_file_as_out_in_a_subprocess(tmp_path):
 def test_full_disk_ends_failed_and_keeps_the_finished_run(finished, small_fs):
     out = small_fs / "run"
     before = _copy_run(finished, out)
-    proc = _cli(out, "seed=1", "--force", env={"FERRET_FAULT": "fill@round:1", "PYTHONPATH": FAULT_ENV})
+    proc = _cli(out, "seed=1", "--force", env=fault_env("fill@round:1"))
     assert proc.returncode == 1, proc.stderr[-2000:]
     line = _one_line(proc.stderr)
     assert line.startswith("ferret: failed:") and "No space left on device" in line, line
@@ -194,22 +186,13 @@ def test_sigint_ends_interrupted_and_keeps_the_finished_run(finished, tmp_path):
 def test_a_second_process_on_a_running_folder_stops_with_one_line(finished, tmp_path):
     out = tmp_path / "run"
     before = _copy_run(finished, out)
-    env = {**os.environ, "FERRET_FAULT": "pause@round:1", "PYTHONPATH": FAULT_ENV}
     cmd = [sys.executable, "-m", "ferret", "run", "--out", str(out), *OVERRIDES, "seed=1", "--force"]
-    first = subprocess.Popen(cmd, env=env, text=True, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
-    try:
-        for line in first.stderr:
-            if "ferret-test-pause" in line:
-                break
+    with paused(cmd, "round:1") as first:
         second = _cli(out, "seed=1", "--force")
         assert second.returncode == 2
         assert f"in use by pid {first.pid}" in _one_line(second.stderr)
         assert (out / "checkpoints" / "round-000001").is_dir()  # the second deleted nothing of the first's
         assert _snapshot(out) == before
-    finally:
-        first.kill()
-        first.wait()
-        first.stderr.close()
 
 
 def test_a_hub_id_offline_fails_fast_with_one_line(tmp_path):

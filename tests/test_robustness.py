@@ -6,8 +6,6 @@ unchanged byte for byte (or, where the case is about that folder, what exactly c
 from __future__ import annotations
 
 import json
-import os
-import re
 import signal
 import subprocess
 import sys
@@ -17,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, tiny_overrides, with_overrides
+from fault_injection import signal_when_paused
 
 from ferret.atomic import write_json
 from ferret.cli import main
@@ -27,8 +26,6 @@ from ferret.redaction import redact, secret_values
 from ferret.report.collect import collect
 
 OVERRIDES = tiny_overrides(method="fedavg", rounds=2, num_tasks=2, eval_per_task=1, threads=1)
-FAULT_SITE = str(ROOT / "tests" / "fault_site")
-PAUSED = re.compile(r"ferret-test-pause pid=(\d+) at=(\S+)")
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
@@ -126,19 +123,9 @@ def test_a_failure_while_preparing_is_recorded_and_a_later_ok_run_drops_its_trac
 def test_sigterm_while_preparing_ends_interrupted(tmp_path, finished):
     before = _snapshot(finished)
     out = tmp_path / "run"
-    env = {**os.environ, "FERRET_FAULT": "pause@prepare", "PYTHONPATH": os.pathsep.join([FAULT_SITE, str(ROOT)])}
-    proc = subprocess.Popen([sys.executable, "-m", "ferret", "run", "--out", str(out), *OVERRIDES], env=env,
-                            text=True, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
-    try:
-        for line in proc.stderr:
-            if PAUSED.search(line):
-                proc.send_signal(signal.SIGTERM)
-                break
-        rest = proc.stderr.read()
-        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
-    finally:
-        proc.kill()
-        proc.stderr.close()
+    cmd = [sys.executable, "-m", "ferret", "run", "--out", str(out), *OVERRIDES]
+    status, rest = signal_when_paused(cmd, "prepare", signal.SIGTERM)
+    assert status == 128 + signal.SIGTERM
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "interrupted" and record["error"] == "stopped by SIGTERM"
     assert Path(record["traceback"]).is_file() and "traceback in" in rest
