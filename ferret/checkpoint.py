@@ -5,10 +5,11 @@ Layout (``<out>`` is the run folder that ``ferret run --out`` names)::
     <out>/checkpoints/round-000003/state.safetensors   the method's tensors ("method/..."), the
                                                        round records ("record/<i>/...") and the
                                                        torch RNG states ("rng/...")
-    <out>/checkpoints/round-000003/meta.json           round, config, metric rows so far, the
-                                                       method's JSON values, Python/NumPy RNG
-                                                       states, the state file's SHA-256, and its
-                                                       own SHA-256 (of the rest of meta.json)
+    <out>/checkpoints/round-000003/meta.json           round, config, the run's state (rows so
+                                                       far, ferret/run_state.py), the method's JSON
+                                                       values, Python/NumPy RNG states, the state
+                                                       file's SHA-256, and its own SHA-256 (of the
+                                                       rest of meta.json)
 
 Two kinds of method state (``Algorithm.replayable``, ferret/algorithms/base.py):
 
@@ -51,7 +52,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,11 +63,12 @@ from safetensors.torch import load_file, save_file
 from ferret.atomic import file_sha256, fsync_dir
 from ferret.config import keys_without_effect
 from ferret.outdir import REPLACED, OutDirError
+from ferret.run_state import RunState
 
 if TYPE_CHECKING:
     from ferret.algorithms.base import Algorithm
 
-FORMAT = 2
+FORMAT = 3
 FOLDER = "checkpoints"
 STATE, META = "state.safetensors", "meta.json"
 KEEP = 2  # published checkpoints kept; one more exists while the next is written
@@ -79,16 +81,17 @@ _RECORD = re.compile(r"^record/(\d+)/(.+)$")
 
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint: everything needed to continue after ``round``."""
+    """A loaded checkpoint: everything needed to continue after its ``round``."""
 
-    round: int
-    rows: list[dict[str, Any]]  # the metric rows of rounds 0..round, raw values
+    state: RunState  # the run's rows, records and bookkeeping after its last round
     method_state: dict[str, Any]  # Algorithm.state_dict(): tensors and JSON values
-    extra: dict[str, Any] = field(default_factory=dict)  # engine bookkeeping (W&B id, resumes)
     rng: dict[str, Any] = field(default_factory=dict)  # see capture_rng
-    records: list[dict[str, Any]] | None = None  # replayable methods: one per round 1..round
-    init: str | None = None  # replayable methods: weights_digest of the starting weights
+    config: dict[str, Any] = field(default_factory=dict)  # the config it was written under
     folder: Path | None = None
+
+    @property
+    def round(self) -> int:
+        return self.state.last_round
 
 
 def _config_key(config: dict[str, Any]) -> dict[str, Any]:
@@ -171,22 +174,23 @@ def _split(values: Mapping[str, Any], prefix: str, tensors: dict[str, torch.Tens
     return rest
 
 
-def save(out: Path, round_: int, config: dict[str, Any], rows: list[dict[str, Any]],
-         method_state: dict[str, Any], extra: dict[str, Any], keep: int = KEEP, *,
-         records: list[dict[str, Any]] | None = None, init: str | None = None) -> Path:
-    """Publish the checkpoint of ``round_`` atomically and keep only the newest ``keep``.
-    ``records``/``init``: a replayable method's round records and starting-weights digest."""
+def save(out: Path, round_: int, config: dict[str, Any], state: RunState, method_state: dict[str, Any],
+         keep: int = KEEP) -> Path:
+    """Publish the checkpoint of ``round_`` (the run's ``state`` and the method's, and the RNGs)
+    atomically and keep only the newest ``keep``."""
     root = out / FOLDER
     root.mkdir(parents=True, exist_ok=True)
     tensors, rng_values = capture_rng()
     method_json = _split(method_state, "method/", tensors)
-    records_json = None if records is None else [_split(r, f"record/{i}/", tensors) for i, r in enumerate(records)]
+    state_json = {f.name: getattr(state, f.name) for f in fields(state)}
+    if state.records is not None:
+        state_json["records"] = [_split(r, f"record/{i}/", tensors) for i, r in enumerate(state.records)]
     final = root / f"round-{round_:06d}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=root))
     try:
         save_file(tensors, str(tmp / STATE))
-        body = {"format": FORMAT, "round": round_, "config": config, "rows": rows, "method": method_json,
-                "records": records_json, "init": init, "rng": rng_values, "extra": extra,
+        body = {"format": FORMAT, "round": round_, "config": config, "state": state_json, "method": method_json,
+                "rng": rng_values,
                 "state_bytes": (tmp / STATE).stat().st_size, "state_sha256": file_sha256(tmp / STATE)}
         (tmp / META).write_text(json.dumps({**body, "sha256": _meta_digest(body)}))
         for f in (tmp / STATE, tmp / META):
@@ -235,19 +239,18 @@ def _read(folder: Path) -> Checkpoint:
     tensors = load_file(str(folder / STATE))
     method = {k.removeprefix("method/"): v for k, v in tensors.items() if k.startswith("method/")}
     method.update(meta["method"])
-    records = None
-    if meta["records"] is not None:
-        records = [dict(r) for r in meta["records"]]
+    state = RunState(**meta["state"])
+    if state.last_round != meta["round"]:
+        raise ValueError(f"{META} holds rows up to round {state.last_round}, not {meta['round']}")
+    if state.records is not None:
         for key, value in tensors.items():
             m = _RECORD.match(key)
             if m:
-                records[int(m[1])][m[2]] = value
-    ckpt = Checkpoint(round=meta["round"], rows=meta["rows"], method_state=method, extra=meta["extra"],
+                state.records[int(m[1])][m[2]] = value
+    return Checkpoint(state=state, method_state=method,
                       rng={"tensors": {k: v for k, v in tensors.items() if k.startswith("rng/")},
                            "values": meta["rng"]},
-                      records=records, init=meta["init"], folder=folder)
-    ckpt.extra["config"] = meta["config"]
-    return ckpt
+                      config=meta["config"], folder=folder)
 
 
 def _set_aside(out: Path, why: str, force: bool) -> None:
@@ -290,13 +293,13 @@ def latest(out: Path, config: dict[str, Any], *, init: str | None = None, force:
                   f"{str(e).splitlines()[0] if str(e) else type(e).__name__}; trying the one before",
                   file=sys.stderr)
             continue
-        written = _config_key(ckpt.extra.pop("config"))
+        written = _config_key(ckpt.config)
         wanted = _config_key(config)
         if written != wanted:
             changed = sorted(k for k in set(written) | set(wanted) if written.get(k) != wanted.get(k))
             _set_aside(out, f"of another config (differs in {', '.join(changed)})", force)
             return None
-        if ckpt.records is not None and ckpt.init != init:
+        if ckpt.state.records is not None and ckpt.state.init != init:
             _set_aside(out, "written from other starting weights (the model's files changed?)", force)
             return None
         return ckpt
@@ -309,7 +312,7 @@ def restore(ckpt: Checkpoint, algo: Algorithm) -> None:
     """Bring a freshly set-up ``algo`` and the global RNGs to the state after ``ckpt.round``:
     load the method's state, then (replayable methods) re-apply every round's record in order."""
     algo.load_state_dict(ckpt.method_state)
-    for record in ckpt.records or ():
+    for record in ckpt.state.records or ():
         algo.replay_round(record)
     restore_rng(ckpt.rng["tensors"], ckpt.rng["values"])
 

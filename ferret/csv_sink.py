@@ -1,4 +1,5 @@
-"""The CSV sinks: metrics.csv (one row per round) and examples.csv (one row per evaluated example).
+"""A run's CSV outputs: metrics.csv (one row per round) and examples.csv (one row per evaluated
+example), each a :class:`CsvTable`; :class:`CsvSink` writes both for a run (ferret/sink.py).
 
 Each write rewrites the whole file atomically (ferret/atomic.py).
 """
@@ -8,13 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ferret.atomic import atomic_write_text
 
-__all__ = ["COLUMNS", "EXAMPLE_COLUMNS", "CsvSink"]
+__all__ = ["COLUMNS", "EXAMPLE_COLUMNS", "CsvSink", "CsvTable"]
 
 # The per-round columns, in order (empty where not measured that round). peak_mem_train_mb: the
 # round's local-training peak (federated_round: local training, encode, aggregation; the paper's
@@ -46,9 +47,9 @@ def _cell(value: Any) -> Any:
     return value
 
 
-class CsvSink:
+class CsvTable:
     """metrics.csv with one row per round (or examples.csv with ``columns=EXAMPLE_COLUMNS``); the
-    whole file is rewritten atomically each round. ``rows`` (a resumed run's rows so far) are
+    whole file is rewritten atomically at each call. ``rows`` (a resumed run's rows so far) are
     written at once."""
 
     def __init__(self, path: Path, rows: Iterable[Mapping[str, Any]] = (), columns: list[str] | None = None) -> None:
@@ -82,3 +83,22 @@ class CsvSink:
         writer.writeheader()
         writer.writerows(self.rows)
         atomic_write_text(self.path, buf.getvalue())
+
+
+class CsvSink:
+    """A run's metrics.csv and examples.csv in ``folder`` (the run's staging folder, ferret/outdir.py);
+    ``rows``/``examples``: a resumed run's rows so far, written at once."""
+
+    def __init__(self, folder: Path, rows: Iterable[Mapping[str, Any]] = (),
+                 examples: Iterable[Mapping[str, Any]] = ()) -> None:
+        self.metrics = CsvTable(folder / "metrics.csv", rows)
+        self.examples = CsvTable(folder / "examples.csv", examples, columns=EXAMPLE_COLUMNS)
+
+    def log(self, row: Mapping[str, Any]) -> None:
+        self.metrics.log(row)
+
+    def log_examples(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        self.examples.log_many(rows)
+
+    def finish(self, summary: Mapping[str, Any], status: str) -> None:
+        """Nothing is left to write: every row reached its file when it was logged."""

@@ -72,7 +72,7 @@ def rouge_l_official_scores(predictions: Sequence[str], references: Sequence[str
 
 
 # Per-example generation metrics, by their metrics.csv / examples.csv column: every run computes
-# them all (ferret/engine.py) and `ferret rescore` recomputes them from the texts (ferret/rescore.py).
+# them all (ferret/evaluation.py) and `ferret rescore` recomputes them from the texts (ferret/rescore.py).
 PER_EXAMPLE: dict[str, Callable[[Sequence[str], Sequence[str]], list[float]]] = {
     "rouge_l": rouge_l_scores,
     "rouge_l_official": rouge_l_official_scores,

@@ -259,9 +259,9 @@ class RunFolder:
                     os.replace(self.out / name, aside / name)
         staged_csv = self.staging / "metrics.csv"
         if not staged_csv.exists():  # failed before round 0: the header alone, so the outputs exist
-            from ferret.csv_sink import CsvSink
+            from ferret.csv_sink import CsvTable
 
-            CsvSink(staged_csv).write()
+            CsvTable(staged_csv).write()
         if (self.staging / "examples.csv").exists():  # per-example scores; absent before round 0
             os.replace(self.staging / "examples.csv", self.out / "examples.csv")
         os.replace(staged_csv, self.out / "metrics.csv")
@@ -275,9 +275,9 @@ class RunFolder:
         header alone when the run failed before round 0)."""
         staged_csv = self.staging / "metrics.csv"
         if not staged_csv.exists():
-            from ferret.csv_sink import CsvSink
+            from ferret.csv_sink import CsvTable
 
-            CsvSink(staged_csv).write()
+            CsvTable(staged_csv).write()
         record["checksums"] = checksums(self.staging)
 
 

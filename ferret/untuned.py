@@ -23,6 +23,7 @@ import csv
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +58,17 @@ def identity(config: dict[str, Any], eval_examples: Sequence[Example]) -> dict[s
             "eval_examples": len(eval_examples), "columns": EXAMPLE_COLUMNS}
 
 
-def load(folder: Path, config: dict[str, Any], eval_examples: Sequence[Example]) -> tuple[dict, list[dict], float]:
-    """(round-0 row, per-example rows, probe loss) of ``folder``, after checking it was made for this eval."""
+@dataclass(frozen=True)
+class UntunedEval:
+    """A finished untuned evaluation, as a run takes it for its round 0."""
+
+    row: dict[str, Any]  # the round-0 row of metrics.csv
+    examples: list[dict[str, Any]]  # its examples.csv rows
+    probe_loss: float  # the first eval example's loss, alone in a batch: the run's model must match it
+
+
+def load(folder: Path, config: dict[str, Any], eval_examples: Sequence[Example]) -> UntunedEval:
+    """The evaluation in ``folder``, after checking it was made for this eval."""
     try:
         record = json.loads((folder / RECORD).read_text())
         with open(folder / EXAMPLES, newline="") as f:
@@ -75,7 +85,7 @@ def load(folder: Path, config: dict[str, Any], eval_examples: Sequence[Example])
         if theirs.get("columns") != mine["columns"]:
             changed.append("per-example columns: made by another version")
         raise ConfigError(f"untuned={folder}: made for another evaluation (differs in {', '.join(changed)})")
-    return record["row"], [_typed(row) for row in examples], float(record["probe_loss"])
+    return UntunedEval(record["row"], [_typed(row) for row in examples], float(record["probe_loss"]))
 
 
 def _typed(row: dict[str, str]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ferret.csv_sink import EXAMPLE_COLUMNS
 from ferret.redaction import redact
 
 __all__ = ["DEFAULT_WANDB_PROJECT", "X_AXES", "WandbSink", "log_report", "resolve_wandb_mode"]
@@ -111,16 +112,16 @@ class WandbSink:
         except Exception as e:  # W&B must never fail a run
             self._off(e)
 
-    def log_table(self, key: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
-        """One evaluation's per-example rows (prompt id, prediction, reference, scores) as a W&B
-        table under ``key``, at that round's step."""
+    def log_examples(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """One evaluation's per-example rows (prompt id, prediction, reference, scores) as the W&B
+        table ``examples``, at that round's step."""
         if self.run is None or not rows:
             return
         try:
             import wandb
 
-            table = wandb.Table(columns=list(columns), data=[[row.get(c) for c in columns] for row in rows])
-            self.run.log({key: table}, step=int(rows[0]["round"]))
+            table = wandb.Table(columns=EXAMPLE_COLUMNS, data=[[row.get(c) for c in EXAMPLE_COLUMNS] for row in rows])
+            self.run.log({"examples": table}, step=int(rows[0]["round"]))
         except Exception as e:  # W&B must never fail a run
             self._off(e)
 

@@ -11,7 +11,7 @@ from conftest import count_generated_entries, setup_method
 from ferret import comm, projection
 from ferret.algorithms.base import RoundContext
 from ferret.algorithms.ferret import Ferret, group_blocks
-from ferret.engine import client_batches
+from ferret.batches import client_batches
 from ferret.methods.ferret import FerretOptions
 
 

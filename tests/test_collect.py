@@ -7,13 +7,13 @@ import pytest
 
 from ferret.atomic import write_json
 from ferret.config import RunConfig
-from ferret.csv_sink import COLUMNS, CsvSink
+from ferret.csv_sink import COLUMNS, CsvTable
 from ferret.report.collect import collect, write_all_runs
 
 
 def _fake_run(folder, status="ok", **config):
     cfg = {**RunConfig().to_dict(), **config}
-    sink = CsvSink(folder / "metrics.csv")
+    sink = CsvTable(folder / "metrics.csv")
     for r in range(3):
         sink.log({"run_id": folder.name, "method": cfg["method"], "round": r, "eval_loss": 3.0 - r})
     write_json(folder / "run.json", {"run_id": folder.name, "status": status, "config": cfg})
@@ -38,7 +38,7 @@ def test_collect_joins_rows_with_grid_values_and_skips_invalid_runs(tmp_path, ca
     assert set(COLUMNS) <= set(df.columns)
     # A failed run that finished no round is kept as one identity row, so the tables can mark it.
     (tmp_path / "f").mkdir()
-    CsvSink(tmp_path / "f" / "metrics.csv").write()
+    CsvTable(tmp_path / "f" / "metrics.csv").write()
     write_json(tmp_path / "f" / "run.json", {"run_id": "f", "status": "failed", "config": RunConfig().to_dict()})
     kept = collect([a, tmp_path / "f"])
     assert kept.loc[kept["run_id"] == "f", "status"].tolist() == ["failed"]

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from ferret import engine
+from ferret import engine, evaluation
 from ferret.config import load_config
 from ferret.data.registry import load_federated_data
 from tests.conftest import tiny_overrides
@@ -71,12 +71,13 @@ def test_eval_losses_come_back_in_example_order_whatever_the_batching(tiny) -> N
     items = [{"input_ids": s, "labels": [-100] * (len(s) - 2) + s[-2:]} for s in seqs]
 
     def ev(its):
-        return engine.EvalSet(examples=[None] * len(its), tokenized=its, prompts=[])
+        return evaluation.EvalSet(examples=[None] * len(its), tokenized=its, prompts=[])
 
-    alone = [engine.eval_losses(model, ev([it]), load_config(None, []), tokenizer.pad_token_id, torch.device("cpu"))[0]
+    cpu = torch.device("cpu")
+    alone = [evaluation.eval_losses(model, ev([it]), load_config(None, []), tokenizer.pad_token_id, cpu)[0]
              for it in items]
     assert len(set(alone)) == len(alone)  # distinct, so a misplaced loss cannot go unnoticed
     for batch_size in (1, 2, 16):
         cfg = load_config(None, [f"eval_batch_size={batch_size}"])
-        got = engine.eval_losses(model, ev(items), cfg, tokenizer.pad_token_id, torch.device("cpu"))
+        got = evaluation.eval_losses(model, ev(items), cfg, tokenizer.pad_token_id, torch.device("cpu"))
         assert got == pytest.approx(alone, rel=1e-5, abs=1e-6), batch_size

@@ -118,7 +118,7 @@ from ferret.algorithms.base import RoundContext
 from ferret.config import load_config
 from ferret.data.prompts import tokenize_example
 from ferret.data.synthetic import build_synthetic
-from ferret.engine import client_batches, sample_clients
+from ferret.batches import client_batches, sample_clients
 from ferret.federated_round import federated_round
 from ferret.models import load_model_and_tokenizer
 

@@ -16,8 +16,8 @@ from ferret import comm, precision
 from ferret import federated_round as fr
 from ferret.algorithms import base, registry
 from ferret.algorithms.base import RoundContext, store_device
+from ferret.batches import client_batches
 from ferret.config import ConfigError, load_config
-from ferret.engine import client_batches
 
 CPU = torch.device("cpu")
 FULL = ["ferret", "fedavg", "fedzo", "fedkseed", "fedkseed-pro"]

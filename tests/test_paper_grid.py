@@ -23,11 +23,12 @@ import yaml
 from conftest import tiny_overrides
 from test_paper_workflow import _expected_points, _job_count, _train_commands, precision_label
 
-import ferret.engine as engine
+import ferret.federation as federation
+from ferret.batches import client_batches
 from ferret.config import ConfigError, load_config
 from ferret.data.codealpaca import CLIENT_LANGUAGES, DROPPED, HOLDOUT, language, load_codealpaca
 from ferret.data.types import DataError
-from ferret.engine import client_batches, run
+from ferret.engine import run
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "workflow/configs/paper.yaml"
@@ -216,14 +217,14 @@ def test_bad_override_fails_before_any_job(tmp_path, override, named):
 def test_a_run_with_local_epochs_trains_each_sampled_client_one_pass(tmp_path, monkeypatch):
     """Through the engine: every sampled client's round is ceil(its examples / batch_size) micro-batches."""
     seen: list[tuple[int, int]] = []
-    real = engine.client_batches
+    real = federation.client_batches
 
     def spy(data, cfg, *args, **kwargs):
         out = real(data, cfg, *args, **kwargs)
         seen.append((len(data), len(out)))
         return out
 
-    monkeypatch.setattr(engine, "client_batches", spy)
+    monkeypatch.setattr(federation, "client_batches", spy)
     cfg = load_config(None, tiny_overrides(method="fedavg", rounds=2, local_epochs=1, local_steps=1, batch_size=3))
     assert run(cfg, tmp_path)["status"] == "ok"
     assert seen and all(n_batches == -(-n // 3) and n_batches > 1 for n, n_batches in seen)

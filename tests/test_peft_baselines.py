@@ -14,8 +14,8 @@ from conftest import setup_method, tiny_overrides
 from ferret import comm, engine, generation
 from ferret.algorithms import registry
 from ferret.algorithms.base import RoundContext
+from ferret.batches import client_batches, collate
 from ferret.config import load_config
-from ferret.engine import client_batches, collate
 from ferret.metrics import example_losses
 
 # method path -> a substring every adapter tensor name carries

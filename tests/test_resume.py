@@ -9,22 +9,24 @@ import csv
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 
 import pytest
 import torch
-from conftest import RESOURCES, ROOT, tiny_overrides
+from conftest import RESOURCES, tiny_overrides
+from fault_injection import signal_when_paused
 
-from ferret import checkpoint, engine
+from ferret import checkpoint, engine, preparation
 from ferret.algorithms.base import RoundContext
 from ferret.algorithms.registry import METHODS, options_for, resolve
+from ferret.batches import client_batches, sample_clients
 from ferret.config import ConfigError, load_config
-from ferret.engine import client_batches, run, sample_clients
+from ferret.engine import run
 from ferret.federated_round import federated_round
 from ferret.host import Host
 from ferret.outdir import OutDirError
+from ferret.run_state import RunState
 
 TIMING = {"t_local_s", "t_encode_s", "t_aggregate_s", "t_eval_s", "t_round_s", "peak_mem_train_mb", "peak_mem_eval_mb"}
 # Zeroth-order steps need a far smaller step size than the shared first-order lr (see their docstrings).
@@ -184,7 +186,7 @@ def test_other_starting_weights_refuse_a_replay(tmp_path, monkeypatch, reference
     out = tmp_path / "run"
     _run_interrupted(monkeypatch, cfg, out, after_round=2)
     before = _files(out / "checkpoints")
-    real = engine.load_model_and_tokenizer
+    real = preparation.load_model_and_tokenizer
 
     def changed_model(*args, **kwargs):
         model, tokenizer, info = real(*args, **kwargs)
@@ -192,7 +194,7 @@ def test_other_starting_weights_refuse_a_replay(tmp_path, monkeypatch, reference
             next(model.parameters()).view(-1)[0] += 1e-3
         return model, tokenizer, info
 
-    monkeypatch.setattr(engine, "load_model_and_tokenizer", changed_model)
+    monkeypatch.setattr(preparation, "load_model_and_tokenizer", changed_model)
     with pytest.raises(OutDirError, match="other starting weights"):
         run(cfg, out)
     assert _files(out / "checkpoints") == before
@@ -214,8 +216,28 @@ def test_checkpoints_hold_only_safetensors_and_json(tmp_path, monkeypatch, refer
     files = sorted(p.name for p in (out / "checkpoints").rglob("*") if p.is_file())
     assert files == ["meta.json", "meta.json", "state.safetensors", "state.safetensors"]
     meta = json.loads((out / "checkpoints" / "round-000002" / "meta.json").read_text())
-    assert meta["round"] == 2 and [r["round"] for r in meta["rows"]] == [0, 1, 2]
+    assert meta["round"] == 2 and [r["round"] for r in meta["state"]["rows"]] == [0, 1, 2]
     assert set(meta["rng"]) == {"python", "numpy"}
+
+
+def test_a_checkpoint_gives_back_the_run_state_it_saved(tmp_path):
+    """Every field of the run's state survives save and load, the records' tensors bit for bit."""
+    cfg = load_config(None, _overrides("ferret"))
+    records = [{"round": r, "seeds": torch.arange(4) + r, "coords": torch.randn(4, dtype=torch.float16)}
+               for r in (1, 2)]
+    state = RunState(wandb_id="1a2b3c4d", rows=[{"round": r, "cum_bytes": 10 * r} for r in (0, 1, 2)],
+                     examples=[{"round": 0, "example": 0, "prediction": "x"}], records=records,
+                     init="ab" * 32, resumed_from=[1], round0="evaluated in this run")
+    checkpoint.save(tmp_path, 2, cfg.to_dict(), state, {"t": torch.ones(3), "step": 7})
+    loaded = checkpoint.latest(tmp_path, cfg.to_dict(), init="ab" * 32)
+    assert loaded.round == 2 and loaded.method_state["step"] == 7 and torch.equal(loaded.method_state["t"],
+                                                                                   torch.ones(3))
+    got = loaded.state
+    assert (got.wandb_id, got.rows, got.examples, got.init, got.resumed_from, got.round0) == (
+        state.wandb_id, state.rows, state.examples, state.init, state.resumed_from, state.round0)
+    assert [r["round"] for r in got.records] == [1, 2]
+    for mine, theirs in zip(got.records, records):
+        assert all(torch.equal(mine[k], theirs[k]) and mine[k].dtype == theirs[k].dtype for k in ("seeds", "coords"))
 
 
 def test_checkpoint_every_zero_writes_none(tmp_path, monkeypatch):
@@ -227,13 +249,13 @@ def test_checkpoint_every_zero_writes_none(tmp_path, monkeypatch):
 
 # -- replay ------------------------------------------------------------------------------------------
 def _prepared(cfg):
-    return engine._prepare(cfg, {}, Host(resources=RESOURCES))
+    return preparation.prepare(cfg, {}, Host(resources=RESOURCES))
 
 
 def _rounds(cfg, prepared, rounds):
     """Run ``rounds`` rounds as the engine does; the round records."""
-    algo, model, tokenizer, clients, _ = prepared
-    pad, device, records = tokenizer.pad_token_id, torch.device("cpu"), []
+    algo, model, clients = prepared.algo, prepared.model, prepared.clients
+    pad, device, records = prepared.tokenizer.pad_token_id, torch.device("cpu"), []
     for r in range(1, rounds + 1):
         ctx = RoundContext(round=r, rounds=cfg.rounds, seed=cfg.seed, device=device)
         federated_round(algo, model, sample_clients(cfg, r), [1.0] * len(clients),
@@ -247,13 +269,13 @@ def test_replay_rebuilds_the_global_state_bit_for_bit(method):
     cfg = load_config(None, _overrides(method, rounds=4, threads=1))
     straight = _prepared(cfg)
     records = _rounds(cfg, straight, 3)
-    algo = straight[0]
+    algo = straight.algo
     state = algo.state_dict()
     assert not any(isinstance(v, torch.Tensor) and v.numel() >= 1000 for v in state.values())  # no weights
 
-    fresh = _prepared(cfg)[0]
+    fresh = _prepared(cfg).algo
     tensors, values = checkpoint.capture_rng()
-    checkpoint.restore(checkpoint.Checkpoint(round=3, rows=[], method_state=state, records=records,
+    checkpoint.restore(checkpoint.Checkpoint(RunState(wandb_id="", records=records), method_state=state,
                                              rng={"tensors": tensors, "values": values}), fresh)
     assert fresh.global_params.keys() == algo.global_params.keys()
     for name, weight in algo.global_params.items():
@@ -290,8 +312,8 @@ def test_checkpoint_size_does_not_grow_with_model_size(tmp_path, method):
             federated_round(algo, model, [0, 1], [1.0, 1.0], lambda c, batch=batch: [batch, batch], ctx)
             records.append(algo.round_record())
         out = tmp_path / f"w{width}"
-        checkpoint.save(out, 3, cfg.to_dict(), [], algo.state_dict(), {}, records=records,
-                        init=checkpoint.weights_digest(algo.global_params))
+        state = RunState(wandb_id="", records=records, init=checkpoint.weights_digest(algo.global_params))
+        checkpoint.save(out, 3, cfg.to_dict(), state, algo.state_dict())
         sizes.append(checkpoint.disk_bytes(out))
         weights.append(sum(t.numel() * t.element_size() for t in algo.global_params.values()))
     assert weights[1] > 8 * weights[0]
@@ -338,7 +360,7 @@ def test_checkpoint_every_s_must_be_a_finite_number_at_least_zero():
 def test_the_free_disk_check_counts_every_copy_kept(tmp_path, monkeypatch):
     """KEEP published checkpoints plus the one being written must fit, not a single one."""
     cfg = load_config(None, _overrides("fedavg"))
-    one = sum(t.numel() * t.element_size() for t in _prepared(cfg)[0].global_params.values())
+    one = sum(t.numel() * t.element_size() for t in _prepared(cfg).algo.global_params.values())
     real = engine.shutil.disk_usage
     monkeypatch.setattr(engine.shutil, "disk_usage",
                         lambda p: real(p)._replace(free=2 * one + 2**20 + 1))  # room for two copies
@@ -373,19 +395,8 @@ def test_smollm2_ferret_keeps_under_5mb_of_checkpoints_and_resumes_after_sigkill
     t1 = time.perf_counter()
 
     out = tmp_path / "killed"
-    env = {**os.environ, "FERRET_FAULT": "pause@round:1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "fault_site"), str(ROOT)])}
     cmd = [sys.executable, "-m", "ferret", "--resources", str(RESOURCES), "run", "--out", str(out), *SMOL]
-    proc = subprocess.Popen(cmd, env=env, text=True, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
-    try:
-        for line in proc.stderr:
-            if "ferret-test-pause" in line:
-                proc.send_signal(signal.SIGKILL)
-                break
-        assert proc.wait(timeout=60) == -signal.SIGKILL
-    finally:
-        proc.kill()
-        proc.stderr.close()
+    assert signal_when_paused(cmd, "round:1")[0] == -signal.SIGKILL
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["round-000001"]
     assert not (out / "run.json").exists()  # killed: nothing published
 

@@ -190,6 +190,7 @@ def checkpoint_seconds(preset: str, device: str, dtype: str, methods: list[str],
     from ferret.bench.report import write_table
     from ferret.bench.round import build_model
     from ferret.config import load_config
+    from ferret.run_state import RunState
 
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
     model = build_model(preset, torch.device(device), torch_dtype)
@@ -200,7 +201,7 @@ def checkpoint_seconds(preset: str, device: str, dtype: str, methods: list[str],
         algo.setup(model, None)
         folder = out / method
         t0 = time.perf_counter()
-        checkpoint.save(folder, 1, cfg.to_dict(), [], algo.state_dict(), {})
+        checkpoint.save(folder, 1, cfg.to_dict(), RunState(wandb_id=""), algo.state_dict())
         seconds = time.perf_counter() - t0
         size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
         rows.append({"method": method, "model": preset, "dtype": dtype, "params": sum(p.numel() for p in

@@ -38,9 +38,9 @@ import torch
 
 from ferret.algorithms import registry
 from ferret.algorithms.base import RoundContext
+from ferret.batches import client_batches
 from ferret.bench.measure import memory_now_mb, peak_since_reset_mb, reset_peak
 from ferret.config import ConfigError, load_config
-from ferret.engine import client_batches
 from ferret.federated_round import federated_round, sync
 
 # LlamaConfig keyword arguments. llama-3b: openlm-research/open_llama_3b's config.json.

@@ -103,15 +103,15 @@ def install(spec: str) -> None:
     from ferret import atomic, checkpoint, csv_sink
 
     if point == "prepare":
-        from ferret import engine
+        from ferret import preparation
 
-        real_prepare = engine._prepare
+        real_prepare = preparation.prepare
 
         def prepare(*args, **kwargs):
             _pause(point)
             return real_prepare(*args, **kwargs)
 
-        engine._prepare = prepare
+        preparation.prepare = prepare
     elif point.startswith("round:"):
         at = int(point.split(":")[1])
         real_save = checkpoint.save
@@ -150,7 +150,7 @@ def install(spec: str) -> None:
             real_write(path, text)
 
         # Each writer looks the function up in its own module: write_json (run.json) in ferret.atomic,
-        # CsvSink (metrics.csv, examples.csv) in ferret.csv_sink.
+        # CsvTable (metrics.csv, examples.csv) in ferret.csv_sink.
         for module in (atomic, csv_sink):
             module.atomic_write_text = atomic_write_text
     elif action in ("nan", "raise"):
