@@ -50,6 +50,19 @@ from typing import Any
 import torch
 
 _CHUNK = 1 << 22    # entries per temporary: a 16 MB float32 chunk whatever the tensor's size
+# The temporaries themselves, one set per (device, dtype, role), reused by every count: a fresh
+# 16 MB tensor per chunk per step made the count 4x slower than these buffers, spent in page faults
+# (0.37 s against 0.09 s for 3e7 float32 entries on one core of an AMD EPYC). At most ~32 MB a device.
+_BUFFERS: dict[tuple[torch.device, torch.dtype, str], torch.Tensor] = {}
+
+
+def _buffer(role: str, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A reusable temporary of ``like``'s size (at most one chunk), on its device, in ``dtype``."""
+    key = (like.device, dtype, role)
+    buf = _BUFFERS.get(key)
+    if buf is None:
+        buf = _BUFFERS[key] = torch.empty(_CHUNK, dtype=dtype, device=like.device)
+    return buf[: like.numel()]
 
 
 def storage_dtype(dtype: str, precision: str) -> str:
@@ -82,30 +95,50 @@ class LostUpdates:
     def observe(self, param: torch.Tensor, delta: torch.Tensor, scale: float = 1.0, *, kernel: bool = True) -> None:
         """The step ``param.add_(delta.to(param.dtype), alpha=scale)``, checked before it is applied.
         Intended: the entries where float32(delta) * scale != 0. Lost: those the step leaves
-        unchanged, computed as torch's kernels do: in float32 from the delta rounded to the weights'
-        dtype and, on CPU, from ``alpha`` rounded to it too (CUDA keeps alpha in float32).
+        unchanged, computed by torch's own ``add`` kernel into a temporary (so rounded exactly as
+        the step: in the weights' dtype, with ``alpha`` as the kernel takes it).
         ``kernel=False``: a float32 step rebuilt elsewhere, ``param + scale * delta`` rounded once."""
         p, d = param.detach().reshape(-1), delta.detach().reshape(-1)
-        alpha = scale
-        if kernel and p.device.type == "cpu" and p.dtype in (torch.float16, torch.bfloat16):
-            alpha = float(torch.tensor(scale, dtype=p.dtype))
         intended = lost = 0
         for pc, dc in zip(p.split(_CHUNK), d.split(_CHUNK)):
-            moved = dc.float() * scale != 0
-            step = (dc.to(pc.dtype) if kernel else dc).float() * alpha
-            kept = (pc.float() + step).to(pc.dtype) == pc
-            intended += moved.sum()
-            lost += (moved & kept).sum()
+            step = _buffer("step", dc, torch.float32)
+            if dc.dtype == torch.float32:
+                torch.mul(dc, scale, out=step)
+            else:  # the product in float32, not in the delta's own dtype
+                step.copy_(dc).mul_(scale)
+            moved = torch.count_nonzero(step)
+            if kernel:
+                if dc.dtype != pc.dtype:
+                    dc = _buffer("delta", dc, pc.dtype).copy_(dc)
+                new = torch.add(pc, dc, alpha=scale, out=_buffer("new", pc, pc.dtype))
+            else:
+                new = torch.add(step, pc, out=_buffer("sum", pc, torch.float32))
+                if pc.dtype != torch.float32:
+                    new = _buffer("new", pc, pc.dtype).copy_(new)
+            kept = torch.eq(new, pc, out=_buffer("kept", pc, torch.bool))
+            # Lost: the kept among the moved. Where every entry moved (dense gradients, ZO
+            # directions) that is every kept one; the test syncs with the device, so CUDA always masks.
+            if pc.device.type == "cpu" and int(moved) == pc.numel():
+                lost += torch.count_nonzero(kept)
+            else:
+                lost += torch.count_nonzero(kept.logical_and_(step != 0))
+            intended += moved
         self.intended += int(intended)
         self.lost += int(lost)
 
     @torch.no_grad()
     def observe_values(self, old: torch.Tensor, intended: torch.Tensor, stored: torch.Tensor) -> None:
         """A replacement ``old -> stored`` whose float32 target was ``intended``."""
-        old32 = old.float()
-        moved = intended.float() != old32
-        self.intended += int(moved.sum())
-        self.lost += int((moved & (stored.float() == old32)).sum())
+        chunks = zip(*(t.detach().reshape(-1).split(_CHUNK) for t in (old, intended, stored)))
+        moved_n = lost_n = 0
+        for oc, ic, sc in chunks:
+            old32 = oc if oc.dtype == torch.float32 else _buffer("old", oc, torch.float32).copy_(oc)
+            moved = torch.ne(ic, old32, out=_buffer("moved", oc, torch.bool))
+            kept = torch.eq(sc, old32, out=_buffer("kept", oc, torch.bool))
+            moved_n += torch.count_nonzero(moved)
+            lost_n += torch.count_nonzero(kept.logical_and_(moved))
+        self.intended += int(moved_n)
+        self.lost += int(lost_n)
 
     def add(self, other: LostUpdates) -> None:
         self.intended += other.intended
