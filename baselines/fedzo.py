@@ -32,6 +32,9 @@ Options:
 | lr         | 0         | this method's step size; 0 uses the run's ``lr``. Zeroth-order steps move |
 |            |           | every weight along z, so they need a far smaller lr than first-order SGD  |
 |            |           | (FedKSeed's scripts: 3e-7); the shared lr 1e-3 diverges on SmolLM2        |
+| z_buffer   | tensor    | tensor: z drawn tensor by tensor for each of its uses (one tensor's z in  |
+|            |           | memory); model: the seed's z kept whole, drawn once (+1 model-sized       |
+|            |           | buffer, ~2.5x faster steps on CPU). Same numbers (Direction, _zeroth_order)|
 
 ``estimator=forward, direction=sphere`` is the paper's estimator (d/mu' [f(x + mu' v) - f(x)] v,
 v on the unit sphere) with mu' = mu sqrt(d).
@@ -52,11 +55,12 @@ Deviations and choices (the engine's shared config keys):
   exact value by rounding only, and no second parameter copy is needed.
 
 Random streams: direction j of step s of client c in round r uses a generator on the
-parameters' device seeded with ``derive_seed(seed, "fedzo", r, c, s, j)``. Memory: no direction is
-stored: each is drawn tensor by tensor, in place, from its seed for every use (perturb, restore,
-update: four draws per step with the central estimator, as FedKSeed's official optimizer), so the
-client holds one tensor's z at a time; the server holds the global weights and a float32 running
-sum, on the host under ``offload=host`` (ferret/algorithms/base.py).
+parameters' device seeded with ``derive_seed(seed, "fedzo", r, c, s, j)``. Memory: by default no
+direction is stored: each is drawn tensor by tensor, in place, from its seed for every use (perturb,
+restore, update: four draws per step with the central estimator, as FedKSeed's official optimizer),
+so the client holds one tensor's z at a time (``z_buffer=model`` keeps the seed's z whole instead:
+one draw per direction, +1 model-sized buffer, the same numbers); the server holds the global
+weights and a float32 running sum, on the host under ``offload=host`` (ferret/algorithms/base.py).
 """
 
 from __future__ import annotations
@@ -79,7 +83,7 @@ class FedZO(FedAvg):
     def setup(self, model: torch.nn.Module, tokenizer: object) -> torch.nn.Module:
         model = super().setup(model, tokenizer)
         self.direction = Direction(list(self.global_params.items()), self.compute_device,
-                                   sphere=self.options.direction == "sphere")
+                                   sphere=self.options.direction == "sphere", buffer=self.options.z_buffer)
         return model
 
     @torch.no_grad()

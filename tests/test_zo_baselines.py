@@ -16,11 +16,12 @@ from baselines.fedzo import FedZO
 from ferret import comm
 from ferret.algorithms import registry
 from ferret.algorithms.base import RoundContext
+from ferret.batches import client_batches
 from ferret.comm import Message
 from ferret.config import load_config
 from ferret.data.prompts import tokenize_example
 from ferret.data.synthetic import build_synthetic
-from ferret.engine import client_batches, run
+from ferret.engine import run
 from ferret.methods.fedkseed import FedKSeedOptions
 from ferret.methods.fedkseed_pro import FedKSeedProOptions
 from ferret.methods.fedzo import FedZOOptions
@@ -31,12 +32,12 @@ LR = 1e-3  # a ZO step moves every weight: keep the tiny model's loss finite
 CPU = torch.device("cpu")
 
 
-def _federate(tiny, method: str) -> SimpleNamespace:
+def _federate(tiny, method: str, *overrides: str) -> SimpleNamespace:
     """2 rounds x clients {0, 1}, driven exactly as the engine does; then client 3 (never sampled)
     asks for its downlink."""
     model, tokenizer = tiny
     model = copy.deepcopy(model)
-    cfg = load_config(None, tiny_overrides(method=method, lr=LR, batch_size=1))
+    cfg = load_config(None, tiny_overrides(method=method, lr=LR, batch_size=1) + list(overrides))
     algo = registry.resolve(method)(cfg, registry.options_for(method, cfg.method_options))
     model = algo.setup(model, tokenizer)
     initial = {n: t.clone() for n, t in algo.global_params.items()}
@@ -97,6 +98,19 @@ def test_engine_run_finishes(tmp_path, name):
     assert record["status"] == "ok"
     assert math.isfinite(record["final"]["final_eval_loss"])
     assert record["final"]["total_bytes"] > 0
+
+
+@pytest.mark.parametrize("name", ["fedzo", "fedkseed-pro"])
+def test_keeping_z_whole_gives_the_same_numbers_bit_for_bit(tiny, name):
+    """z_buffer=model draws each seed's z once instead of tensor by tensor for every use: the same z."""
+    per_tensor = _federate(tiny, name)
+    whole = _federate(tiny, name, f"method_options.{name}.z_buffer=model")
+    assert per_tensor.algo.direction._whole is None and whole.algo.direction._whole is not None
+    assert whole.losses == per_tensor.losses and all(math.isfinite(x) for x in whole.losses)
+    moved = [n for n, g in whole.algo.global_params.items() if not torch.equal(g, whole.initial[n])]
+    assert moved
+    for n, g in whole.algo.global_params.items():
+        assert torch.equal(g, per_tensor.algo.global_params[n]), n
 
 
 # -- FedKSeed / FedKSeed-Pro: messages and replay --------------------------------------------------------

@@ -1,25 +1,53 @@
-"""Option checks that several methods share (light: no torch)."""
+"""Option checks that the methods' options classes share (light: no torch). Each raises
+ValueError naming the option and its value; the registry turns that into one line of bad input."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 OPTIMIZERS = ("sgd", "adamw")
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_choice(name: str, value: object, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r}: must be one of {', '.join(allowed)}")
+
+
+def check_number(name: str, value: object) -> None:
+    if not _is_number(value):
+        raise ValueError(f"{name}={value!r}: must be a finite number")
+
+
+def check_positive(name: str, value: object, *, integer: bool = False) -> None:
+    """A finite number > 0 (``integer``: an integer >= 1)."""
+    if integer and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{name}={value!r}: must be a positive integer")
+    if not (_is_number(value) and value > 0):
+        raise ValueError(f"{name}={value!r}: must be a finite number > 0")
+
+
+def check_fraction(name: str, value: object) -> None:
+    """A number in [0, 1) (a dropout, a momentum)."""
+    if not (_is_number(value) and 0 <= value < 1):
+        raise ValueError(f"{name}={value!r}: must be in [0, 1)")
+
+
 def check_lr_option(lr: object) -> None:
     """A method's own ``lr`` option: a finite number >= 0, where 0 means the run's ``lr``."""
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (lr >= 0 and math.isfinite(lr)):
+    if not (_is_number(lr) and lr >= 0):
         raise ValueError(f"lr={lr!r}: must be a finite number >= 0 (0 uses the run's lr)")
 
 
 def check_optimizer(kind: str) -> None:
     """A peft baseline's local optimizer (baselines/_peft.py ``make_optimizer``)."""
-    if kind not in OPTIMIZERS:
-        raise ValueError(f"optimizer={kind!r}: must be one of {', '.join(OPTIMIZERS)}")
+    check_choice("optimizer", kind, OPTIMIZERS)
 
 
 def check_virtual_tokens(n: object) -> None:
     """The prompt baselines' ``num_virtual_tokens``."""
-    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-        raise ValueError(f"num_virtual_tokens={n!r}: must be a positive integer")
+    check_positive("num_virtual_tokens", n, integer=True)

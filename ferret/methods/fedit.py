@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from ferret.algorithms.registry import register
-from ferret.methods._checks import check_lr_option
+from ferret.methods._checks import check_fraction, check_lr_option, check_positive
 
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 
@@ -20,12 +20,9 @@ class FedITOptions:
     lr: float = 3e-4
 
     def __post_init__(self) -> None:
-        if isinstance(self.r, bool) or not isinstance(self.r, int) or self.r <= 0:
-            raise ValueError(f"r={self.r!r}: must be a positive integer")
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not self.alpha > 0:
-            raise ValueError(f"alpha={self.alpha!r}: must be > 0")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout={self.dropout!r}: must be in [0, 1)")
+        check_positive("r", self.r, integer=True)
+        check_positive("alpha", self.alpha)
+        check_fraction("dropout", self.dropout)
         modules = self.modules()
         if not isinstance(self.target_modules, str) or not modules or not all(_MODULE_NAME.match(m) for m in modules):
             raise ValueError(f"target_modules={self.target_modules!r}: must be comma-separated module names, "

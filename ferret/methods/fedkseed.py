@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from ferret.algorithms.registry import register
-from ferret.methods._checks import check_lr_option
+from ferret.methods._checks import check_choice, check_lr_option, check_positive
 
 
 @dataclass(frozen=True)
@@ -14,13 +13,13 @@ class FedKSeedOptions:
     eps: float = 5e-4
     downlink: str = "per_round"
     lr: float = 0.0
+    z_buffer: str = "tensor"
 
     def __post_init__(self) -> None:
         check_lr_option(self.lr)
-        if not (isinstance(self.eps, (int, float)) and self.eps > 0 and math.isfinite(self.eps)):
-            raise ValueError(f"eps={self.eps!r} must be a finite number > 0")
-        if self.downlink not in ("per_round", "merged"):
-            raise ValueError(f"downlink={self.downlink!r} must be one of per_round, merged")
+        check_positive("eps", self.eps)
+        check_choice("downlink", self.downlink, ("per_round", "merged"))
+        check_choice("z_buffer", self.z_buffer, ("tensor", "model"))
 
 
 register("fedkseed", FedKSeedOptions, "baselines.fedkseed:FedKSeed")

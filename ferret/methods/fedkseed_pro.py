@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from ferret.algorithms.registry import register
+from ferret.methods._checks import check_number, check_positive
 from ferret.methods.fedkseed import FedKSeedOptions
 
 
@@ -16,10 +16,8 @@ class FedKSeedProOptions(FedKSeedOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not (isinstance(self.bias_loss_clip, (int, float)) and self.bias_loss_clip > 0):
-            raise ValueError(f"bias_loss_clip={self.bias_loss_clip!r} must be > 0")
-        if not (isinstance(self.grad_initial, (int, float)) and math.isfinite(self.grad_initial)):
-            raise ValueError(f"grad_initial={self.grad_initial!r} must be a finite number")
+        check_positive("bias_loss_clip", self.bias_loss_clip)
+        check_number("grad_initial", self.grad_initial)
 
 
 register("fedkseed-pro", FedKSeedProOptions, "baselines.fedkseed:FedKSeedPro")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ferret.algorithms.registry import register
-from ferret.methods._checks import check_lr_option, check_optimizer, check_virtual_tokens
+from ferret.methods._checks import check_choice, check_lr_option, check_optimizer, check_virtual_tokens
 
 INITS = ("random", "sample_vocab")  # peft PromptTuningInit RANDOM, SAMPLE_VOCAB
 
@@ -20,8 +20,7 @@ class FedPromptOptions:
 
     def __post_init__(self) -> None:
         check_virtual_tokens(self.num_virtual_tokens)
-        if self.init not in INITS:
-            raise ValueError(f"init={self.init!r}: must be one of {', '.join(INITS)}")
+        check_choice("init", self.init, INITS)
         check_optimizer(self.optimizer)
         check_lr_option(self.lr)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ferret.algorithms.registry import register
-from ferret.methods._checks import check_lr_option, check_optimizer, check_virtual_tokens
+from ferret.methods._checks import check_choice, check_fraction, check_lr_option, check_optimizer, check_virtual_tokens
 
 REPARAMETERIZATIONS = ("MLP", "LSTM")
 
@@ -22,15 +22,11 @@ class FedPTuningOptions:
 
     def __post_init__(self) -> None:
         check_virtual_tokens(self.num_virtual_tokens)
-        if self.encoder_reparameterization_type not in REPARAMETERIZATIONS:
-            raise ValueError(f"encoder_reparameterization_type={self.encoder_reparameterization_type!r}: "
-                             f"must be one of {', '.join(REPARAMETERIZATIONS)}")
+        check_choice("encoder_reparameterization_type", self.encoder_reparameterization_type, REPARAMETERIZATIONS)
         h = self.encoder_hidden_size
         if isinstance(h, bool) or not isinstance(h, int) or h < 0:
             raise ValueError(f"encoder_hidden_size={h!r}: must be an integer >= 0 (0 = the model's hidden size)")
-        d = self.encoder_dropout
-        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d < 1:
-            raise ValueError(f"encoder_dropout={d!r}: must be in [0, 1)")
+        check_fraction("encoder_dropout", self.encoder_dropout)
         check_optimizer(self.optimizer)
         check_lr_option(self.lr)
 

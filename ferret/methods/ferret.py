@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ferret.algorithms.registry import register
 from ferret.bases import BASES, DEFAULT_CHUNK
+from ferret.methods._checks import check_choice, check_fraction, check_positive
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,9 @@ class FerretOptions:
             "slr_schedule": ("none", "linear", "cosine"),
         }
         for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"{key}={getattr(self, key)!r} must be one of {', '.join(allowed)}")
-        if not self.block_factor > 0:
-            raise ValueError(f"block_factor={self.block_factor!r} must be > 0")
-        if not 0.0 <= self.server_momentum < 1.0:
-            raise ValueError(f"server_momentum={self.server_momentum!r} must be in [0, 1)")
+            check_choice(key, getattr(self, key), allowed)
+        check_positive("block_factor", self.block_factor)
+        check_fraction("server_momentum", self.server_momentum)
         if self.chunk_elems < 64:
             raise ValueError(f"chunk_elems={self.chunk_elems!r} must be >= 64")
 
