@@ -17,9 +17,6 @@ def decays(name: str) -> bool:
     return not any(s in name for s in ("bias", "layer_norm", "layernorm"))
 
 
-Z_BUFFERS = ("tensor", "model")  # the ``z_buffer`` option of FedZO and FedKSeed(-Pro)
-
-
 class Direction:
     """The perturbation z of a seed, over the trainable tensors (named order): each tensor's slice
     is drawn in place, in that tensor's dtype, from one generator on the compute device seeded with

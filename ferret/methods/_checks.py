@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 
 OPTIMIZERS = ("sgd", "adamw")
+Z_BUFFERS = ("tensor", "model")  # baselines/_zeroth_order.py Direction
 
 
 def _is_number(value: object) -> bool:
@@ -46,6 +47,11 @@ def check_lr_option(lr: object) -> None:
 def check_optimizer(kind: str) -> None:
     """A peft baseline's local optimizer (baselines/_peft.py ``make_optimizer``)."""
     check_choice("optimizer", kind, OPTIMIZERS)
+
+
+def check_z_buffer(kind: str) -> None:
+    """The zeroth-order baselines' ``z_buffer`` (FedZO, FedKSeed(-Pro))."""
+    check_choice("z_buffer", kind, Z_BUFFERS)
 
 
 def check_virtual_tokens(n: object) -> None:

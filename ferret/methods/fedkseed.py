@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ferret.algorithms.registry import register
-from ferret.methods._checks import check_choice, check_lr_option, check_positive
+from ferret.methods._checks import check_choice, check_lr_option, check_positive, check_z_buffer
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class FedKSeedOptions:
         check_lr_option(self.lr)
         check_positive("eps", self.eps)
         check_choice("downlink", self.downlink, ("per_round", "merged"))
-        check_choice("z_buffer", self.z_buffer, ("tensor", "model"))
+        check_z_buffer(self.z_buffer)
 
 
 register("fedkseed", FedKSeedOptions, "baselines.fedkseed:FedKSeed")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ferret.algorithms.registry import register
-from ferret.methods._checks import check_choice, check_lr_option, check_positive
+from ferret.methods._checks import check_choice, check_lr_option, check_positive, check_z_buffer
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class FedZOOptions:
         check_positive("n_perturb", self.n_perturb, integer=True)
         check_choice("estimator", self.estimator, ("central", "forward"))
         check_choice("direction", self.direction, ("gaussian", "sphere"))
-        check_choice("z_buffer", self.z_buffer, ("tensor", "model"))
+        check_z_buffer(self.z_buffer)
 
 
 register("fedzo", FedZOOptions, "baselines.fedzo:FedZO")
